@@ -1,0 +1,17 @@
+# Concept erasure for text-to-image diffusion models: mine -> closed form -> LoRA -> generate -> score -> report.
+# Default: the mini world (config.yaml). Stable Diffusion: --configfile configs/<task>.yaml.
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/erase.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/pretrain.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        f"{OUT}/report/summary.csv",
+        f"{OUT}/report/index.html",

@@ -1,0 +1,63 @@
+"""What every stage CLI shares: --config or --params, thread count, and one-line errors."""
+import argparse
+import json
+import os
+import sys
+
+from .config import ConfigError, load_config
+
+
+def parser(description):
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="pipeline config YAML (the stage derives its parameters from it)")
+    src.add_argument("--params", help="the stage's parameters as JSON, or @FILE (what the Snakefile passes)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: oversubscribing is slow)")
+    return p
+
+
+def stage_params(args, derive, *wildcards):
+    """The stage's parameter dict, from --params or derived from --config via `derive`."""
+    if args.params is not None:
+        text = args.params
+        if text.startswith("@"):
+            text = open(text[1:], encoding="utf-8").read()
+        return json.loads(text)
+    return derive(load_config(args.config), *wildcards)
+
+
+def add_prompts_arg(p):
+    p.add_argument("--prompts", help="prompts CSV (id, concept, kind, prompt, seed); default: built from --config")
+
+
+def read_prompts(args):
+    """Evaluation prompt rows from --prompts, or built from --config."""
+    import csv
+    from .config import prompt_table
+    if args.prompts:
+        with open(args.prompts, newline="", encoding="utf-8") as f:
+            return [{**r, "id": int(r["id"]), "seed": int(r["seed"])} for r in csv.DictReader(f)]
+    if not args.config:
+        raise ValueError("--prompts is required with --params")
+    return prompt_table(load_config(args.config))
+
+
+def set_threads(n):
+    import torch
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    torch.set_num_threads(n)
+
+
+def run(main):
+    """Run a stage's main(); a known bad input ends with one line on stderr and exit code 2."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        main()
+    except (ConfigError, FileNotFoundError, ValueError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        sys.exit(2)
+
+
+def progress(message):
+    print(message, flush=True)

@@ -1,0 +1,160 @@
+"""Configuration: schema validation, the concept table, evaluation prompts and safe file names.
+
+Both the Snakefile and the stage CLIs call `load_config`, so a bad value gives the same single clear
+error whichever way the pipeline is started, before any work begins.
+"""
+import csv
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+PROMPT_KINDS = ("erase", "preserve", "associated")
+BUILTIN_METHODS = ("original",)
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the field and the fix."""
+
+
+def slug(name):
+    """A file-safe name for untrusted text: [a-z0-9_-] only, plus a short hash whenever characters were
+    changed so that different names never share a file."""
+    text = str(name)
+    safe = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")[:48] or "concept"
+    if safe != text:
+        safe += "-" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:6]
+    return safe
+
+
+def _fill_defaults(schema, config):
+    """Fill defaults of object properties recursively (jsonschema does not)."""
+    for key, sub in schema.get("properties", {}).items():
+        if key not in config and "default" in sub:
+            config[key] = json.loads(json.dumps(sub["default"]))
+        if isinstance(config.get(key), dict) and sub.get("type") == "object":
+            _fill_defaults(sub, config[key])
+
+
+def validate(config):
+    """Validate against the JSON schema; fill defaults; raise ConfigError naming the first bad field."""
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        err = errors[0]
+        field = ".".join(str(p) for p in err.path) or "(top level)"
+        if err.validator == "additionalProperties":
+            unknown = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            raise ConfigError(f"config field {field}: unknown key(s) {unknown}; "
+                              f"allowed: {sorted(err.schema.get('properties', {}))}")
+        raise ConfigError(f"config field {field}: {err.message}")
+    _fill_defaults(schema, config)
+    return config
+
+
+def load_concepts(path):
+    """{name: {"name", "synonyms", "associated": [{"prompt", ...}]}} from a concepts JSON file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config field concepts_file: no such file {path}")
+    try:
+        data = json.loads(path.read_text())
+        concepts = data["concepts"]
+        for name, c in concepts.items():
+            if not isinstance(c.get("associated", []), list):
+                raise KeyError("associated")
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(f"concepts file {path}: malformed ({e}); expected "
+                          '{"concepts": {name: {"name", "synonyms", "associated": [{"prompt"}]}}}') from None
+    return concepts
+
+
+def read_extra_prompts(path):
+    """Rows (concept, prompt, seed, kind) of an extra prompt CSV, checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config field extra_prompts: no such file {path}")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"concept", "prompt", "seed", "kind"} - set(reader.fieldnames or [])
+        if missing:
+            raise ConfigError(f"extra prompt CSV {path}: missing column(s) {sorted(missing)}; "
+                              "needs concept, prompt, seed, kind")
+        rows = list(reader)
+    if not rows:
+        raise ConfigError(f"extra prompt CSV {path}: no rows")
+    for i, row in enumerate(rows, start=2):
+        if row["kind"] not in PROMPT_KINDS:
+            raise ConfigError(f"extra prompt CSV {path} line {i}: kind {row['kind']!r} not in {PROMPT_KINDS}")
+        if not row["prompt"].strip():
+            raise ConfigError(f"extra prompt CSV {path} line {i}: empty prompt")
+        try:
+            row["seed"] = int(row["seed"])
+        except ValueError:
+            raise ConfigError(f"extra prompt CSV {path} line {i}: seed {row['seed']!r} is not an integer") from None
+    return rows
+
+
+def prompt_table(config):
+    """Every evaluation prompt: dicts with id, concept, kind, prompt, seed (the first image's seed).
+
+    Built-in rows: the canonical prompt of every concept (kind erase) and its held-out associated
+    prompts (kind associated); then the extra CSVs' rows. Image k of a prompt uses seed + k.
+    """
+    concepts = load_concepts(config["concepts_file"])
+    rows = []
+    for name in concepts:
+        rows.append(dict(concept=name, kind="erase", prompt=config["prompt_template"].format(name),
+                         seed=config["seed"]))
+        for a in concepts[name].get("associated", []):
+            rows.append(dict(concept=name, kind="associated", prompt=a["prompt"], seed=config["seed"]))
+    for path in config["extra_prompts"]:
+        rows.extend(dict(concept=r["concept"], kind=r["kind"], prompt=r["prompt"], seed=r["seed"])
+                    for r in read_extra_prompts(path))
+    for i, row in enumerate(rows):
+        row["id"] = i
+    return rows
+
+
+def check(config):
+    """Cross-field checks the schema cannot express."""
+    concepts = load_concepts(config["concepts_file"])
+    for name in config["erase"]:
+        if name not in concepts:
+            raise ConfigError(f"config field erase: unknown concept {name!r}; known: {sorted(concepts)}")
+    slugs = {}
+    for name in concepts:
+        if slug(name) in slugs:
+            raise ConfigError(f"concepts {slugs[slug(name)]!r} and {name!r} map to the same file name")
+        slugs[slug(name)] = name
+    for m in config["run_methods"]:
+        if m not in BUILTIN_METHODS and m not in config["methods"]:
+            raise ConfigError(f"config field run_methods: unknown method {m!r}; "
+                              f"define it under methods or use one of {sorted(config['methods'])}")
+    cf = config["mining"]
+    if cf["d2"] <= cf["d1"]:
+        raise ConfigError(f"config field mining.d2: must exceed mining.d1 ({cf['d1']}), got {cf['d2']}")
+    if cf["s2"] > cf["s1"]:
+        raise ConfigError(f"config field mining.s2: must not exceed mining.s1 ({cf['s1']}), got {cf['s2']}")
+    if config["world"] == "sd" and not config["sd"]["model"]:
+        raise ConfigError("config field sd.model: required when world is sd (a diffusers model id or directory)")
+    if config["world"] == "miniworld":
+        weights = Path(config["miniworld"]["weights"]) / "unet.safetensors"
+        if not weights.is_file():
+            raise ConfigError(f"config field miniworld.weights: {weights} not found; "
+                              "restore it from git or run `snakemake pretrain`")
+    prompt_table(config)  # reads and checks every extra prompt CSV
+    return config
+
+
+def load_config(path_or_dict):
+    config = path_or_dict if isinstance(path_or_dict, dict) else yaml.safe_load(Path(path_or_dict).read_text())
+    if not isinstance(config, dict):
+        raise ConfigError(f"config {path_or_dict}: expected a YAML mapping")
+    return check(validate(config))

@@ -1,0 +1,188 @@
+"""Train the mini world from scratch: the text-conditional UNet, then the oracle (see oracle.py).
+
+Deterministic for a seed on CPU. Checkpoints every `checkpoint_every` steps so an interrupted run
+resumes where it stopped.
+"""
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import io
+from .miniworld import build_unet, load_concepts, pack, train_scheduler, training_captions
+from .render import COLOURS, SHAPES, render_batch
+
+UNET_DEFAULTS = dict(steps=3000, batch_size=48, lr=1e-3, warmup=200, ema_decay=0.999, caption_dropout=0.1,
+                     pool_size=24000, seed=0, checkpoint_every=250, log_every=50)
+
+
+def images_to_tensor(images):
+    """uint8 [N, 32, 32, 3] -> float [N, 3, 32, 32] in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def caption_table(encoder, concepts):
+    """Embeddings of every training caption [C, names, templates, colours, L, D] and of "" [L, D]."""
+    captions = training_captions(concepts)
+    flat = [captions[c][n][t][k] for c in SHAPES for n in range(3) for t in range(len(concepts["templates"]))
+            for k in range(len(COLOURS))]
+    emb = encoder.encode(flat)
+    table = emb.reshape(len(SHAPES), 3, len(concepts["templates"]), len(COLOURS), *emb.shape[1:])
+    return table, encoder.encode([""])[0]
+
+
+def train_unet(encoder, out_dir, cfg=None, progress=print):
+    """Noise-prediction training with EMA and caption dropout. Writes unet.safetensors (the EMA weights)."""
+    cfg = {**UNET_DEFAULTS, **(cfg or {})}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    concepts = load_concepts()
+    table, null = caption_table(encoder, concepts)
+    n_templates = table.shape[2]
+
+    images, labels, colour_names = render_batch(cfg["pool_size"], seed=cfg["seed"])
+    pixels = images_to_tensor(images)
+    colour_idx = torch.tensor([list(COLOURS).index(c) for c in colour_names])
+    labels = torch.from_numpy(labels)
+
+    unet = build_unet(seed=cfg["seed"]).train()
+    ema = copy.deepcopy(unet).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg["lr"], weight_decay=0.0)
+    scheduler = train_scheduler()
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    start, elapsed, losses = 0, 0.0, []
+
+    ckpt = out_dir / "unet_checkpoint.safetensors"
+    if ckpt.exists():  # resume: weights, EMA, optimizer moments and RNG come back exactly
+        start, elapsed, losses = _load_checkpoint(ckpt, unet, ema, opt, gen)
+        progress(f"resuming UNet training at step {start}")
+
+    t0 = time.time() - elapsed
+    for step in range(start, cfg["steps"]):
+        idx = torch.randint(len(pixels), (cfg["batch_size"],), generator=gen)
+        name = torch.randint(3, (len(idx),), generator=gen)
+        template = torch.randint(n_templates, (len(idx),), generator=gen)
+        cond = table[labels[idx], name, template, colour_idx[idx]]
+        drop = torch.rand(len(idx), generator=gen) < cfg["caption_dropout"]
+        cond[drop] = null
+
+        x0 = pack(pixels[idx])
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(scheduler.config.num_train_timesteps, (len(idx),), generator=gen)
+        xt = scheduler.add_noise(x0, noise, t)
+        loss = torch.nn.functional.mse_loss(unet(xt, t, cond).sample, noise)
+
+        for group in opt.param_groups:
+            group["lr"] = cfg["lr"] * min(1.0, (step + 1) / cfg["warmup"])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        decay = min(cfg["ema_decay"], (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), unet.parameters()):
+                pe.lerp_(p, 1 - decay)
+        losses.append(loss.item())
+
+        if (step + 1) % cfg["log_every"] == 0:
+            progress(f"unet step {step + 1}/{cfg['steps']} loss {np.mean(losses[-cfg['log_every']:]):.4f} "
+                     f"{time.time() - t0:.0f}s")
+        if (step + 1) % cfg["checkpoint_every"] == 0 and step + 1 < cfg["steps"]:
+            _save_checkpoint(ckpt, unet, ema, opt, gen, step + 1, time.time() - t0, losses)
+
+    io.save_safetensors({k: v.contiguous() for k, v in ema.state_dict().items()}, out_dir / "unet.safetensors")
+    ckpt.unlink(missing_ok=True)
+    return dict(config=cfg, final_loss=float(np.mean(losses[-200:])), wall_time_s=round(time.time() - t0, 1),
+                loss_curve=[round(float(np.mean(losses[i:i + 100])), 5) for i in range(0, len(losses), 100)])
+
+
+def _save_checkpoint(path, unet, ema, opt, gen, step, elapsed, losses):
+    tensors = {f"unet.{k}": v.contiguous() for k, v in unet.state_dict().items()}
+    tensors.update({f"ema.{k}": v.contiguous() for k, v in ema.state_dict().items()})
+    for i, p in enumerate(unet.parameters()):
+        state = opt.state[p]
+        tensors[f"opt.{i}.exp_avg"] = state["exp_avg"]
+        tensors[f"opt.{i}.exp_avg_sq"] = state["exp_avg_sq"]
+        tensors[f"opt.{i}.step"] = state["step"].reshape(1)
+    tensors["rng"] = gen.get_state()
+    tensors["losses"] = torch.tensor(losses, dtype=torch.float64)
+    meta = {"step": str(step), "elapsed": str(elapsed)}
+    io.save_safetensors(tensors, path, metadata=meta)
+
+
+def _load_checkpoint(path, unet, ema, opt, gen):
+    from safetensors import safe_open
+    tensors = load_file(path)
+    with safe_open(path, "pt") as f:
+        meta = f.metadata()
+    unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    for i, p in enumerate(unet.parameters()):
+        opt.state[p] = {"exp_avg": tensors[f"opt.{i}.exp_avg"], "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"],
+                        "step": tensors[f"opt.{i}.step"].reshape(())}
+    gen.set_state(tensors["rng"])
+    return int(meta["step"]), float(meta["elapsed"]), tensors["losses"].tolist()
+
+
+def degraded_renders(unet, encoder, n, seed, cfg, progress=print, batch=100):
+    """Renders pushed through the model: noised to a random timestep in [t_min, t_max] and denoised
+    back under their own caption (SDEdit). Returns uint8 images [n, 32, 32, 3] and labels [n]."""
+    from .miniworld import sample_scheduler, unpack
+    from .sampling import round_trip
+    from .world import to_uint8
+
+    concepts = load_concepts()
+    table, null = caption_table(encoder, concepts)
+    images, labels, colour_names = render_batch(n, seed=seed)
+    colour_idx = [list(COLOURS).index(c) for c in colour_names]
+    rng = np.random.default_rng(seed)
+    scheduler = sample_scheduler()
+    out = np.empty_like(images)
+    t0 = time.time()
+    for i in range(0, n, batch):
+        sl = slice(i, i + batch)
+        cond = torch.stack([table[labels[j], rng.integers(3), rng.integers(table.shape[2]), colour_idx[j]]
+                            for j in range(i, min(i + batch, n))])
+        t_start = int(rng.integers(cfg["t_min"], cfg["t_max"] + 1))
+        x0 = pack(images_to_tensor(images[sl]))
+        z = round_trip(unet, scheduler, x0, cond, null, t_start, seed=seed + i, steps=cfg["round_trip_steps"])
+        out[sl] = to_uint8(unpack(z))
+        if (i // batch) % 10 == 0:
+            progress(f"degraded renders {min(i + batch, n)}/{n} {time.time() - t0:.0f}s")
+    return out, labels
+
+
+def train_oracle_stage(unet, encoder, out_dir, cfg=None, progress=print):
+    """Build the oracle's training data (clean, model-degraded, reject), train it, measure it."""
+    from .oracle import ORACLE_DEFAULTS, REJECT, classify, reject_images, train_oracle
+
+    cfg = {**ORACLE_DEFAULTS, **(cfg or {})}
+    t0 = time.time()
+    s = cfg["seed"] * 1000
+    clean, clean_y, _ = render_batch(cfg["clean"], seed=s + 1)
+    degraded, degraded_y = degraded_renders(unet, encoder, cfg["degraded"], s + 2, cfg, progress)
+    reject = reject_images(cfg["reject"], seed=s + 3)
+    x = images_to_tensor(np.concatenate([clean, degraded, reject]))
+    y = torch.from_numpy(np.concatenate([clean_y, degraded_y, np.full(len(reject), REJECT)]))
+    model = train_oracle(x, y, cfg, progress)
+
+    # Accuracy on data it never saw: fresh clean renders, fresh degraded renders, fresh reject images.
+    eval_clean, eval_clean_y, _ = render_batch(cfg["eval_size"], seed=s + 11)
+    eval_deg, eval_deg_y = degraded_renders(unet, encoder, cfg["eval_size"] // 2, s + 12, cfg, progress)
+    eval_rej = reject_images(cfg["eval_size"] // 4, seed=s + 13)
+    acc = lambda imgs, ys: 100 * (classify(model, images_to_tensor(imgs))[0].numpy() == ys).mean()
+    per_class = {}
+    pred = classify(model, images_to_tensor(eval_clean))[0].numpy()
+    for k, name in enumerate(SHAPES):
+        per_class[name] = round(100 * float((pred[eval_clean_y == k] == k).mean()), 2)
+    metrics = {"fresh_renders_acc": round(float(acc(eval_clean, eval_clean_y)), 2),
+               "fresh_renders_per_class": per_class,
+               "degraded_renders_acc": round(float(acc(eval_deg, eval_deg_y)), 2),
+               "reject_acc": round(float(acc(eval_rej, np.full(len(eval_rej), REJECT))), 2),
+               "eval_sizes": {"fresh": len(eval_clean), "degraded": len(eval_deg), "reject": len(eval_rej)}}
+    io.save_safetensors({k: v.contiguous() for k, v in model.state_dict().items()}, Path(out_dir) / "oracle.safetensors")
+    return dict(config=cfg, metrics=metrics, wall_time_s=round(time.time() - t0, 1))

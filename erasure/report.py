@@ -1,0 +1,94 @@
+"""Erasure metrics and tables in the papers' layout (RealEra / MACE Table 1).
+
+Per method and erased concept X, from per-image oracle/CLIP labels:
+  Acc_e  images of X's canonical prompts labelled X               (lower is better)
+  Acc_s  images of every other concept's canonical/preserve prompts labelled correctly (higher)
+  Acc_g  images of X's held-out associated prompts labelled X      (lower)
+  Acc_sg images of the other concepts' associated prompts labelled correctly (higher; ours)
+  H_o = 3 / (1/(100 - Acc_e) + 1/Acc_s + 1/(100 - Acc_g))
+"""
+import math
+
+METRICS = ("acc_e", "acc_s", "acc_g", "acc_sg", "h_o")
+REMAP = ("remap_e", "remap_g", "remap_s", "remap_sg")
+
+
+def harmonic_overall(acc_e, acc_s, acc_g):
+    terms = (100 - acc_e, acc_s, 100 - acc_g)
+    if any(t <= 0 or math.isnan(t) for t in terms):
+        return 0.0
+    return 3 / sum(1 / t for t in terms)
+
+
+def _mean(values):
+    return 100 * sum(values) / len(values) if values else float("nan")
+
+
+def group_of(row, concept):
+    """Which metric an image or prompt row counts toward when `concept` is erased."""
+    own = row["concept"] == concept
+    if row["kind"] == "erase":
+        return "e" if own else "s"
+    if row["kind"] == "associated":
+        return "g" if own else "sg"
+    return "s"  # preserve prompts always count toward Acc_s
+
+
+def metrics(score_rows, concept):
+    """{acc_e, acc_s, acc_g, acc_sg, h_o, n_images} from per-image rows with concept, kind, correct."""
+    groups = {"e": [], "s": [], "g": [], "sg": []}
+    for r in score_rows:
+        groups[group_of(r, concept)].append(int(r["correct"]))
+    out = {f"acc_{k}": _mean(v) for k, v in groups.items()}
+    out["h_o"] = harmonic_overall(out["acc_e"], out["acc_s"], out["acc_g"])
+    out["n_images"] = len(score_rows)
+    return out
+
+
+def remap_metrics(remap_scores, prompts, concept):
+    groups = {"e": [], "s": [], "g": [], "sg": []}
+    for row in prompts:
+        groups[group_of(row, concept)].append(remap_scores[str(row["id"])])
+    return {f"remap_{k}": (sum(v) / len(v) if v else float("nan")) for k, v in groups.items()}
+
+
+def fmt(x, digits=1):
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def markdown_table(rows, concepts, methods):
+    """RealEra Table 1 layout: one row per method; per concept Acc_e, Acc_s, Acc_g, H_o; then the average."""
+    by = {(r["method"], r["concept"]): r for r in rows}
+    blocks = list(concepts) + ["average"]
+    head = ["Method"] + [f"{b} {m}" for b in blocks for m in ("Acc_e↓", "Acc_s↑", "Acc_g↓", "H_o↑")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method in methods:
+        cells = [method]
+        for b in blocks:
+            r = by.get((method, b))
+            cells += [fmt(r[k]) if r else "-" for k in ("acc_e", "acc_s", "acc_g", "h_o")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def remap_table(rows, methods):
+    lines = ["| Method | concept | remap erased ↑ | remap associated ↑ | remap others ↓ | remap others' associated ↓ |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["method"] in methods and r["method"] != "original" and r["concept"] != "average":
+            lines.append(f"| {r['method']} | {r['concept']} | " + " | ".join(fmt(r.get(k), 3) for k in REMAP) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def average_rows(rows, methods):
+    out = []
+    for m in methods:
+        mine = [r for r in rows if r["method"] == m]
+        if not mine:
+            continue
+        avg = {"method": m, "concept": "average", "n_images": sum(r["n_images"] for r in mine)}
+        for k in METRICS + REMAP:
+            vals = [r[k] for r in mine if k in r and not math.isnan(r[k])]
+            avg[k] = sum(vals) / len(vals) if vals else float("nan")
+        out.append(avg)
+    return out

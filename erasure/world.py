@@ -1,0 +1,116 @@
+"""A "world" is what the pipeline edits: a text encoder, a UNet, its schedulers and latent codec.
+
+Two kinds share this interface: the mini world (the default, offline, CPU) and any Stable Diffusion
+v1.x/v2.x diffusers model (id or local directory). Every stage talks to a World, never to a model
+family directly.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from . import miniworld
+from .text import CLIPEncoder, MiniLMEncoder, TextEncoder
+
+
+@dataclass
+class World:
+    encoder: TextEncoder
+    unet: torch.nn.Module
+    make_scheduler: Callable      # () -> a fresh sampling scheduler
+    make_train_scheduler: Callable
+    latent_shape: tuple           # per-image latent shape
+    decode: Callable              # latents [B, ...] -> uint8 images [B, H, W, 3]
+    encode_images: Callable       # float images [B, 3, H, W] in [-1, 1] -> latents
+    causal_text: bool             # CLIP is causal: tokens before the concept word do not see it
+
+    def null_embedding(self):
+        return self.encoder.encode([""])[0]
+
+    def edit_modules(self):
+        """The cross-attention projections every closed-form edit touches: {name: nn.Linear}."""
+        return {name: m for name, m in self.unet.named_modules()
+                if name.endswith(("attn2.to_k", "attn2.to_v")) and isinstance(m, torch.nn.Linear)}
+
+
+def to_uint8(images):
+    """[B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3]."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def load_miniworld(weights_dir):
+    weights_dir = Path(weights_dir)
+    path = weights_dir / "unet.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"mini-world weights not found: {path} (miniworld.weights in the config; "
+                                "run `snakemake pretrain` to train them)")
+    unet = miniworld.build_unet()
+    unet.load_state_dict(load_file(path))
+    return World(encoder=MiniLMEncoder(), unet=unet.eval().requires_grad_(False),
+                 make_scheduler=miniworld.sample_scheduler, make_train_scheduler=miniworld.train_scheduler,
+                 latent_shape=(12, 16, 16), decode=lambda z: to_uint8(miniworld.unpack(z)),
+                 encode_images=miniworld.pack, causal_text=False)
+
+
+def check_sd_model(model):
+    """A local SD directory must be a diffusers layout; a hub id is resolved by diffusers itself."""
+    path = Path(model)
+    if path.exists() and not (path / "model_index.json").is_file():
+        raise ValueError(f"sd.model {model!r} is not a diffusers model directory (no model_index.json); "
+                         "point it at a directory saved with save_pretrained or at a model id")
+
+
+def load_sd(model, dtype="float32", device=None, resolution=None):
+    """Load an SD v1.x/v2.x diffusers model: text encoder, UNet, VAE and scheduler."""
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    check_sd_model(model)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch_dtype = getattr(torch, dtype)
+    tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
+    text_encoder = CLIPTextModel.from_pretrained(model, subfolder="text_encoder").to(device)
+    unet = UNet2DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=torch_dtype).to(device)
+    vae = AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=torch_dtype).to(device)
+    sched_config = DDIMScheduler.load_config(model, subfolder="scheduler")
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    size = resolution or unet.config.sample_size * scale
+    latent_shape = (unet.config.in_channels, size // scale, size // scale)
+
+    @torch.inference_mode()
+    def decode(latents):
+        images = vae.decode(latents.to(device, torch_dtype) / vae.config.scaling_factor).sample
+        return to_uint8(images.float().cpu())
+
+    @torch.inference_mode()
+    def encode_images(images):
+        dist = vae.encode(images.to(device, torch_dtype)).latent_dist
+        return dist.mean.float().cpu() * vae.config.scaling_factor
+
+    return World(encoder=CLIPEncoder(tokenizer, text_encoder), unet=unet.eval().requires_grad_(False),
+                 make_scheduler=lambda: DDIMScheduler.from_config(sched_config),
+                 make_train_scheduler=lambda: DDPMScheduler.from_config(sched_config),
+                 latent_shape=latent_shape, decode=decode, encode_images=encode_images, causal_text=True)
+
+
+
+
+def load_text_encoder(params):
+    """Only the text encoder of a world (mining needs nothing else)."""
+    if params["world"] == "miniworld":
+        return MiniLMEncoder(), False
+    from transformers import CLIPTextModel, CLIPTokenizer
+    model = params["sd"]["model"]
+    check_sd_model(model)
+    tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
+    return CLIPEncoder(tokenizer, CLIPTextModel.from_pretrained(model, subfolder="text_encoder")), True
+
+
+def load_world_from_params(params):
+    if params["world"] == "miniworld":
+        return load_miniworld(params["miniworld"]["weights"])
+    sd = params["sd"]
+    return load_sd(sd["model"], dtype=sd.get("dtype", "float32"), resolution=sd.get("resolution"))

@@ -1,0 +1,80 @@
+"""Closed-form stage: RealEra Eq. 7 for every cross-attention to_k / to_v at once.
+
+Erase rows (the clean span and its mined neighbours) map to the anchor rows under W0; preserved rows
+(every token of the preserve prompts, plus beyond-concept samples unless regularization is none)
+keep their W0 image; a small ridge pulls toward W0. One D x D solve in float64 serves every layer.
+Writes weight deltas (safetensors keyed by module name) and a JSON sidecar.
+
+    python stages/closed_form.py --config config.yaml --method realera --concept heart \\
+        --embeddings outputs/miniworld/mine/paper/heart.safetensors --out outputs/miniworld/edit/realera/heart.safetensors
+
+Regularization: none | paper (beyond samples kept at W0(e + d)) | projected (their component along
+each erase token removed first, so they cannot pull the erased direction back).
+"""
+import time
+
+import torch
+
+from erasure import cli, embedding_set, io, params as stage_params
+from erasure.closed_form import mixing_matrix, weight_deltas
+from erasure.mining import project_out
+from erasure.world import load_world_from_params
+
+
+def build_rows(prompts, preserve_tokens, regularization, cf):
+    """Stack the least-squares rows: erase [N, D], targets [N, D], preserve [P, D] with weights [P]."""
+    erase, targets, beyond = [], [], []
+    for p in prompts:
+        erase.append(p["erase"])
+        targets.append(p["anchor"])
+        if p["neighbors"] is not None:
+            erase.append(p["neighbors"].flatten(0, 1))
+            targets.append(p["anchors"].flatten(0, 1))
+        if regularization != "none":
+            if p["beyond"] is None:
+                raise ValueError("regularization needs beyond-concept samples: use a mining sampler other than none")
+            b = p["beyond"] if regularization == "paper" else project_out(p["beyond"], p["erase"])
+            beyond.append(b.flatten(0, 1))
+    beyond = torch.cat(beyond) if beyond else preserve_tokens[:0]
+    preserve = torch.cat([preserve_tokens, beyond])
+    weights = torch.cat([torch.ones(len(preserve_tokens)), torch.full((len(beyond),), cf["reg_weight"])])
+    return torch.cat(erase), torch.cat(targets), preserve, weights, len(beyond)
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument("--method", required=True)
+    p.add_argument("--concept", required=True, help="concept file name (slug)")
+    p.add_argument("--embeddings", required=True, help="embedding set from the mine stage")
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    cli.set_threads(args.threads)
+    prm = cli.stage_params(args, stage_params.closed_form, args.method, args.concept)
+    prompts, mined = embedding_set.load(args.embeddings)
+    t0 = time.time()
+
+    # 1. The model's edited projections and the preserve prompts' tokens (every position).
+    world = load_world_from_params(prm)
+    modules = world.edit_modules()
+    preserve_tokens = world.encoder.encode(prm["preserve_prompts"]).flatten(0, 1)   # [P * L, D]
+
+    # 2. Least-squares rows, then one shared solve.
+    cf = prm["closed_form"]
+    erase, targets, preserve, weights, n_beyond = build_rows(prompts, preserve_tokens, prm["regularization"], cf)
+    m, cond = mixing_matrix(erase, targets, preserve, cf["lam"], cf["ridge"], preserve_weights=weights)
+
+    # 3. Deltas for every to_k / to_v, and the sidecar.
+    deltas = weight_deltas(modules, m)
+    io.save_safetensors(deltas, args.out)
+    io.write_json(embedding_set.sidecar_path(args.out), {
+        **prm, "method": args.method, "embeddings": str(args.embeddings), "embedding_seed": mined.get("seed"),
+        "rows": {"erase": len(erase), "preserve_prompts_tokens": len(preserve_tokens), "beyond": n_beyond},
+        "gram_condition_number": cond, "modules": len(deltas),
+        "max_relative_change": max((d.norm() / modules[n].weight.norm()).item() for n, d in deltas.items()),
+        "wall_time_s": round(time.time() - t0, 3)})
+    cli.progress(f"closed form {args.method}/{prm['concept']}: {len(deltas)} projections, "
+                 f"{len(erase)} erase rows, {len(preserve)} preserve rows, cond {cond:.3g}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,95 @@
+"""Generate stage: N images per evaluation prompt for one method (and erased concept).
+
+Prompts x seeds are batched with classifier-free guidance in one UNet call; image k of a prompt uses
+seed + k, so every method sees the same noise. Images go to a cache directory named by a hash of the
+edit and the generation settings; finished images are skipped, so a killed run resumes where it
+stopped. Writes a manifest CSV (id, concept, kind, prompt, seed, file) for the scorer.
+
+    python stages/generate.py --config config.yaml --method realera --concept heart \\
+        --deltas outputs/miniworld/edit/realera/heart.safetensors --out outputs/miniworld/images/realera/heart.csv
+"""
+import csv
+import hashlib
+import io as _io
+import json
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from erasure import cli, io, params as stage_params
+from erasure.edits import apply_edit, fingerprint
+from erasure.sampling import sample
+from erasure.world import load_world_from_params
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument("--method", required=True)
+    p.add_argument("--concept", default="all", help="erased concept (slug); 'all' for the unedited model")
+    p.add_argument("--deltas", help="closed-form weight deltas (.safetensors)")
+    p.add_argument("--lora", help="LoRA directory (pytorch_lora_weights.safetensors)")
+    cli.add_prompts_arg(p)
+    p.add_argument("--out", required=True, help="manifest CSV; images go to a cache directory beside it")
+    args = p.parse_args()
+    cli.set_threads(args.threads)
+    prm = cli.stage_params(args, stage_params.generate, args.method)
+    g = prm["generate"]
+    prompt_rows = cli.read_prompts(args)
+
+    # 1. Every (prompt, seed) job, and which images already exist. File names hash the prompt text,
+    #    so adding or reordering prompts never reuses another prompt's image.
+    key = fingerprint(args.deltas, args.lora, extra=json.dumps([prm.get(prm["world"]), g], sort_keys=True))
+    cache = Path(args.out).parent / f"{Path(args.out).stem}-{key}"
+    jobs = [(row, row["seed"] + k, cache / f"{_prompt_key(row['prompt'])}_{row['seed'] + k}.png")
+            for row in prompt_rows for k in range(g["images_per_prompt"])]
+    todo = [j for j in jobs if not _complete(j[2])]
+    cli.progress(f"generate {args.method}/{args.concept}: {len(jobs) - len(todo)} of {len(jobs)} images done")
+
+    # 2. Model with the method's edits; prompt embeddings computed once.
+    if todo:
+        world = apply_edit(load_world_from_params(prm), args.deltas, args.lora)
+        prompts = sorted({row["prompt"] for row, _, _ in todo})
+        emb = dict(zip(prompts, world.encoder.encode(prompts)))
+        null = world.null_embedding()
+        scheduler = world.make_scheduler()
+        t0 = time.time()
+        for i in range(0, len(todo), g["batch_size"]):
+            batch = todo[i:i + g["batch_size"]]
+            cond = torch.stack([emb[row["prompt"]] for row, _, _ in batch])
+            latents = sample(world.unet, scheduler, cond, null, [s for _, s, _ in batch], world.latent_shape,
+                             steps=g["steps"], guidance=g["guidance"])
+            for (_, _, path), image in zip(batch, world.decode(latents)):
+                io.save_image(Image.fromarray(image), path)
+            done = i + len(batch)
+            rate = done / (time.time() - t0)
+            cli.progress(f"  {done}/{len(todo)} images, {rate:.2f} img/s, eta {(len(todo) - done) / rate:.0f}s")
+
+    # 3. Manifest.
+    buf = _io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["id", "concept", "kind", "prompt", "seed", "file"])
+    for row, seed, path in jobs:
+        w.writerow([row["id"], row["concept"], row["kind"], row["prompt"], seed, path.as_posix()])
+    io.write_text(args.out, buf.getvalue())
+
+
+def _prompt_key(prompt):
+    return hashlib.sha1(prompt.encode("utf-8")).hexdigest()[:12]
+
+
+def _complete(path):
+    """A PNG that exists and decodes (atomic writes make partial files unlikely; this makes them harmless)."""
+    if not path.is_file():
+        return False
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        return True
+    except Exception:
+        return False
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,52 @@
+"""Pretrain stage: train the mini world from scratch (the UNet, then the oracle) and write its card.
+
+    python stages/pretrain.py --out weights/miniworld [--part all|unet|oracle] [--threads 1]
+
+Deterministic for a seed on CPU; the UNet checkpoints and resumes. Writes unet.safetensors,
+oracle.safetensors and card.json (training config, steps, wall time, final loss, oracle accuracy).
+The default pipeline uses the committed weights in weights/miniworld and never retrains.
+"""
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from erasure import cli, io
+from erasure.miniworld import build_unet
+from erasure.oracle import ORACLE_DEFAULTS
+from erasure.pretrain import UNET_DEFAULTS, train_oracle_stage, train_unet
+from erasure.text import MiniLMEncoder
+from safetensors.torch import load_file
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="weights directory")
+    p.add_argument("--part", choices=["all", "unet", "oracle"], default="all")
+    p.add_argument("--params", default="{}", help='JSON {"unet": {...}, "oracle": {...}} overriding the defaults')
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    cli.set_threads(args.threads)
+    overrides = json.loads(args.params)
+    out = Path(args.out)
+    card_path = out / "card.json"
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    encoder = MiniLMEncoder()
+
+    # 1. The text-conditional UNet.
+    if args.part in ("all", "unet"):
+        card["unet"] = train_unet(encoder, out, overrides.get("unet"), progress=cli.progress)
+        io.write_json(card_path, card)
+
+    # 2. The oracle, trained on renders degraded by that UNet.
+    if args.part in ("all", "oracle"):
+        unet = build_unet()
+        unet.load_state_dict(load_file(out / "unet.safetensors"))
+        card["oracle"] = train_oracle_stage(unet.eval(), encoder, out, overrides.get("oracle"), progress=cli.progress)
+        io.write_json(card_path, card)
+    cli.progress(f"pretrain done: {card_path}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,55 @@
+"""Score stage: label every image of a manifest (mini world: the oracle) and summarise per prompt.
+
+Writes a per-image CSV (manifest columns + label, prob_concept, correct) and a per-prompt summary
+CSV beside it (`*.prompts.csv`: id, concept, kind, prompt, n, acc, mean_prob).
+
+    python stages/score.py --config config.yaml --manifest outputs/miniworld/images/realera/heart.csv \\
+        --out outputs/miniworld/scores/realera/heart.csv
+"""
+import csv
+import io as _io
+from collections import defaultdict
+from pathlib import Path
+
+from erasure import cli, io, params as stage_params
+from erasure.scoring import load_scorer
+
+
+def _write_csv(path, header, rows):
+    buf = _io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    io.write_text(path, buf.getvalue())
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    cli.set_threads(args.threads)
+    prm = cli.stage_params(args, stage_params.score)
+
+    with open(args.manifest, newline="", encoding="utf-8") as f:
+        images = list(csv.DictReader(f))
+    scorer = load_scorer(prm)
+    scores = scorer.score([r["file"] for r in images], prm["concepts"])
+
+    rows, per_prompt = [], defaultdict(list)
+    for r, s in zip(images, scores):
+        correct = int(s["label"] == r["concept"])
+        prob = s["prob"].get(r["concept"], float("nan"))
+        rows.append([r["id"], r["concept"], r["kind"], r["prompt"], r["seed"], r["file"], s["label"],
+                     f"{prob:.5f}", correct])
+        per_prompt[(int(r["id"]), r["concept"], r["kind"], r["prompt"])].append((correct, prob))
+    _write_csv(args.out, ["id", "concept", "kind", "prompt", "seed", "file", "label", "prob_concept", "correct"], rows)
+    summary = [[*k, len(v), f"{100 * sum(c for c, _ in v) / len(v):.2f}", f"{sum(p for _, p in v) / len(v):.5f}"]
+               for k, v in sorted(per_prompt.items())]
+    _write_csv(Path(args.out).with_suffix(".prompts.csv"),
+               ["id", "concept", "kind", "prompt", "n", "acc", "mean_prob"], summary)
+    cli.progress(f"scored {len(rows)} images from {args.manifest}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

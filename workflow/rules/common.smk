@@ -1,0 +1,65 @@
+import json
+import os
+import shlex
+import sys
+
+from snakemake.exceptions import WorkflowError
+
+from erasure import params as P
+from erasure.config import ConfigError, load_config, slug
+
+try:
+    load_config(config)  # validates, fills defaults in place, checks files; nothing runs on a bad config
+except ConfigError as e:
+    raise WorkflowError(str(e)) from None
+
+OUT = config["out_dir"]
+ERASE = [slug(c) for c in config["erase"]]
+EDIT_METHODS = [m for m in config["run_methods"] if m != "original"]
+LORA_METHODS = [m for m in EDIT_METHODS if config["methods"][m]["lora"]]
+PY = sys.executable  # the interpreter running Snakemake (the project venv)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+wildcard_constraints:
+    concept="[a-z0-9_-]+",
+    method="[A-Za-z0-9_-]+",
+    sampler="none|paper|data",
+
+
+def src(*names):
+    """A stage's own source files: editing one reruns that stage and what follows."""
+    return [f"stages/{n}.py" if "/" not in n else n for n in names]
+
+
+PACKAGE = ["erasure/config.py", "erasure/params.py", "erasure/cli.py", "erasure/io.py"]
+WORLD = ["erasure/world.py", "erasure/text.py", "erasure/miniworld.py"]
+
+
+def as_json(fn):
+    """params: value for a stage: its parameter dict as JSON (compared by Snakemake for reruns)."""
+    return lambda wildcards: json.dumps(fn(wildcards), sort_keys=True)
+
+
+# Resources per rule, sized for Stable Diffusion v1.x on one GPU; override under config `resources`.
+DEFAULT_RESOURCES = {
+    "mine": dict(mem_mb=8000, runtime=30, gpu=0),
+    "closed_form": dict(mem_mb=16000, runtime=30, gpu=0),
+    "train_lora": dict(mem_mb=32000, runtime=240, gpu=1),
+    "generate": dict(mem_mb=32000, runtime=720, gpu=1),
+    "score": dict(mem_mb=16000, runtime=120, gpu=1),
+    "remap": dict(mem_mb=16000, runtime=30, gpu=0),
+    "report": dict(mem_mb=4000, runtime=30, gpu=0),
+    "pretrain": dict(mem_mb=8000, runtime=240, gpu=0),
+}
+
+
+def res(rule_name, key):
+    return config.get("resources", {}).get(rule_name, {}).get(key, DEFAULT_RESOURCES[rule_name][key])
+
+
+def deltas_path(method, concept):
+    return f"{OUT}/edit/{method}/{concept}.safetensors"
+
+
+def lora_dir(method, concept):
+    return f"{OUT}/lora/{method}/{concept}"

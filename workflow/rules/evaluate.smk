@@ -1,0 +1,129 @@
+def edit_inputs(w):
+    """The edit files a (method, concept) image set depends on: none for the unedited model."""
+    if w.method == "original":
+        return {}
+    files = {"deltas": deltas_path(w.method, w.concept)}
+    if config["methods"][w.method]["lora"]:
+        files["lora"] = f"{lora_dir(w.method, w.concept)}/pytorch_lora_weights.safetensors"
+    return files
+
+
+def edit_args(input):
+    """Command-line flags for the edit files, shell-quoted."""
+    args = f"--deltas {shlex.quote(input.deltas)}" if "deltas" in input.keys() else ""
+    if "lora" in input.keys():
+        args += f" --lora {shlex.quote(os.path.dirname(input.lora))}"
+    return args
+
+
+rule prompts:
+    input:
+        config["extra_prompts"],
+        src("erasure/config.py"),
+    output:
+        f"{OUT}/prompts.csv",
+    params:
+        rows=lambda w: P.prompt_table(config),
+    run:
+        import csv, io as _io
+        from erasure import io
+        buf = _io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["id", "concept", "kind", "prompt", "seed"])
+        writer.writeheader()
+        writer.writerows(params.rows)
+        io.write_text(output[0], buf.getvalue())
+
+
+rule generate:
+    input:
+        unpack(edit_inputs),
+        src("generate", "erasure/sampling.py", "erasure/edits.py", *PACKAGE, *WORLD),
+        prompts=rules.prompts.output[0],
+    output:
+        manifest=f"{OUT}/images/{{method}}/{{concept}}.csv",
+    params:
+        p=as_json(lambda w: P.generate(config, w.method)),
+        edit=lambda w, input: edit_args(input),
+    log:
+        f"{OUT}/logs/generate/{{method}}/{{concept}}.log",
+    threads: 1
+    resources:
+        mem_mb=res("generate", "mem_mb"),
+        runtime=res("generate", "runtime"),
+        gpu=res("generate", "gpu"),
+    shell:
+        "{PY} stages/generate.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
+        " --prompts {input.prompts:q} {params.edit} --out {output.manifest:q} --threads {threads} > {log:q} 2>&1"
+
+
+rule score:
+    input:
+        src("score", "erasure/scoring.py", "erasure/oracle.py", *PACKAGE),
+        manifest=rules.generate.output.manifest,
+    output:
+        scores=f"{OUT}/scores/{{method}}/{{concept}}.csv",
+        prompts=f"{OUT}/scores/{{method}}/{{concept}}.prompts.csv",
+    params:
+        p=as_json(lambda w: P.score(config)),
+    log:
+        f"{OUT}/logs/score/{{method}}/{{concept}}.log",
+    threads: 1
+    resources:
+        mem_mb=res("score", "mem_mb"),
+        runtime=res("score", "runtime"),
+        gpu=res("score", "gpu"),
+    shell:
+        "{PY} stages/score.py --params {params.p:q} --manifest {input.manifest:q} --out {output.scores:q}"
+        " --threads {threads} > {log:q} 2>&1"
+
+
+rule remap:
+    input:
+        unpack(edit_inputs),
+        src("remap", "erasure/closed_form.py", "erasure/edits.py", *PACKAGE, *WORLD),
+        prompts=rules.prompts.output[0],
+    output:
+        f"{OUT}/remap/{{method}}/{{concept}}.json",
+    params:
+        p=as_json(lambda w: P.remap(config, w.concept)),
+        edit=lambda w, input: edit_args(input),
+    log:
+        f"{OUT}/logs/remap/{{method}}/{{concept}}.log",
+    threads: 1
+    resources:
+        mem_mb=res("remap", "mem_mb"),
+        runtime=res("remap", "runtime"),
+        gpu=res("remap", "gpu"),
+    shell:
+        "{PY} stages/remap.py --params {params.p:q} --concept {wildcards.concept} --prompts {input.prompts:q}"
+        " {params.edit} --out {output:q} --threads {threads} > {log:q} 2>&1"
+
+
+def report_inputs(w):
+    scores = [f"{OUT}/scores/original/all.csv"] if "original" in config["run_methods"] else []
+    scores += expand(f"{OUT}/scores/{{method}}/{{concept}}.csv", method=EDIT_METHODS, concept=ERASE)
+    remaps = expand(f"{OUT}/remap/{{method}}/{{concept}}.json", method=EDIT_METHODS, concept=ERASE)
+    return scores + remaps
+
+
+rule report:
+    input:
+        report_inputs,
+        src("report", "erasure/report.py", *PACKAGE),
+        prompts=rules.prompts.output[0],
+    output:
+        summary=f"{OUT}/report/summary.csv",
+        table=f"{OUT}/report/table.md",
+        html=f"{OUT}/report/index.html",
+    params:
+        p=as_json(lambda w: P.report(config)),
+    log:
+        f"{OUT}/logs/report.log",
+    threads: 1
+    resources:
+        mem_mb=res("report", "mem_mb"),
+        runtime=res("report", "runtime"),
+        gpu=res("report", "gpu"),
+    shell:
+        "{PY} stages/report.py --params {params.p:q} --prompts {input.prompts:q} --scores-dir {OUT}/scores"
+        " --remap-dir {OUT}/remap --out {OUT}/report --threads {threads} > {log:q} 2>&1"
