@@ -26,7 +26,7 @@ from erasure.world import load_world_from_params
 
 def main():
     p = cli.parser(__doc__)
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", help="method name (needed with --config)")
     p.add_argument("--concept", default="all", help="erased concept (slug); 'all' for the unedited model")
     p.add_argument("--deltas", help="closed-form weight deltas (.safetensors)")
     p.add_argument("--lora", help="LoRA directory (pytorch_lora_weights.safetensors)")
@@ -45,7 +45,7 @@ def main():
     jobs = [(row, row["seed"] + k, cache / f"{_prompt_key(row['prompt'])}_{row['seed'] + k}.png")
             for row in prompt_rows for k in range(g["images_per_prompt"])]
     todo = [j for j in jobs if not _complete(j[2])]
-    cli.progress(f"generate {args.method}/{args.concept}: {len(jobs) - len(todo)} of {len(jobs)} images done")
+    cli.progress(f"generate {prm['method']}/{args.concept}: {len(jobs) - len(todo)} of {len(jobs)} images done")
 
     # 2. Model with the method's edits; prompt embeddings computed once.
     if todo:

@@ -44,7 +44,7 @@ def main():
         start = edit_span(encoder, prompt, word, causal)
         e, a = align(erase_emb[i], anchor_emb, start, anchor_start)
         tensors[f"p{i}.erase"], tensors[f"p{i}.anchor"] = e.contiguous(), a.contiguous()
-        entry = {"prompt": prompt, "span_start": start, "span_tokens": e.shape[0]}
+        entry = {"prompt": prompt, "span_start": start, "anchor_start": anchor_start, "span_tokens": e.shape[0]}
         if prm["sampler"] != "none":
             sets, entry["stats"] = mine(e, a, prm["mining"], prm["seed"] + i, basis)
             for k, v in sets.items():

@@ -14,7 +14,7 @@ from erasure.world import load_world_from_params
 
 def main():
     p = cli.parser(__doc__)
-    p.add_argument("--concept", required=True)
+    p.add_argument("--concept", help="concept file name (slug); needed with --config")
     p.add_argument("--deltas", required=True)
     p.add_argument("--lora")
     cli.add_prompts_arg(p)

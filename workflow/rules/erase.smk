@@ -56,5 +56,6 @@ rule train_lora:
         runtime=res("train_lora", "runtime"),
         gpu=res("train_lora", "gpu"),
     shell:
-        "{PY} stages/train_lora.py --params {params.p:q} --deltas {input.deltas:q} --embeddings {input.embeddings:q}"
+        "{PY} stages/train_lora.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
+        " --deltas {input.deltas:q} --embeddings {input.embeddings:q}"
         " --out {output.lora:q} --threads {threads} > {log:q} 2>&1"

@@ -1,0 +1,30 @@
+# The two commands of the README. Both create the virtual environment on first use.
+#   make run    the default pipeline on the mini world (CPU, offline)
+#   make test   the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CORES ?= 2
+export HF_HUB_OFFLINE := 1
+
+.PHONY: run test dry-run original bench clean
+
+$(STAMP): envs/requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r envs/requirements.txt
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) all
+
+dry-run: $(STAMP)
+	$(VENV)/bin/snakemake -n --cores $(CORES) all
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q -ra
+
+# The original-model row (200 images per prompt): results/miniworld/original.{csv,md}
+original: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile configs/miniworld_original.yaml original_table

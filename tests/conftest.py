@@ -1,0 +1,65 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from erasure.text import MiniLMEncoder
+    return MiniLMEncoder()
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory):
+    from tiny_sd import build_tiny_sd
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny_sd"))
+
+
+def small_concepts(path, names=("heart", "circle", "star")):
+    """A concepts file with a few of the mini world's concepts and one associated prompt each."""
+    full = json.loads((ROOT / "data/miniworld/concepts.json").read_text())
+    sub = {n: {**full["concepts"][n], "associated": full["concepts"][n]["associated"][:1]} for n in names}
+    path.write_text(json.dumps({"templates": full["templates"], "concepts": sub}))
+    return path
+
+
+def miniworld_config(tmp_path, **overrides):
+    """The default config, shrunk: 3 concepts, 1 image per prompt, few mined samples, short LoRA."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config.update(out_dir=str(tmp_path / "out"), concepts_file=str(small_concepts(tmp_path / "concepts.json")),
+                  erase=["heart"], run_methods=["original", "cf", "realera"])
+    config["miniworld"]["weights"] = str(ROOT / "weights/miniworld")
+    config["mining"].update(num_neighbors=8, num_beyond=8)
+    config["lora"].update(steps=4, anchor_images=4, batch_size=2)
+    config["generate"].update(images_per_prompt=1, steps=4)
+    for key, value in overrides.items():
+        config[key] = value
+    return config
+
+
+def write_config(tmp_path, config, name="config.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_stage(stage, *args, check=True):
+    """Run a stage CLI as the Snakefile does; returns the CompletedProcess."""
+    proc = subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py"), *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{stage} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
