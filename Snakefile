@@ -8,6 +8,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/erase.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/results.smk"
 
 
 rule all:
@@ -15,3 +16,4 @@ rule all:
     input:
         f"{OUT}/report/summary.csv",
         f"{OUT}/report/index.html",
+        AUDITS,

@@ -18,7 +18,7 @@ from .render import COLOURS, SHAPES, random_params, render
 LABELS = SHAPES + ("none",)
 REJECT = len(SHAPES)
 
-ORACLE_DEFAULTS = dict(clean=16000, degraded=6000, reject=4000, epochs=8, batch_size=128, lr=2e-3,
+ORACLE_DEFAULTS = dict(clean=10000, degraded=5000, reject=3000, epochs=6, batch_size=128, lr=2e-3,
                        t_min=100, t_max=700, round_trip_steps=10, seed=1, eval_size=2000)
 
 

@@ -84,7 +84,31 @@ def main():
     remaps = remap_table(rows, methods)
     io.write_text(out / "table.md", f"# Erasure results\n\n{note}\n{table}\n## Remap scores\n\n{remaps}")
     io.write_text(out / "index.html", _html(note, rows, concepts, methods, grids))
+    per_prompt = per_prompt_rows(args.scores_dir, methods, concepts, prompts)
+    io.write_text(out / "per_prompt.csv", "method,erased,id,concept,kind,prompt,n,acc\n" +
+                  "".join(",".join(_csv_cell(v) for v in r) + "\n" for r in per_prompt))
     cli.progress(f"report written to {out}")
+
+
+def per_prompt_rows(scores_dir, methods, concepts, prompts):
+    """Accuracy per method, erased concept and prompt (original: one row per prompt)."""
+    out = []
+    for method in methods:
+        for concept in (["(none)"] if method == "original" else concepts):
+            key = "all" if method == "original" else slug(concept)
+            by_id = {}
+            for r in read_scores(Path(scores_dir) / method / f"{key}.csv"):
+                by_id.setdefault(int(r["id"]), []).append(int(r["correct"]))
+            for p in prompts:
+                hits = by_id.get(p["id"], [])
+                acc = f"{100 * sum(hits) / len(hits):.2f}" if hits else ""
+                out.append([method, concept, p["id"], p["concept"], p["kind"], p["prompt"], len(hits), acc])
+    return out
+
+
+def _csv_cell(value):
+    text = str(value)
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
 
 
 def _html(note, rows, concepts, methods, grids):

@@ -17,6 +17,8 @@ OUT = config["out_dir"]
 ERASE = [slug(c) for c in config["erase"]]
 EDIT_METHODS = [m for m in config["run_methods"] if m != "original"]
 LORA_METHODS = [m for m in EDIT_METHODS if config["methods"][m]["lora"]]
+SAMPLERS = sorted({config["methods"][m]["mining"] for m in EDIT_METHODS} - {"none"})
+AUDITS = [f"{OUT}/mine/{s}/{c}_audit/audit.md" for s in SAMPLERS for c in ERASE]
 PY = sys.executable  # the interpreter running Snakemake (the project venv)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -59,3 +59,21 @@ rule train_lora:
         "{PY} stages/train_lora.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
         " --deltas {input.deltas:q} --embeddings {input.embeddings:q}"
         " --out {output.lora:q} --threads {threads} > {log:q} 2>&1"
+
+
+rule audit:
+    input:
+        src("audit", "erasure/embedding_set.py", *PACKAGE),
+        embeddings=rules.mine.output.embeddings,
+    output:
+        f"{OUT}/mine/{{sampler}}/{{concept}}_audit/audit.md",
+    log:
+        f"{OUT}/logs/audit/{{sampler}}/{{concept}}.log",
+    threads: 1
+    resources:
+        mem_mb=res("mine", "mem_mb"),
+        runtime=res("mine", "runtime"),
+        gpu=0,
+    shell:
+        "{PY} stages/audit.py --embeddings {input.embeddings:q} --out {OUT}/mine/{wildcards.sampler}/{wildcards.concept}_audit"
+        " > {log:q} 2>&1"

@@ -1,0 +1,79 @@
+"""The shipped mini world: weights load, it samples, its oracle reads fresh renders, training is deterministic."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import ROOT
+from erasure.render import SHAPES, render_batch
+
+WEIGHTS = ROOT / "weights" / "miniworld"
+
+
+@pytest.fixture(scope="module")
+def world():
+    from erasure.world import load_miniworld
+    return load_miniworld(WEIGHTS)
+
+
+def test_card_describes_the_shipped_weights():
+    card = json.loads((WEIGHTS / "card.json").read_text())
+    assert card["unet"]["config"]["steps"] > 0 and card["unet"]["final_loss"] > 0
+    assert card["oracle"]["metrics"]["fresh_renders_acc"] >= 99.0
+
+
+def test_short_sampling_run(world):
+    from erasure.sampling import sample
+    cond = world.encoder.encode(["a circle", "a star"])
+    z = sample(world.unet, world.make_scheduler(), cond, world.null_embedding(), [0, 1], world.latent_shape,
+               steps=4, guidance=5.0)
+    images = world.decode(z)
+    assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
+    assert not np.array_equal(images[0], images[1])
+
+
+def test_oracle_reads_fresh_renders():
+    from erasure.oracle import classify
+    from erasure.pretrain import images_to_tensor
+    from erasure.scoring import OracleScorer
+    oracle = OracleScorer(WEIGHTS).model
+    images, labels, _ = render_batch(800, seed=12345)
+    pred, _ = classify(oracle, images_to_tensor(images))
+    acc = 100 * (pred.numpy() == labels).mean()
+    assert acc >= 99.0, f"oracle accuracy on fresh renders {acc:.1f}%"
+
+
+def test_oracle_rejects_what_is_no_concept():
+    from erasure.oracle import REJECT, classify, reject_images
+    from erasure.pretrain import images_to_tensor
+    from erasure.scoring import OracleScorer
+    oracle = OracleScorer(WEIGHTS).model
+    pred, _ = classify(oracle, images_to_tensor(reject_images(200, seed=999)))
+    assert (pred == REJECT).float().mean() >= 0.9
+
+
+def test_unet_training_is_deterministic_and_resumes(minilm, tmp_path, monkeypatch):
+    from erasure import pretrain
+    cfg = dict(steps=6, pool_size=64, batch_size=4, log_every=100, checkpoint_every=3)
+    quiet = lambda m: None
+    pretrain.train_unet(minilm, tmp_path / "a", cfg, progress=quiet)
+    pretrain.train_unet(minilm, tmp_path / "b", cfg, progress=quiet)
+
+    # Interrupted right after the step-3 checkpoint, then run again: it resumes and ends the same.
+    real_save = pretrain.io.save_safetensors
+
+    def save_then_die(tensors, path, metadata=None):
+        real_save(tensors, path, metadata)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretrain.io, "save_safetensors", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.train_unet(minilm, tmp_path / "c", cfg, progress=quiet)
+    monkeypatch.setattr(pretrain.io, "save_safetensors", real_save)
+    messages = []
+    pretrain.train_unet(minilm, tmp_path / "c", cfg, progress=messages.append)
+    assert "resuming UNet training at step 3" in messages
+    a, b, c = (load_file(tmp_path / d / "unet.safetensors") for d in "abc")
+    assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
