@@ -53,7 +53,7 @@ def run(main):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         main()
-    except (ConfigError, FileNotFoundError, ValueError, KeyError) as e:
+    except (ConfigError, FileNotFoundError, ValueError, KeyError, NotImplementedError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         sys.exit(2)

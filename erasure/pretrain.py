@@ -4,7 +4,7 @@ Deterministic for a seed on CPU. Checkpoints every `checkpoint_every` steps so a
 resumes where it stopped.
 """
 import copy
-import json
+import math
 import time
 from pathlib import Path
 
@@ -16,8 +16,18 @@ from . import io
 from .miniworld import build_unet, load_concepts, pack, train_scheduler, training_captions
 from .render import COLOURS, SHAPES, render_batch
 
-UNET_DEFAULTS = dict(steps=3000, batch_size=48, lr=1e-3, warmup=200, ema_decay=0.999, caption_dropout=0.1,
-                     pool_size=24000, seed=0, checkpoint_every=250, log_every=50)
+UNET_DEFAULTS = dict(steps=4500, batch_size=48, lr=1e-3, warmup=200, decay_start=3000, ema_decay=0.999,
+                     caption_dropout=0.1, pool_size=24000, seed=0, checkpoint_every=250, log_every=50)
+
+
+def learning_rate(step, cfg):
+    """Linear warm-up, constant, then a cosine decay to 10% from `decay_start` to the last step."""
+    if step < cfg["warmup"]:
+        return cfg["lr"] * (step + 1) / cfg["warmup"]
+    if step < cfg["decay_start"]:
+        return cfg["lr"]
+    frac = (step - cfg["decay_start"]) / max(1, cfg["steps"] - cfg["decay_start"])
+    return cfg["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
 def images_to_tensor(images):
@@ -77,7 +87,7 @@ def train_unet(encoder, out_dir, cfg=None, progress=print):
         loss = torch.nn.functional.mse_loss(unet(xt, t, cond).sample, noise)
 
         for group in opt.param_groups:
-            group["lr"] = cfg["lr"] * min(1.0, (step + 1) / cfg["warmup"])
+            group["lr"] = learning_rate(step, cfg)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

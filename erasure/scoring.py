@@ -40,4 +40,5 @@ class OracleScorer:
 def load_scorer(params):
     if params["world"] == "miniworld":
         return OracleScorer(params["miniworld"]["weights"])
-    raise NotImplementedError("Stable Diffusion scorers (CLIP, GCD, NudeNet) are not wired in yet")
+    raise NotImplementedError("world sd: the CLIP, GCD and NudeNet scorers are not implemented yet; "
+                              "run targets up to generate or remap (see README, Status)")

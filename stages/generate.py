@@ -40,7 +40,9 @@ def main():
 
     # 1. Every (prompt, seed) job, and which images already exist. File names hash the prompt text,
     #    so adding or reordering prompts never reuses another prompt's image.
-    key = fingerprint(args.deltas, args.lora, extra=json.dumps([prm.get(prm["world"]), g], sort_keys=True))
+    # Only what changes pixels keys the cache: batch size and image count do not (image k uses seed + k).
+    pixels = {"model": prm.get(prm["world"]), "steps": g["steps"], "guidance": g["guidance"]}
+    key = fingerprint(args.deltas, args.lora, extra=json.dumps(pixels, sort_keys=True))
     cache = Path(args.out).parent / f"{Path(args.out).stem}-{key}"
     jobs = [(row, row["seed"] + k, cache / f"{_prompt_key(row['prompt'])}_{row['seed'] + k}.png")
             for row in prompt_rows for k in range(g["images_per_prompt"])]
