@@ -33,6 +33,17 @@ def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
+def write_csv(path, header, rows):
+    """A CSV with a header row; values are quoted as needed."""
+    import csv
+    import io as _io
+    buf = _io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
 def save_image(image, path):
     """Save a PIL image as PNG atomically."""
     _atomic(path, lambda tmp: image.save(tmp, format="PNG"))

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-
-from . import io
+from . import checkpoint, io
 from .miniworld import build_unet, load_concepts, pack, train_scheduler, training_captions
 from .render import COLOURS, SHAPES, render_batch
 
@@ -68,7 +66,9 @@ def train_unet(encoder, out_dir, cfg=None, progress=print):
 
     ckpt = out_dir / "unet_checkpoint.safetensors"
     if ckpt.exists():  # resume: weights, EMA, optimizer moments and RNG come back exactly
-        start, elapsed, losses = _load_checkpoint(ckpt, unet, ema, opt, gen)
+        start, extra, meta = checkpoint.load(ckpt, list(unet.parameters()), opt, gen)
+        ema.load_state_dict({k[4:]: v for k, v in extra.items() if k.startswith("ema.")})
+        elapsed, losses = float(meta["elapsed"]), extra["losses"].tolist()
         progress(f"resuming UNet training at step {start}")
 
     t0 = time.time() - elapsed
@@ -102,40 +102,15 @@ def train_unet(encoder, out_dir, cfg=None, progress=print):
             progress(f"unet step {step + 1}/{cfg['steps']} loss {np.mean(losses[-cfg['log_every']:]):.4f} "
                      f"{time.time() - t0:.0f}s")
         if (step + 1) % cfg["checkpoint_every"] == 0 and step + 1 < cfg["steps"]:
-            _save_checkpoint(ckpt, unet, ema, opt, gen, step + 1, time.time() - t0, losses)
+            ema_state = {f"ema.{k}": v.contiguous() for k, v in ema.state_dict().items()}
+            checkpoint.save(ckpt, list(unet.parameters()), opt, gen, step + 1,
+                            {**ema_state, "losses": torch.tensor(losses, dtype=torch.float64)},
+                            {"elapsed": str(time.time() - t0)})
 
     io.save_safetensors({k: v.contiguous() for k, v in ema.state_dict().items()}, out_dir / "unet.safetensors")
     ckpt.unlink(missing_ok=True)
     return dict(config=cfg, final_loss=float(np.mean(losses[-200:])), wall_time_s=round(time.time() - t0, 1),
                 loss_curve=[round(float(np.mean(losses[i:i + 100])), 5) for i in range(0, len(losses), 100)])
-
-
-def _save_checkpoint(path, unet, ema, opt, gen, step, elapsed, losses):
-    tensors = {f"unet.{k}": v.contiguous() for k, v in unet.state_dict().items()}
-    tensors.update({f"ema.{k}": v.contiguous() for k, v in ema.state_dict().items()})
-    for i, p in enumerate(unet.parameters()):
-        state = opt.state[p]
-        tensors[f"opt.{i}.exp_avg"] = state["exp_avg"]
-        tensors[f"opt.{i}.exp_avg_sq"] = state["exp_avg_sq"]
-        tensors[f"opt.{i}.step"] = state["step"].reshape(1)
-    tensors["rng"] = gen.get_state()
-    tensors["losses"] = torch.tensor(losses, dtype=torch.float64)
-    meta = {"step": str(step), "elapsed": str(elapsed)}
-    io.save_safetensors(tensors, path, metadata=meta)
-
-
-def _load_checkpoint(path, unet, ema, opt, gen):
-    from safetensors import safe_open
-    tensors = load_file(path)
-    with safe_open(path, "pt") as f:
-        meta = f.metadata()
-    unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")})
-    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    for i, p in enumerate(unet.parameters()):
-        opt.state[p] = {"exp_avg": tensors[f"opt.{i}.exp_avg"], "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"],
-                        "step": tensors[f"opt.{i}.step"].reshape(())}
-    gen.set_state(tensors["rng"])
-    return int(meta["step"]), float(meta["elapsed"]), tensors["losses"].tolist()
 
 
 def degraded_renders(unet, encoder, n, seed, cfg, progress=print, batch=100):

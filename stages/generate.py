@@ -8,9 +8,7 @@ stopped. Writes a manifest CSV (id, concept, kind, prompt, seed, file) for the s
     python stages/generate.py --config config.yaml --method realera --concept heart \\
         --deltas outputs/miniworld/edit/realera/heart.safetensors --out outputs/miniworld/images/realera/heart.csv
 """
-import csv
 import hashlib
-import io as _io
 import json
 import time
 from pathlib import Path
@@ -69,12 +67,9 @@ def main():
             cli.progress(f"  {done}/{len(todo)} images, {rate:.2f} img/s, eta {(len(todo) - done) / rate:.0f}s")
 
     # 3. Manifest.
-    buf = _io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["id", "concept", "kind", "prompt", "seed", "file"])
-    for row, seed, path in jobs:
-        w.writerow([row["id"], row["concept"], row["kind"], row["prompt"], seed, path.as_posix()])
-    io.write_text(args.out, buf.getvalue())
+    io.write_csv(args.out, ["id", "concept", "kind", "prompt", "seed", "file"],
+                 [[row["id"], row["concept"], row["kind"], row["prompt"], seed, path.as_posix()]
+                  for row, seed, path in jobs])
 
 
 def _prompt_key(prompt):

@@ -30,8 +30,7 @@ def main():
         if r["kind"] in ("erase", "associated"):
             by_concept[r["concept"]][r["kind"]].append(r)
 
-    lines = ["concept,canonical_prompt,canonical_acc,n_canonical,associated_acc_mean,n_associated_prompts,"
-             "n_per_prompt,associated_detail"]
+    table = []
     md = [f"# Mini world: the original model\n", f"Regenerate: `{COMMAND}`\n",
           "Oracle accuracy (%) over images of each prompt (argmax label; a reject counts as wrong).\n",
           "| concept | canonical prompt | Acc (canonical) | held-out associated prompts: Acc each | mean |",
@@ -41,8 +40,7 @@ def main():
         assoc = kinds["associated"]
         mean = sum(float(a["acc"]) for a in assoc) / len(assoc) if assoc else float("nan")
         detail = "; ".join(f"{a['prompt']}: {float(a['acc']):.1f}" for a in assoc)
-        lines.append(f'{concept},"{canon["prompt"]}",{canon["acc"]},{canon["n"]},{mean:.2f},{len(assoc)},'
-                     f'{canon["n"]},"{detail}"')
+        table.append([concept, canon["prompt"], canon["acc"], canon["n"], f"{mean:.2f}", len(assoc), detail])
         md.append(f"| {concept} | {canon['prompt']} | {float(canon['acc']):.1f} | {detail} | {mean:.1f} |")
     card = Path(args.weights) / "card.json"
     if card.is_file():
@@ -50,7 +48,8 @@ def main():
         md.append(f"\nWeights: `{args.weights}` (UNet {c['unet']['config']['steps']} steps, final loss "
                   f"{c['unet']['final_loss']:.4f}; oracle {c['oracle']['metrics']['fresh_renders_acc']}% on fresh renders, "
                   f"{c['oracle']['metrics']['degraded_renders_acc']}% on model-degraded renders).")
-    io.write_text(args.out_csv, "\n".join(lines) + "\n")
+    io.write_csv(args.out_csv, ["concept", "canonical_prompt", "canonical_acc", "n_per_prompt", "associated_acc_mean",
+                                "n_associated_prompts", "associated_detail"], table)
     io.write_text(args.out_md, "\n".join(md) + "\n")
 
 

@@ -73,11 +73,9 @@ def main():
     rows += average_rows(rows, methods)
 
     # 2. summary.csv, Markdown, HTML.
-    lines = [",".join(COLUMNS)]
-    for r in rows:
-        lines.append(",".join(str(r.get(c, "")) if c in ("method", "concept", "n_images") else fmt(r.get(c), 4)
-                              for c in COLUMNS))
-    io.write_text(out / "summary.csv", "\n".join(lines) + "\n")
+    io.write_csv(out / "summary.csv", COLUMNS,
+                 [[r.get(c, "") if c in ("method", "concept", "n_images") else fmt(r.get(c), 4) for c in COLUMNS]
+                  for r in rows])
     note = (f"{prm['images_per_prompt']} images per prompt. Acc in %, from the scorer's argmax label. "
             "H_o = 3 / (1/(100-Acc_e) + 1/Acc_s + 1/(100-Acc_g)).\n")
     table = markdown_table(rows, concepts, methods)
@@ -85,8 +83,7 @@ def main():
     io.write_text(out / "table.md", f"# Erasure results\n\n{note}\n{table}\n## Remap scores\n\n{remaps}")
     io.write_text(out / "index.html", _html(note, rows, concepts, methods, grids))
     per_prompt = per_prompt_rows(args.scores_dir, methods, concepts, prompts)
-    io.write_text(out / "per_prompt.csv", "method,erased,id,concept,kind,prompt,n,acc\n" +
-                  "".join(",".join(_csv_cell(v) for v in r) + "\n" for r in per_prompt))
+    io.write_csv(out / "per_prompt.csv", ["method", "erased", "id", "concept", "kind", "prompt", "n", "acc"], per_prompt)
     cli.progress(f"report written to {out}")
 
 
@@ -104,11 +101,6 @@ def per_prompt_rows(scores_dir, methods, concepts, prompts):
                 acc = f"{100 * sum(hits) / len(hits):.2f}" if hits else ""
                 out.append([method, concept, p["id"], p["concept"], p["kind"], p["prompt"], len(hits), acc])
     return out
-
-
-def _csv_cell(value):
-    text = str(value)
-    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
 
 
 def _html(note, rows, concepts, methods, grids):

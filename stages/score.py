@@ -7,20 +7,11 @@ CSV beside it (`*.prompts.csv`: id, concept, kind, prompt, n, acc, mean_prob).
         --out outputs/miniworld/scores/realera/heart.csv
 """
 import csv
-import io as _io
 from collections import defaultdict
 from pathlib import Path
 
 from erasure import cli, io, params as stage_params
 from erasure.scoring import load_scorer
-
-
-def _write_csv(path, header, rows):
-    buf = _io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(header)
-    w.writerows(rows)
-    io.write_text(path, buf.getvalue())
 
 
 def main():
@@ -43,10 +34,10 @@ def main():
         rows.append([r["id"], r["concept"], r["kind"], r["prompt"], r["seed"], r["file"], s["label"],
                      f"{prob:.5f}", correct])
         per_prompt[(int(r["id"]), r["concept"], r["kind"], r["prompt"])].append((correct, prob))
-    _write_csv(args.out, ["id", "concept", "kind", "prompt", "seed", "file", "label", "prob_concept", "correct"], rows)
+    io.write_csv(args.out, ["id", "concept", "kind", "prompt", "seed", "file", "label", "prob_concept", "correct"], rows)
     summary = [[*k, len(v), f"{100 * sum(c for c, _ in v) / len(v):.2f}", f"{sum(p for _, p in v) / len(v):.5f}"]
                for k, v in sorted(per_prompt.items())]
-    _write_csv(Path(args.out).with_suffix(".prompts.csv"),
+    io.write_csv(Path(args.out).with_suffix(".prompts.csv"),
                ["id", "concept", "kind", "prompt", "n", "acc", "mean_prob"], summary)
     cli.progress(f"scored {len(rows)} images from {args.manifest}")
 

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from erasure import cli, embedding_set, io, lora, params as stage_params
+from erasure import checkpoint, cli, embedding_set, io, lora, params as stage_params
 from erasure.edits import apply_edit
 from erasure.mining import principal_directions
 from erasure.sampling import sample
@@ -76,13 +75,13 @@ def main():
     ckpt = out.parent / "checkpoint.safetensors"
     start = 0
     if ckpt.exists():
-        start = _load_checkpoint(ckpt, params, opt, gen)
+        start, _, _ = checkpoint.load(ckpt, params, opt, gen)
         cli.progress(f"resuming LoRA training at step {start}")
     losses = []
     for step, losses in lora.train(student, teacher, world.make_train_scheduler(), z0, sampler, cfg, gen,
                                    cli.progress, start, opt, params):
         if step % CHECKPOINT_EVERY == 0 and step < cfg["steps"]:
-            _save_checkpoint(ckpt, params, opt, gen, step)
+            checkpoint.save(ckpt, params, opt, gen, step)
 
     # 5. Save in diffusers' LoRA format (atomic: write in a temp dir, then rename).
     from diffusers import StableDiffusionPipeline
@@ -93,28 +92,6 @@ def main():
                                              "final_losses": [round(x, 6) for x in losses[-10:]],
                                              "wall_time_s": round(time.time() - t0, 1)})
     ckpt.unlink(missing_ok=True)
-
-
-def _save_checkpoint(path, params, opt, gen, step):
-    tensors = {f"p.{i}": p.detach().contiguous() for i, p in enumerate(params)}
-    for i, p in enumerate(params):
-        st = opt.state[p]
-        tensors[f"m.{i}"], tensors[f"v.{i}"], tensors[f"s.{i}"] = st["exp_avg"], st["exp_avg_sq"], st["step"].reshape(1)
-    tensors["rng"] = gen.get_state()
-    io.save_safetensors(tensors, path, metadata={"step": str(step)})
-
-
-def _load_checkpoint(path, params, opt, gen):
-    from safetensors import safe_open
-    t = load_file(path)
-    with safe_open(path, "pt") as f:
-        step = int(f.metadata()["step"])
-    with torch.no_grad():
-        for i, p in enumerate(params):
-            p.copy_(t[f"p.{i}"])
-            opt.state[p] = {"exp_avg": t[f"m.{i}"], "exp_avg_sq": t[f"v.{i}"], "step": t[f"s.{i}"].reshape(())}
-    gen.set_state(t["rng"])
-    return step
 
 
 if __name__ == "__main__":

@@ -25,13 +25,9 @@ rule prompts:
     params:
         rows=lambda w: P.prompt_table(config),
     run:
-        import csv, io as _io
         from erasure import io
-        buf = _io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=["id", "concept", "kind", "prompt", "seed"])
-        writer.writeheader()
-        writer.writerows(params.rows)
-        io.write_text(output[0], buf.getvalue())
+        columns = ["id", "concept", "kind", "prompt", "seed"]
+        io.write_csv(output[0], columns, [[row[c] for c in columns] for row in params.rows])
 
 
 rule generate:
