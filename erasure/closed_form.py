@@ -11,6 +11,8 @@ import warnings
 
 import torch
 
+from .mining import project_out
+
 
 def mixing_matrix(erase, targets, preserve, lam, ridge, erase_weights=None, preserve_weights=None):
     """M [D, D] (float64) such that W = W0 M minimises the objective above.
@@ -65,3 +67,28 @@ def remap_score(modules, deltas, prompt_tokens, anchor_tokens):
         gap = (a - h) @ w0.T
         scores.append(((moved * gap).sum() / (gap * gap).sum().clamp_min(1e-12)).item())
     return sum(scores) / len(scores)
+
+
+def least_squares_rows(prompts, preserve_tokens, regularization, reg_weight):
+    """Stack the rows of the objective from an embedding set's prompts (see embedding_set.load).
+
+    Returns erase [N, D], targets [N, D], preserve [P, D], preserve weights [P] and the number of
+    beyond-concept rows. regularization: none | paper (beyond samples as they are) | projected
+    (their component along each erase token removed).
+    """
+    erase, targets, beyond = [], [], []
+    for p in prompts:
+        erase.append(p["erase"])
+        targets.append(p["anchor"])
+        if p["neighbors"] is not None:
+            erase.append(p["neighbors"].flatten(0, 1))
+            targets.append(p["anchors"].flatten(0, 1))
+        if regularization != "none":
+            if p["beyond"] is None:
+                raise ValueError("regularization needs beyond-concept samples: use a mining sampler other than none")
+            b = p["beyond"] if regularization == "paper" else project_out(p["beyond"], p["erase"])
+            beyond.append(b.flatten(0, 1))
+    beyond = torch.cat(beyond) if beyond else preserve_tokens[:0]
+    preserve = torch.cat([preserve_tokens, beyond])
+    weights = torch.cat([torch.ones(len(preserve_tokens)), torch.full((len(beyond),), reg_weight)])
+    return torch.cat(erase), torch.cat(targets), preserve, weights, len(beyond)

@@ -13,32 +13,9 @@ each erase token removed first, so they cannot pull the erased direction back).
 """
 import time
 
-import torch
-
 from erasure import cli, embedding_set, io, params as stage_params
-from erasure.closed_form import mixing_matrix, weight_deltas
-from erasure.mining import project_out
+from erasure.closed_form import least_squares_rows, mixing_matrix, weight_deltas
 from erasure.world import load_world_from_params
-
-
-def build_rows(prompts, preserve_tokens, regularization, cf):
-    """Stack the least-squares rows: erase [N, D], targets [N, D], preserve [P, D] with weights [P]."""
-    erase, targets, beyond = [], [], []
-    for p in prompts:
-        erase.append(p["erase"])
-        targets.append(p["anchor"])
-        if p["neighbors"] is not None:
-            erase.append(p["neighbors"].flatten(0, 1))
-            targets.append(p["anchors"].flatten(0, 1))
-        if regularization != "none":
-            if p["beyond"] is None:
-                raise ValueError("regularization needs beyond-concept samples: use a mining sampler other than none")
-            b = p["beyond"] if regularization == "paper" else project_out(p["beyond"], p["erase"])
-            beyond.append(b.flatten(0, 1))
-    beyond = torch.cat(beyond) if beyond else preserve_tokens[:0]
-    preserve = torch.cat([preserve_tokens, beyond])
-    weights = torch.cat([torch.ones(len(preserve_tokens)), torch.full((len(beyond),), cf["reg_weight"])])
-    return torch.cat(erase), torch.cat(targets), preserve, weights, len(beyond)
 
 
 def main():
@@ -60,7 +37,8 @@ def main():
 
     # 2. Least-squares rows, then one shared solve.
     cf = prm["closed_form"]
-    erase, targets, preserve, weights, n_beyond = build_rows(prompts, preserve_tokens, prm["regularization"], cf)
+    erase, targets, preserve, weights, n_beyond = least_squares_rows(prompts, preserve_tokens, prm["regularization"],
+                                                                     cf["reg_weight"])
     m, cond = mixing_matrix(erase, targets, preserve, cf["lam"], cf["ridge"], preserve_weights=weights)
 
     # 3. Deltas for every to_k / to_v, and the sidecar.
