@@ -27,4 +27,4 @@ test: $(STAMP)
 
 # The original-model row (200 images per prompt): results/miniworld/original.{csv,md}
 original: $(STAMP)
-	$(VENV)/bin/snakemake --cores $(CORES) --configfile configs/miniworld_original.yaml original_table
+	$(VENV)/bin/snakemake --cores $(CORES) original_table --configfile configs/miniworld_original.yaml

@@ -2,7 +2,7 @@
 and each held-out associated prompt (the analog of RealEra Table 1's "SD v1.4" row).
 
     make original
-    # = snakemake --cores 2 --configfile configs/miniworld_original.yaml original_table
+    # = snakemake --cores 2 original_table --configfile configs/miniworld_original.yaml
 """
 import argparse
 import csv
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from erasure import io
 
-COMMAND = "make original  (snakemake --cores 2 --configfile configs/miniworld_original.yaml original_table)"
+COMMAND = "make original  (snakemake --cores 2 original_table --configfile configs/miniworld_original.yaml)"
 
 
 def main():

@@ -15,7 +15,8 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--nolock", "--cores", "2"]
 
 
 def snakemake(configfile, *args):
-    return subprocess.run([*SNAKEMAKE, "--configfile", str(configfile), *args], cwd=ROOT, capture_output=True,
+    # Targets and flags go before --configfile, which takes every value after it.
+    return subprocess.run([*SNAKEMAKE, *args, "--configfile", str(configfile)], cwd=ROOT, capture_output=True,
                           text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
