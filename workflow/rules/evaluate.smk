@@ -111,6 +111,7 @@ rule report:
         summary=f"{OUT}/report/summary.csv",
         table=f"{OUT}/report/table.md",
         html=f"{OUT}/report/index.html",
+        per_prompt=f"{OUT}/report/per_prompt.csv",
     params:
         p=as_json(lambda w: P.report(config)),
     log:
