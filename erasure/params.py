@@ -60,7 +60,7 @@ def closed_form(config, method, concept_slug):
 def train_lora(config, method, concept_slug):
     concept = concept_by_slug(config, concept_slug)
     return {**world_params(config), "concept": concept, "lora": dict(config["lora"]),
-            "regularization": config["methods"][method]["regularization"], "generate": dict(config["generate"]),
+            "regularization": config["methods"][method]["regularization"],
             "preserve_prompts": preserve_prompts(config, concept),
             "seed": derived_seed(config, "lora", method, concept)}
 

@@ -66,10 +66,9 @@ def main():
                                     preserve, gen, basis)
 
     # 3. z0: images the original model draws for the anchor prompt (seeded), in latent space.
-    g = prm["generate"]
     seeds = [prm["seed"] + k for k in range(cfg["anchor_images"])]
     z0 = sample(teacher, world.make_scheduler(), anchor_full.expand(len(seeds), -1, -1), world.null_embedding(),
-                seeds, world.latent_shape, steps=g["steps"], guidance=g["guidance"])
+                seeds, world.latent_shape, steps=cfg["anchor_steps"], guidance=cfg["anchor_guidance"])
 
     # 4. Resume from a checkpoint if one exists, then train.
     ckpt = out.parent / "checkpoint.safetensors"

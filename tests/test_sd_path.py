@@ -26,8 +26,9 @@ def sd_run(tiny_sd, tmp_path_factory):
     run_stage("closed_form", "--params", json.dumps(cf), "--method", "realera", "--concept", "heart",
               "--embeddings", tmp / "mine.safetensors", "--out", tmp / "deltas.safetensors")
     gen = {"steps": 2, "guidance": 5.0, "images_per_prompt": 2, "batch_size": 4}
-    lora = {**world, "concept": "heart", "lora": dict(rank=2, steps=4, lr=1e-3, batch_size=2, anchor_images=2),
-            "regularization": "projected", "generate": gen, "preserve_prompts": ["a star"], "seed": 1}
+    lora = {**world, "concept": "heart", "lora": dict(rank=2, steps=4, lr=1e-3, batch_size=2, anchor_images=2,
+                                                      anchor_steps=2, anchor_guidance=5.0),
+            "regularization": "projected", "preserve_prompts": ["a star"], "seed": 1}
     (tmp / "lora").mkdir()
     run_stage("train_lora", "--params", json.dumps(lora), "--deltas", tmp / "deltas.safetensors",
               "--embeddings", tmp / "mine.safetensors", "--out", tmp / "lora" / "pytorch_lora_weights.safetensors")
