@@ -11,6 +11,12 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/results.smk"
 
 
+# Cheap bookkeeping rules run where snakemake runs, not as cluster jobs.
+localrules:
+    all,
+    prompts,
+
+
 rule all:
     default_target: True
     input:

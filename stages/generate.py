@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from erasure import cli, io, params as stage_params
+from erasure.config import slug
 from erasure.edits import apply_edit, fingerprint
 from erasure.sampling import sample
 from erasure.world import load_world_from_params
@@ -35,6 +36,9 @@ def main():
     prm = cli.stage_params(args, stage_params.generate, args.method)
     g = prm["generate"]
     prompt_rows = cli.read_prompts(args)
+    if args.concept != "all" and not g.get("other_associated", True):
+        # Acc_e, Acc_s and Acc_g need only the erased concept's prompts and the others' canonical ones.
+        prompt_rows = [r for r in prompt_rows if r["kind"] != "associated" or slug(r["concept"]) == args.concept]
 
     # 1. Every (prompt, seed) job, and which images already exist. File names hash the prompt text,
     #    so adding or reordering prompts never reuses another prompt's image.

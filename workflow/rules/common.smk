@@ -55,8 +55,16 @@ DEFAULT_RESOURCES = {
 }
 
 
+# The mini world's 3.4M-parameter model needs far less memory; GPU requests stay as they are, so the
+# default run exercises the same GPU scheduling on a cluster as a Stable Diffusion run.
+MINIWORLD_MEM_MB = 3000
+
+
 def res(rule_name, key):
-    return config.get("resources", {}).get(rule_name, {}).get(key, DEFAULT_RESOURCES[rule_name][key])
+    default = DEFAULT_RESOURCES[rule_name][key]
+    if key == "mem_mb" and config["world"] == "miniworld":
+        default = MINIWORLD_MEM_MB
+    return config.get("resources", {}).get(rule_name, {}).get(key, default)
 
 
 def deltas_path(method, concept):
