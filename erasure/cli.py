@@ -7,9 +7,9 @@ import sys
 from .config import ConfigError, load_config
 
 
-def parser(description):
+def parser(description, config_required=True):
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group(required=config_required)
     src.add_argument("--config", help="pipeline config YAML (the stage derives its parameters from it)")
     src.add_argument("--params", help="the stage's parameters as JSON, or @FILE (what the Snakefile passes)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: oversubscribing is slow)")

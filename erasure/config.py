@@ -38,6 +38,10 @@ def _fill_defaults(schema, config):
             config[key] = json.loads(json.dumps(sub["default"]))
         if isinstance(config.get(key), dict) and sub.get("type") == "object":
             _fill_defaults(sub, config[key])
+            if isinstance(sub.get("additionalProperties"), dict):  # maps of named entries (methods)
+                for entry in config[key].values():
+                    if isinstance(entry, dict):
+                        _fill_defaults(sub["additionalProperties"], entry)
 
 
 def validate(config):
@@ -137,6 +141,14 @@ def check(config):
         if m not in BUILTIN_METHODS and m not in config["methods"]:
             raise ConfigError(f"config field run_methods: unknown method {m!r}; "
                               f"define it under methods or use one of {sorted(config['methods'])}")
+    for name, m in config["methods"].items():
+        needed = {"realera": ("mining", "regularization", "lora"), "uce": (), "esd": ("train",), "sepme": ()}[m["kind"]]
+        missing = [k for k in needed if k not in m]
+        if missing:
+            raise ConfigError(f"config field methods.{name}: kind {m['kind']} needs {', '.join(missing)}")
+        for other in m.get("known", []):
+            if other not in concepts:
+                raise ConfigError(f"config field methods.{name}.known: unknown concept {other!r}; known: {sorted(concepts)}")
     cf = config["mining"]
     if cf["d2"] <= cf["d1"]:
         raise ConfigError(f"config field mining.d2: must exceed mining.d1 ({cf['d1']}), got {cf['d2']}")

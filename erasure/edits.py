@@ -2,6 +2,7 @@
 import hashlib
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 
 from .closed_form import apply_deltas
@@ -10,9 +11,19 @@ LORA_FILE = "pytorch_lora_weights.safetensors"
 
 
 def apply_edit(world, deltas_path=None, lora_dir=None):
-    """Add closed-form deltas to the UNet's to_k / to_v, then load and fuse a LoRA if given."""
+    """Add weight deltas, then load and fuse a LoRA if given.
+
+    Delta files are keyed by module name (closed forms: the module's weight) or by parameter name
+    (fine-tuning methods such as ESD: any parameter of the UNet).
+    """
     if deltas_path:
-        apply_deltas(world.edit_modules(), load_file(deltas_path))
+        deltas = load_file(deltas_path)
+        params = dict(world.unet.named_parameters())
+        by_param = {k: v for k, v in deltas.items() if k in params}
+        apply_deltas(world.edit_modules(), {k: v for k, v in deltas.items() if k not in by_param})
+        with torch.no_grad():
+            for name, delta in by_param.items():
+                params[name] += delta.to(params[name])
     if lora_dir:
         world.unet.load_lora_adapter(str(lora_dir), weight_name=LORA_FILE, adapter_name="erase", prefix="unet")
         world.unet.fuse_lora(adapter_names=["erase"])

@@ -33,6 +33,10 @@ def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
+def read_json(path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def write_csv(path, header, rows):
     """A CSV with a header row; values are quoted as needed."""
     import csv

@@ -19,6 +19,22 @@ def edit_span(encoder, prompt, word, causal):
     return start if causal else 0
 
 
+def anchor_span_start(encoder, anchor, causal):
+    """First token position of the anchor's span: after the start token for a causal encoder."""
+    if not causal:
+        return 0
+    ids = encoder.tokenize([anchor])["input_ids"][0].tolist()
+    return 1 if ids and ids[0] in encoder.tokenizer.all_special_ids else 0
+
+
+def clean_rows(encoder, prompts, word, anchor, causal):
+    """Erase-span tokens of each prompt paired with the anchor's tokens: [N, D], [N, D] (no mining)."""
+    emb = encoder.encode(list(prompts) + [anchor])
+    a_start = anchor_span_start(encoder, anchor, causal)
+    pairs = [align(emb[i], emb[-1], edit_span(encoder, p, word, causal), a_start) for i, p in enumerate(prompts)]
+    return torch.cat([e for e, _ in pairs]), torch.cat([a for _, a in pairs])
+
+
 def align(erase_tokens, anchor_tokens, erase_start, anchor_start):
     """Pair erase-span tokens with anchor tokens position by position from each span's start.
 

@@ -53,8 +53,32 @@ def mine(config, sampler, concept_slug):
 def closed_form(config, method, concept_slug):
     concept = concept_by_slug(config, concept_slug)
     m = config["methods"][method]
-    return {**world_params(config), "concept": concept, "regularization": m["regularization"],
-            "closed_form": dict(config["closed_form"]), "preserve_prompts": preserve_prompts(config, concept)}
+    common = {**world_params(config), "concept": concept, "kind": m["kind"],
+              "preserve_prompts": preserve_prompts(config, concept)}
+    if m["kind"] == "uce":
+        u = config["uce"]
+        prompts = [config["prompt_template"].format(concept)] + [t.format(concept) for t in u["expand_templates"]]
+        return {**common, "tokens": m.get("tokens", "last"), "erase_prompts": prompts,
+                "uce": {k: u[k] for k in ("lamb", "erase_scale", "preserve_scale", "guide")}}
+    return {**common, "regularization": m["regularization"], "closed_form": dict(config["closed_form"])}
+
+
+def sepme(config, concepts):
+    """SepME increments for a known set of concepts: everything not in the set is preserved."""
+    known = set(concepts)
+    if config["preserve"] == "others":
+        keep = [config["prompt_template"].format(n) for n in load_concepts(config["concepts_file"]) if n not in known]
+    else:
+        keep = list(config["preserve"])
+    return {**world_params(config), "concepts": list(concepts), "anchor": config["anchor"],
+            "prompt_template": config["prompt_template"], "preserve_prompts": keep, "sepme": dict(config["sepme"])}
+
+
+def train_esd(config, method, concept_slug):
+    concept = concept_by_slug(config, concept_slug)
+    return {**world_params(config), "concept": concept, "train": config["methods"][method]["train"],
+            "prompt": config["prompt_template"].format(concept), "esd": dict(config["esd"]),
+            "seed": derived_seed(config, "esd", method, concept)}
 
 
 def train_lora(config, method, concept_slug):

@@ -1,4 +1,4 @@
-"""Closed-form stage: RealEra Eq. 7 for every cross-attention to_k / to_v at once.
+"""Closed-form stage: RealEra Eq. 7 (or UCE's, for kind uce) for every cross-attention to_k / to_v at once.
 
 Erase rows (the clean span and its mined neighbours) map to the anchor rows under W0; preserved rows
 (every token of the preserve prompts, plus beyond-concept samples unless regularization is none)
@@ -8,12 +8,15 @@ Writes weight deltas (safetensors keyed by module name) and a JSON sidecar.
     python stages/closed_form.py --config config.yaml --method realera --concept heart \\
         --embeddings outputs/miniworld/mine/paper/heart.safetensors --out outputs/miniworld/edit/realera/heart.safetensors
 
+Kind uce builds its rows from the prompts (erasure/uce.py) and needs no embedding set.
 Regularization: none | paper (beyond samples kept at W0(e + d)) | projected (their component along
 each erase token removed first, so they cannot pull the erased direction back).
 """
 import time
 
-from erasure import cli, embedding_set, io, params as stage_params
+import torch
+
+from erasure import cli, embedding_set, io, params as stage_params, uce
 from erasure.closed_form import least_squares_rows, mixing_matrix, weight_deltas
 from erasure.world import load_world_from_params
 
@@ -22,30 +25,42 @@ def main():
     p = cli.parser(__doc__)
     p.add_argument("--method", required=True)
     p.add_argument("--concept", required=True, help="concept file name (slug)")
-    p.add_argument("--embeddings", required=True, help="embedding set from the mine stage")
+    p.add_argument("--embeddings", help="embedding set from the mine stage (not for kind uce)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     cli.set_threads(args.threads)
     prm = cli.stage_params(args, stage_params.closed_form, args.method, args.concept)
-    prompts, mined = embedding_set.load(args.embeddings)
+    uce_kind = prm.get("kind", "realera") == "uce"
+    if not uce_kind and not args.embeddings:
+        raise ValueError("--embeddings is required for this method (its mining output)")
     t0 = time.time()
 
-    # 1. The model's edited projections and the preserve prompts' tokens (every position).
+    # 1. The model's edited projections.
     world = load_world_from_params(prm)
     modules = world.edit_modules()
-    preserve_tokens = world.encoder.encode(prm["preserve_prompts"]).flatten(0, 1)   # [P * L, D]
 
     # 2. Least-squares rows, then one shared solve.
-    cf = prm["closed_form"]
-    erase, targets, preserve, weights, n_beyond = least_squares_rows(prompts, preserve_tokens, prm["regularization"],
-                                                                     cf["reg_weight"])
-    m, cond = mixing_matrix(erase, targets, preserve, cf["lam"], cf["ridge"], preserve_weights=weights)
+    if uce_kind:
+        u = prm["uce"]
+        erase, targets, preserve = uce.rows(world.encoder, prm["erase_prompts"], u["guide"], prm["preserve_prompts"],
+                                            prm["tokens"])
+        preserve_tokens, n_beyond, mined = preserve, 0, {}
+        m, cond = mixing_matrix(erase, targets, preserve, u["preserve_scale"], u["lamb"],
+                                erase_weights=torch.full((len(erase),), float(u["erase_scale"])))
+    else:
+        prompts, mined = embedding_set.load(args.embeddings)
+        # every position of the preserve prompts' tokens: [P * L, D]
+        preserve_tokens = world.encoder.encode(prm["preserve_prompts"]).flatten(0, 1)
+        cf = prm["closed_form"]
+        erase, targets, preserve, weights, n_beyond = least_squares_rows(prompts, preserve_tokens,
+                                                                         prm["regularization"], cf["reg_weight"])
+        m, cond = mixing_matrix(erase, targets, preserve, cf["lam"], cf["ridge"], preserve_weights=weights)
 
     # 3. Deltas for every to_k / to_v, and the sidecar.
     deltas = weight_deltas(modules, m)
     io.save_safetensors(deltas, args.out)
     io.write_json(embedding_set.sidecar_path(args.out), {
-        **prm, "method": args.method, "embeddings": str(args.embeddings), "embedding_seed": mined.get("seed"),
+        **prm, "method": args.method, "embeddings": str(args.embeddings) if args.embeddings else None, "embedding_seed": mined.get("seed"),
         "rows": {"erase": len(erase), "preserve_prompts_tokens": len(preserve_tokens), "beyond": n_beyond},
         "gram_condition_number": cond, "modules": len(deltas),
         "max_relative_change": max((d.norm() / modules[n].weight.norm()).item() for n, d in deltas.items()),

@@ -11,7 +11,7 @@ import torch
 
 from erasure import cli, io, params as stage_params
 from erasure.embedding_set import sidecar_path
-from erasure.mining import align, edit_span, mine, principal_directions
+from erasure.mining import align, anchor_span_start, edit_span, mine, principal_directions
 from erasure.world import load_text_encoder
 
 
@@ -30,7 +30,7 @@ def main():
     word = prm["concept"]
     erase_emb = encoder.encode(prm["erase_prompts"])          # [P, L, D]
     anchor_emb = encoder.encode([prm["anchor"]])[0]            # [L, D]
-    anchor_start = 0 if not causal else _anchor_start(encoder, prm["anchor"])
+    anchor_start = anchor_span_start(encoder, prm["anchor"], causal)
 
     # 2. Principal directions of the prompt bank (data sampler only).
     basis = None
@@ -57,12 +57,6 @@ def main():
     io.save_safetensors(tensors, args.out)
     io.write_json(sidecar_path(args.out), {**prm, "num_prompts": len(stats), "prompts": stats,
                                            "wall_time_s": round(time.time() - t0, 2)})
-
-
-def _anchor_start(encoder, anchor):
-    # A causal encoder's anchor span starts after the start token.
-    ids = encoder.tokenize([anchor])["input_ids"][0].tolist()
-    return 1 if ids and ids[0] in encoder.tokenizer.all_special_ids else 0
 
 
 if __name__ == "__main__":

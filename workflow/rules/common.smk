@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shlex
 import sys
 
@@ -15,9 +16,9 @@ except ConfigError as e:
 
 OUT = config["out_dir"]
 ERASE = [slug(c) for c in config["erase"]]
+METHODS = config["methods"]
 EDIT_METHODS = [m for m in config["run_methods"] if m != "original"]
-LORA_METHODS = [m for m in EDIT_METHODS if config["methods"][m]["lora"]]
-SAMPLERS = sorted({config["methods"][m]["mining"] for m in EDIT_METHODS} - {"none"})
+SAMPLERS = sorted({METHODS[m]["mining"] for m in EDIT_METHODS if METHODS[m]["kind"] == "realera"} - {"none"})
 AUDITS = [f"{OUT}/mine/{s}/{c}_audit/audit.md" for s in SAMPLERS for c in ERASE]
 PY = sys.executable  # the interpreter running Snakemake (the project venv)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,6 +27,16 @@ wildcard_constraints:
     concept="[a-z0-9_-]+",
     method="[A-Za-z0-9_-]+",
     sampler="none|paper|data",
+
+
+def one_of(names):
+    """A wildcard pattern matching exactly these names (and nothing when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+CLOSED_FORM_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] in ("realera", "uce")])
+ESD_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "esd"])
+SEPME_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "sepme"])
 
 
 def src(*names):
@@ -47,6 +58,8 @@ DEFAULT_RESOURCES = {
     "mine": dict(mem_mb=8000, runtime=30, gpu=0),
     "closed_form": dict(mem_mb=16000, runtime=30, gpu=0),
     "train_lora": dict(mem_mb=32000, runtime=240, gpu=1),
+    "train_esd": dict(mem_mb=32000, runtime=240, gpu=1),
+    "sepme": dict(mem_mb=16000, runtime=30, gpu=0),
     "generate": dict(mem_mb=32000, runtime=720, gpu=1),
     "score": dict(mem_mb=16000, runtime=120, gpu=1),
     "remap": dict(mem_mb=16000, runtime=30, gpu=0),

@@ -18,15 +18,25 @@ rule mine:
         " --out {output.embeddings:q} --threads {threads} > {log:q} 2>&1"
 
 
+def mined_set(w):
+    """The embedding set a RealEra-kind method's closed form reads (UCE builds its rows from prompts)."""
+    if METHODS[w.method]["kind"] != "realera":
+        return {}
+    return {"embeddings": f"{OUT}/mine/{METHODS[w.method]['mining']}/{w.concept}.safetensors"}
+
+
 rule closed_form:
     input:
-        src("closed_form", "erasure/closed_form.py", "erasure/embedding_set.py", *PACKAGE, *WORLD),
-        embeddings=lambda w: f"{OUT}/mine/{config['methods'][w.method]['mining']}/{w.concept}.safetensors",
+        unpack(mined_set),
+        src("closed_form", "erasure/closed_form.py", "erasure/embedding_set.py", "erasure/uce.py", *PACKAGE, *WORLD),
     output:
         deltas=f"{OUT}/edit/{{method}}/{{concept}}.safetensors",
         sidecar=f"{OUT}/edit/{{method}}/{{concept}}.json",
+    wildcard_constraints:
+        method=CLOSED_FORM_METHODS,
     params:
         p=as_json(lambda w: P.closed_form(config, w.method, w.concept)),
+        embeddings=lambda w, input: f"--embeddings {shlex.quote(input.embeddings)}" if "embeddings" in input.keys() else "",
     log:
         f"{OUT}/logs/closed_form/{{method}}/{{concept}}.log",
     threads: 1
@@ -36,7 +46,51 @@ rule closed_form:
         gpu=res("closed_form", "gpu"),
     shell:
         "{PY} stages/closed_form.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
-        " --embeddings {input.embeddings:q} --out {output.deltas:q} --threads {threads} > {log:q} 2>&1"
+        " {params.embeddings} --out {output.deltas:q} --threads {threads} > {log:q} 2>&1"
+
+
+rule train_esd:
+    input:
+        src("train_esd", "erasure/esd.py", "erasure/checkpoint.py", *PACKAGE, *WORLD),
+    output:
+        deltas=f"{OUT}/edit/{{method}}/{{concept}}.safetensors",
+    wildcard_constraints:
+        method=ESD_METHODS,
+    params:
+        p=as_json(lambda w: P.train_esd(config, w.method, w.concept)),
+    log:
+        f"{OUT}/logs/train_esd/{{method}}/{{concept}}.log",
+    threads: 1
+    resources:
+        mem_mb=res("train_esd", "mem_mb"),
+        runtime=res("train_esd", "runtime"),
+        gpu=res("train_esd", "gpu"),
+    shell:
+        "{PY} stages/train_esd.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
+        " --out {output.deltas:q} --threads {threads} > {log:q} 2>&1"
+
+
+rule sepme:
+    input:
+        src("sepme", "erasure/sepme.py", "erasure/mining.py", *PACKAGE, *WORLD),
+    output:
+        deltas=f"{OUT}/edit/{{method}}/{{concept}}.safetensors",
+        increments=directory(f"{OUT}/sepme/{{method}}/{{concept}}"),
+    wildcard_constraints:
+        method=SEPME_METHODS,
+    params:
+        p=as_json(lambda w: P.sepme(config, [P.concept_by_slug(config, w.concept)] + METHODS[w.method].get("known", []))),
+        erase=lambda w: shlex.quote(P.concept_by_slug(config, w.concept)),
+    log:
+        f"{OUT}/logs/sepme/{{method}}/{{concept}}.log",
+    threads: 1
+    resources:
+        mem_mb=res("sepme", "mem_mb"),
+        runtime=res("sepme", "runtime"),
+        gpu=res("sepme", "gpu"),
+    shell:
+        "{PY} stages/sepme.py --params {params.p:q} --increments-dir {output.increments:q} --erase {params.erase}"
+        " --out {output.deltas:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule train_lora:

@@ -3,7 +3,7 @@ def edit_inputs(w):
     if w.method == "original":
         return {}
     files = {"deltas": deltas_path(w.method, w.concept)}
-    if config["methods"][w.method]["lora"]:
+    if METHODS[w.method].get("lora"):
         files["lora"] = f"{lora_dir(w.method, w.concept)}/pytorch_lora_weights.safetensors"
     return files
 

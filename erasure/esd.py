@@ -1,0 +1,55 @@
+"""ESD (Gandikota et al., ICCV 2023): fine-tune the UNet so that, for the erased prompt c, it predicts
+
+    eps(x_t, c_from) - eta * (eps(x_t, c) - eps(x_t, ""))        (all three from the frozen model)
+
+i.e. negative guidance away from c. x_t comes from the frozen model's own partial sampling of c
+(classifier-free guidance `start_guidance`, a random number of DDIM steps). ESD-x trains the
+cross-attention (attn2) parameters, ESD-u every other parameter.
+"""
+import torch
+
+
+def trainable_names(unet, train):
+    """Parameter names ESD-x (train="xattn") or ESD-u (train="unet") updates."""
+    in_xattn = [n for n, _ in unet.named_parameters() if ".attn2." in n]
+    if train == "xattn":
+        return in_xattn
+    return [n for n, _ in unet.named_parameters() if n not in set(in_xattn)]
+
+
+@torch.no_grad()
+def partial_sample(teacher, scheduler, cond, null, x, stop, guidance):
+    """Run the first `stop` DDIM steps of scheduler.timesteps from noise x with guidance."""
+    context = torch.cat([null.expand_as(cond), cond])
+    for t in scheduler.timesteps[:stop]:
+        eps_u, eps_c = teacher(torch.cat([x, x]), t, context).sample.chunk(2)
+        x = scheduler.step(eps_u + guidance * (eps_c - eps_u), t, x).prev_sample
+    return x
+
+
+def train(student, teacher, scheduler, cond, null, source, cfg, gen, latent_shape, params, opt,
+          start_step=0, progress=print):
+    """ESD iterations start_step+1 .. cfg["iterations"]; yields (iteration, loss) after each.
+
+    cond, null, source: [L, D] embeddings of the erased prompt, "" and erase_from.
+    """
+    scheduler.set_timesteps(cfg["ddim_steps"])
+    b = cfg["batch_size"]
+    c, n, s = (e.expand(b, -1, -1) for e in (cond, null, source))
+    for it in range(start_step + 1, cfg["iterations"] + 1):
+        stop = int(torch.randint(0, cfg["ddim_steps"], (1,), generator=gen))
+        noise = torch.randn(b, *latent_shape, generator=gen) * scheduler.init_noise_sigma
+        x = partial_sample(teacher, scheduler, c, n, noise, stop, cfg["start_guidance"])
+        t = scheduler.timesteps[stop]
+        with torch.no_grad():
+            e_src, e_c, e_0 = teacher(torch.cat([x, x, x]), t, torch.cat([s, c, n])).sample.chunk(3)
+            target = e_src - cfg["eta"] * (e_c - e_0)
+        loss = torch.nn.functional.mse_loss(student(x, t, c).sample, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if it % 20 == 0 or it == cfg["iterations"]:
+            progress(f"  ESD iteration {it}/{cfg['iterations']}: loss {loss.item():.5f}")
+        yield it, loss.item()
+    for p in params:
+        p.requires_grad_(False)

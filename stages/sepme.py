@@ -1,0 +1,109 @@
+"""SepME stage: one cross-attention increment per known undesirable concept (erasure/sepme.py), then
+the served edit = the sum of the chosen concepts' increments.
+
+    # increments for a known set, and the deltas that erase all of them:
+    python stages/sepme.py --config config.yaml --concepts heart --concepts crescent --increments-dir D --out all.safetensors
+    # erase one more concept given an already-erased set (earlier increments stay as they are):
+    python stages/sepme.py --config config.yaml --concepts circle --given D --increments-dir D
+    # restore heart: rebuild the edit from the increments that stay (no retraining):
+    python stages/sepme.py --increments-dir D --erase crescent --erase circle --out without_heart.safetensors
+
+Each increment file (D/<concept>.safetensors, keyed by module name like closed-form deltas) has a
+JSON sidecar with the settings and the measured cross-talk onto every other known concept's tokens.
+"""
+import time
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from erasure import cli, io, params as stage_params, sepme
+from erasure.config import slug
+from erasure.embedding_set import sidecar_path
+from erasure.mining import clean_rows
+from erasure.world import load_world_from_params
+
+
+def main():
+    p = cli.parser(__doc__, config_required=False)
+    p.add_argument("--concepts", action="append", help="a concept to solve an increment for (repeatable)")
+    p.add_argument("--given", help="directory of increments already erased (kept as they are)")
+    p.add_argument("--increments-dir", required=True, help="where increments are written / read")
+    p.add_argument("--erase", action="append", help="a concept whose increment the --out edit includes "
+                                                    "(repeatable; default: every increment in the directory)")
+    p.add_argument("--out", help="composed weight deltas (.safetensors) for the generate stage")
+    args = p.parse_args()
+    cli.set_threads(args.threads)
+    inc_dir = Path(args.increments_dir)
+    if args.concepts or args.params:
+        if not (args.config or args.params):
+            raise ValueError("--concepts needs --config (or --params)")
+        solve(args, inc_dir)
+    if args.out:
+        write_composed(inc_dir, args.erase, args.out)
+
+
+def solve(args, inc_dir):
+    prm = cli.stage_params(args, stage_params.sepme, args.concepts or [])
+    concepts = args.concepts or prm["concepts"]
+    s = prm["sepme"]
+    t0 = time.time()
+    world = load_world_from_params(prm)
+    modules = world.edit_modules()
+    enc = world.encoder
+    preserve = enc.encode(prm["preserve_prompts"]).flatten(0, 1)
+
+    # 1. Rows of every concept being solved (its canonical prompt's span -> the anchor, or G-CiR targets).
+    rows = {}
+    for c in concepts:
+        e, a = clean_rows(enc, [prm["prompt_template"].format(c)], c, prm["anchor"], world.causal_text)
+        rows[c] = (e, sepme.cir_targets(e, a, preserve, s["cir_components"]))
+
+    # 2. Concepts erased earlier: their tokens are kept; their increments are part of the current model.
+    given = {}
+    if args.given:
+        for c, path in increment_files(args.given).items():
+            if c not in rows:
+                e, _ = clean_rows(enc, [prm["prompt_template"].format(c)], c, prm["anchor"], world.causal_text)
+                given[c] = (e, _load_delta(path))
+
+    if not rows:
+        raise ValueError("no concepts to solve: give --concepts")
+
+    # 3. Solve, store each increment with its cross-talk onto the other known concepts' tokens.
+    deltas = sepme.increments(rows, preserve, s["lam"], s["known_weight"], s["ridge"], given)
+    known_rows = {**{c: r[0] for c, r in rows.items()}, **{c: g[0] for c, g in given.items()}}
+    for c, delta in deltas.items():
+        per_module = sepme.module_increments(modules, delta)
+        talk = {o: round(sepme.cross_talk(modules, per_module, known_rows[o]), 6) for o in known_rows if o != c}
+        path = inc_dir / f"{slug(c)}.safetensors"
+        io.save_safetensors(per_module, path)
+        io.save_safetensors({"delta": delta.float().contiguous()}, inc_dir / f"{slug(c)}.delta.safetensors")
+        io.write_json(sidecar_path(path), {**prm, "concept": c, "known": sorted(known_rows),
+                                           "cross_talk": talk, "wall_time_s": round(time.time() - t0, 3)})
+        cli.progress(f"sepme {c}: increment written; largest cross-talk {max(talk.values(), default=0):.4f}")
+
+
+def _load_delta(path):
+    return load_file(str(path).replace(".safetensors", ".delta.safetensors"))["delta"].double()
+
+
+def increment_files(inc_dir):
+    return {io.read_json(sidecar_path(p))["concept"]: p for p in sorted(Path(inc_dir).glob("*.safetensors"))
+            if not p.name.endswith(".delta.safetensors")}
+
+
+def write_composed(inc_dir, names, out):
+    files = increment_files(inc_dir)
+    names = list(files) if names is None else names
+    unknown = sorted(set(names) - set(files))
+    if unknown:
+        raise ValueError(f"--erase: no increment for {unknown} in {inc_dir}; known: {sorted(files)}")
+    total = sepme.compose([files[n] for n in names], load_file)
+    io.save_safetensors({k: v.float().contiguous() for k, v in total.items()}, out)
+    io.write_json(sidecar_path(out), {"increments_dir": str(inc_dir), "erased": sorted(names),
+                                     "restored": sorted(set(files) - set(names))})
+    cli.progress(f"sepme edit: {len(names)} increments summed -> {out}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,80 @@
+"""UCE and ESD baselines: UCE's token choices and its published closed form; ESD's parameter sets,
+training and how its deltas apply."""
+import json
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from conftest import ROOT, run_stage
+from erasure import esd, uce
+from erasure.closed_form import mixing_matrix
+
+
+def test_uce_last_token_rows(minilm):
+    prompts = ["a heart", "photo of heart"]
+    erase, targets, preserve = uce.rows(minilm, prompts, "", ["a star", "a ring"], "last")
+    emb = minilm.encode(prompts + ["", "a star"])
+    # [CLS] a heart [SEP]: the last token before [SEP] is "heart"; for "" it is [CLS]
+    assert torch.equal(erase[0], emb[0, 2]) and torch.equal(erase[1], emb[1, 3])
+    assert torch.equal(targets[0], emb[2, 0]) and torch.equal(targets[1], emb[2, 0])
+    assert preserve.shape == (2, emb.shape[-1]) and torch.equal(preserve[0], emb[3, 2])
+
+
+def test_uce_tail_rows_are_tail_aligned(minilm):
+    erase, targets, preserve = uce.rows(minilm, ["photo of heart"], "a shape", ["a star"], "tail")
+    emb = minilm.encode(["photo of heart", "a shape"])
+    length = emb.shape[1]
+    k, g = 3, 2   # last subject token of each prompt
+    n = length - max(k, g)
+    assert erase.shape[0] == n
+    assert torch.equal(erase, emb[0, k:k + n]) and torch.equal(targets, emb[1, g:g + n])
+    assert preserve.shape[0] == length   # every token of the preserve prompt
+
+
+def test_uce_solution_is_the_papers_formula():
+    gen = torch.Generator().manual_seed(0)
+    d, out = 16, 12
+    c, g, p = (torch.randn(n, d, generator=gen, dtype=torch.float64) for n in (5, 5, 30))
+    w0 = torch.randn(out, d, generator=gen, dtype=torch.float64)
+    lamb, s_e, s_p = 0.5, 1.5, 0.7
+    m, _ = mixing_matrix(c, g, p, s_p, lamb, erase_weights=torch.full((5,), s_e))
+    left = lamb * w0 + s_e * (w0 @ g.T) @ c + s_p * (w0 @ p.T) @ p
+    right = lamb * torch.eye(d, dtype=torch.float64) + s_e * c.T @ c + s_p * p.T @ p
+    assert torch.allclose(w0 @ m, left @ torch.linalg.inv(right), rtol=1e-9, atol=1e-9)
+
+
+def test_esd_parameter_sets_split_the_unet():
+    from erasure.world import load_miniworld
+    unet = load_miniworld(ROOT / "weights/miniworld").unet
+    x, u = esd.trainable_names(unet, "xattn"), esd.trainable_names(unet, "unet")
+    assert x and u and all(".attn2." in n for n in x) and not any(".attn2." in n for n in u)
+    assert set(x) | set(u) == {n for n, _ in unet.named_parameters()}
+
+
+@pytest.mark.parametrize("method,part", [("esd_x", ".attn2."), ("esd_u", None)])
+def test_esd_stage_trains_only_its_parameters(tmp_path, method, part):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["esd"].update(iterations=3, batch_size=2, ddim_steps=4)
+    config["out_dir"] = str(tmp_path)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / f"{method}.safetensors"
+    run_stage("train_esd", "--config", path, "--method", method, "--concept", "heart", "--out", out)
+    deltas = load_file(out)
+    changed = [n for n, d in deltas.items() if d.abs().max() > 0]
+    assert changed
+    assert all((part in n) if part else (".attn2." not in n) for n in deltas)
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["iterations_run"] == 3 and sidecar["train"] == ("xattn" if part else "unet")
+
+    # The deltas apply by parameter name through the same path the generate stage uses.
+    from erasure.edits import apply_edit
+    from erasure.world import load_miniworld
+    world = load_miniworld(ROOT / "weights/miniworld")
+    before = {n: p.detach().clone() for n, p in world.unet.named_parameters()}
+    apply_edit(world, out)
+    after = dict(world.unet.named_parameters())
+    for n, d in deltas.items():
+        assert torch.allclose(after[n], before[n] + d)
