@@ -9,6 +9,7 @@ include: "workflow/rules/erase.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/results.smk"
+include: "workflow/rules/sepme.smk"
 
 
 # Cheap bookkeeping rules run where snakemake runs, not as cluster jobs.

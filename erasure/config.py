@@ -149,6 +149,12 @@ def check(config):
         for other in m.get("known", []):
             if other not in concepts:
                 raise ConfigError(f"config field methods.{name}.known: unknown concept {other!r}; known: {sorted(concepts)}")
+    for name, members in config["sepme_sets"].items():
+        for c in members:
+            if c not in concepts:
+                raise ConfigError(f"config field sepme_sets.{name}: unknown concept {c!r}; known: {sorted(concepts)}")
+        if config["sepme_restore"] and len(members) > 1 and config["sepme_restore"] not in members:
+            raise ConfigError(f"config field sepme_restore: {config['sepme_restore']!r} is not in sepme_sets.{name}")
     cf = config["mining"]
     if cf["d2"] <= cf["d1"]:
         raise ConfigError(f"config field mining.d2: must exceed mining.d1 ({cf['d1']}), got {cf['d2']}")

@@ -29,6 +29,9 @@ def main():
     p.add_argument("--concept", default="all", help="erased concept (slug); 'all' for the unedited model")
     p.add_argument("--deltas", help="closed-form weight deltas (.safetensors)")
     p.add_argument("--lora", help="LoRA directory (pytorch_lora_weights.safetensors)")
+    p.add_argument("--associated-of", action="append",
+                   help="draw associated prompts only of this concept (repeatable); without it and with "
+                        "generate.other_associated false, only --concept's")
     cli.add_prompts_arg(p)
     p.add_argument("--out", required=True, help="manifest CSV; images go to a cache directory beside it")
     args = p.parse_args()
@@ -36,8 +39,10 @@ def main():
     prm = cli.stage_params(args, stage_params.generate, args.method)
     g = prm["generate"]
     prompt_rows = cli.read_prompts(args)
-    if args.concept != "all" and not g.get("other_associated", True):
-        # Acc_e, Acc_s and Acc_g need only the erased concept's prompts and the others' canonical ones.
+    # Acc_e, Acc_s and Acc_g need only the erased concepts' prompts and the others' canonical ones.
+    if args.associated_of:
+        prompt_rows = [r for r in prompt_rows if r["kind"] != "associated" or r["concept"] in args.associated_of]
+    elif args.concept != "all" and not g.get("other_associated", True):
         prompt_rows = [r for r in prompt_rows if r["kind"] != "associated" or slug(r["concept"]) == args.concept]
 
     # 1. Every (prompt, seed) job, and which images already exist. File names hash the prompt text,

@@ -14,9 +14,11 @@ JSON sidecar with the settings and the measured cross-talk onto every other know
 import time
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 
 from erasure import cli, io, params as stage_params, sepme
+from erasure.closed_form import mixing_matrix, weight_deltas
 from erasure.config import slug
 from erasure.embedding_set import sidecar_path
 from erasure.mining import clean_rows
@@ -31,6 +33,8 @@ def main():
     p.add_argument("--erase", action="append", help="a concept whose increment the --out edit includes "
                                                     "(repeatable; default: every increment in the directory)")
     p.add_argument("--out", help="composed weight deltas (.safetensors) for the generate stage")
+    p.add_argument("--joint", help="also write the non-separable comparison: one closed-form solve that "
+                                   "erases every --concepts concept at once (.safetensors)")
     args = p.parse_args()
     cli.set_threads(args.threads)
     inc_dir = Path(args.increments_dir)
@@ -68,6 +72,13 @@ def solve(args, inc_dir):
 
     if not rows:
         raise ValueError("no concepts to solve: give --concepts")
+
+    if args.joint:
+        erase = torch.cat([e for e, _ in rows.values()])
+        targets = torch.cat([t for _, t in rows.values()])
+        m, _ = mixing_matrix(erase, targets, preserve, s["lam"], s["ridge"])
+        io.save_safetensors(weight_deltas(modules, m), args.joint)
+        io.write_json(sidecar_path(args.joint), {**prm, "joint": sorted(rows)})
 
     # 3. Solve, store each increment with its cross-talk onto the other known concepts' tokens.
     deltas = sepme.increments(rows, preserve, s["lam"], s["known_weight"], s["ridge"], given)

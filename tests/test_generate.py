@@ -44,14 +44,13 @@ def test_a_rerun_regenerates_only_missing_or_truncated_images(setup):
     assert again == files and all(Path(f).read_bytes() == originals[f] for f in files)
 
 
-def test_other_associated_false_keeps_only_the_erased_concepts_associated_prompts(setup):
+def test_associated_of_keeps_only_the_erased_concepts_associated_prompts(setup):
     tmp, _, world = setup
     prompts = tmp / "assoc.csv"
     prompts.write_text("id,concept,kind,prompt,seed\n0,heart,erase,a heart,1\n1,heart,associated,a valentine,1\n"
                        "2,star,erase,a star,1\n3,star,associated,an asterisk,1\n")
-    params = {**world, "method": "cf", "generate": dict(steps=1, guidance=5.0, images_per_prompt=1, batch_size=4,
-                                                        other_associated=False)}
-    run_stage("generate", "--params", json.dumps(params), "--concept", "heart", "--prompts", prompts,
+    params = {**world, "method": "cf", "generate": dict(steps=1, guidance=5.0, images_per_prompt=1, batch_size=4)}
+    run_stage("generate", "--params", json.dumps(params), "--associated-of", "heart", "--prompts", prompts,
               "--out", tmp / "d/manifest.csv")
     kept = [line.split(",")[3] for line in (tmp / "d/manifest.csv").read_text().splitlines()[1:]]
     assert kept == ["a heart", "a valentine", "a star"]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import ROOT, miniworld_config, write_config
 
@@ -88,3 +89,26 @@ def test_bad_config_stops_before_any_work(tmp_path):
     assert proc.returncode != 0
     assert "config field mining.s1" in proc.stdout + proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_sepme_sets_erase_restore_and_joint_rows(tmp_path):
+    config = miniworld_config(tmp_path, run_methods=["original"], sepme_sets={"k1": ["heart"], "k2": ["heart", "star"]},
+                              sepme_restore="heart")
+    config["generate"].update(images_per_prompt=1, steps=2, other_associated=False)
+    path = write_config(tmp_path, config)
+    proc = snakemake(path, "sepme_table")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(tmp_path / "out/report/sepme.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["set"], r["model"], r["concept"], r["role"]) for r in rows} == {
+        ("k1", "all", "heart", "erased"), ("k2", "all", "heart", "erased"), ("k2", "all", "star", "erased"),
+        ("k2", "joint", "heart", "erased"), ("k2", "joint", "star", "erased"),
+        ("k2", "restore", "heart", "restored"), ("k2", "restore", "star", "erased")}
+    # the restore model's edit is exactly star's increment: heart's increment is left out
+    from safetensors.torch import load_file
+    restore = load_file(tmp_path / "out/sepme_sets/k2/restore.safetensors")
+    star = load_file(tmp_path / "out/sepme_sets/k2/increments/star.safetensors")
+    assert all(torch.equal(restore[k], star[k]) for k in star)
+    # the set model draws only the set's associated prompts (plus every canonical prompt)
+    manifest = (tmp_path / "out/images/set_k2/all.csv").read_text()
+    assert manifest.count(",associated,") == 2 and manifest.count(",erase,") == 3

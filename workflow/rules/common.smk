@@ -27,6 +27,7 @@ wildcard_constraints:
     concept="[a-z0-9_-]+",
     method="[A-Za-z0-9_-]+",
     sampler="none|paper|data",
+    set="[a-z0-9_-]+",
 
 
 def one_of(names):
@@ -60,6 +61,7 @@ DEFAULT_RESOURCES = {
     "train_lora": dict(mem_mb=32000, runtime=240, gpu=1),
     "train_esd": dict(mem_mb=32000, runtime=240, gpu=1),
     "sepme": dict(mem_mb=16000, runtime=30, gpu=0),
+    "sepme_set": dict(mem_mb=16000, runtime=30, gpu=0),
     "generate": dict(mem_mb=32000, runtime=720, gpu=1),
     "score": dict(mem_mb=16000, runtime=120, gpu=1),
     "remap": dict(mem_mb=16000, runtime=30, gpu=0),

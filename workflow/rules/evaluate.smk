@@ -1,11 +1,22 @@
 def edit_inputs(w):
-    """The edit files a (method, concept) image set depends on: none for the unedited model."""
+    """The edit files a (method, concept) image set depends on: none for the unedited model.
+    SepME set models are method set_<set>, concept <variant> (sepme.smk)."""
     if w.method == "original":
         return {}
+    if w.method.startswith("set_"):
+        return {"deltas": f"{OUT}/sepme_sets/{w.method[4:]}/{w.concept}.safetensors"}
     files = {"deltas": deltas_path(w.method, w.concept)}
     if METHODS[w.method].get("lora"):
         files["lora"] = f"{lora_dir(w.method, w.concept)}/pytorch_lora_weights.safetensors"
     return files
+
+
+def associated_args(w):
+    """--associated-of flags for a SepME set model: with generate.other_associated false, only the
+    set's associated prompts are drawn (the stage handles single concepts itself)."""
+    if not w.method.startswith("set_") or config["generate"]["other_associated"]:
+        return ""
+    return " ".join(f"--associated-of {shlex.quote(n)}" for n in config["sepme_sets"][w.method[4:]])
 
 
 def edit_args(input):
@@ -40,6 +51,7 @@ rule generate:
     params:
         p=as_json(lambda w: P.generate(config, w.method)),
         edit=lambda w, input: edit_args(input),
+        associated=associated_args,
     log:
         f"{OUT}/logs/generate/{{method}}/{{concept}}.log",
     threads: 1
@@ -49,7 +61,8 @@ rule generate:
         gpu=res("generate", "gpu"),
     shell:
         "{PY} stages/generate.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
-        " --prompts {input.prompts:q} {params.edit} --out {output.manifest:q} --threads {threads} > {log:q} 2>&1"
+        " --prompts {input.prompts:q} {params.edit} {params.associated} --out {output.manifest:q}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule score:
