@@ -22,7 +22,10 @@ def stage_params(args, derive, *wildcards):
         text = args.params
         if text.startswith("@"):
             text = open(text[1:], encoding="utf-8").read()
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--params: not valid JSON ({e}); pass the stage's parameter dict or @FILE") from None
     return derive(load_config(args.config), *wildcards)
 
 

@@ -145,7 +145,8 @@ def check(config):
         needed = {"realera": ("mining", "regularization", "lora"), "uce": (), "esd": ("train",), "sepme": ()}[m["kind"]]
         missing = [k for k in needed if k not in m]
         if missing:
-            raise ConfigError(f"config field methods.{name}: kind {m['kind']} needs {', '.join(missing)}")
+            raise ConfigError(f"config field methods.{name}: kind {m['kind']} needs {', '.join(missing)}; "
+                              "add it (the methods in config.yaml show each kind)")
         for other in m.get("known", []):
             if other not in concepts:
                 raise ConfigError(f"config field methods.{name}.known: unknown concept {other!r}; known: {sorted(concepts)}")
@@ -167,7 +168,21 @@ def check(config):
         if not weights.is_file():
             raise ConfigError(f"config field miniworld.weights: {weights} not found; "
                               "restore it from git or run `snakemake pretrain`")
-    prompt_table(config)  # reads and checks every extra prompt CSV
+    if config["world"] == "sd":
+        from .world import check_sd_model
+        try:
+            check_sd_model(config["sd"]["model"])
+        except ValueError as e:
+            raise ConfigError(f"config field {e}") from None
+    for path in config["extra_prompts"]:
+        for i, row in enumerate(read_extra_prompts(path), start=2):
+            if row["concept"] not in concepts:
+                raise ConfigError(f"extra prompt CSV {path} line {i}: unknown concept {row['concept']!r}; "
+                                  f"known: {sorted(concepts)}")
+            if row["kind"] == "erase" and row["concept"].lower() not in row["prompt"].lower():
+                raise ConfigError(f"extra prompt CSV {path} line {i}: erase prompt {row['prompt']!r} does not "
+                                  f"contain the concept word {row['concept']!r}; put it in, or use kind associated")
+    prompt_table(config)
     return config
 
 

@@ -41,7 +41,8 @@ def load(path):
             if v is None:
                 continue
             if v.shape[-2:] != (t, d) or v.dim() not in (2, 3):
-                raise ValueError(f"embedding set {path}: p{i}.{k} has shape {tuple(v.shape)}, expected [..., {t}, {d}]")
+                raise ValueError(f"embedding set {path}: p{i}.{k} has shape {tuple(v.shape)}, expected [..., {t}, {d}]; "
+                                 "rerun the mine stage")
             if not torch.isfinite(v).all():
                 raise ValueError(f"embedding set {path}: p{i}.{k} contains NaN or inf; rerun the mine stage")
         prompts.append(entry)

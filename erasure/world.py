@@ -56,8 +56,12 @@ def load_miniworld(weights_dir):
 
 
 def check_sd_model(model):
-    """A local SD directory must be a diffusers layout; a hub id is resolved by diffusers itself."""
-    path = Path(model)
+    """A local SD directory must exist and be a diffusers layout; a hub id ("org/name") is resolved by
+    diffusers itself."""
+    path = Path(model).expanduser()
+    looks_local = model.startswith(("/", ".", "~")) or model.count("/") > 1
+    if looks_local and not path.exists():
+        raise ValueError(f"sd.model {model!r}: no such directory; give a local diffusers directory or a model id")
     if path.exists() and not (path / "model_index.json").is_file():
         raise ValueError(f"sd.model {model!r} is not a diffusers model directory (no model_index.json); "
                          "point it at a directory saved with save_pretrained or at a model id")

@@ -33,6 +33,8 @@ def main():
     uce_kind = prm.get("kind", "realera") == "uce"
     if not uce_kind and not args.embeddings:
         raise ValueError("--embeddings is required for this method (its mining output)")
+    # A bad embedding set stops the stage before the model is loaded.
+    prompts, mined = embedding_set.load(args.embeddings) if not uce_kind else (None, {})
     t0 = time.time()
 
     # 1. The model's edited projections.
@@ -44,11 +46,10 @@ def main():
         u = prm["uce"]
         erase, targets, preserve = uce.rows(world.encoder, prm["erase_prompts"], u["guide"], prm["preserve_prompts"],
                                             prm["tokens"])
-        preserve_tokens, n_beyond, mined = preserve, 0, {}
+        preserve_tokens, n_beyond = preserve, 0
         m, cond = mixing_matrix(erase, targets, preserve, u["preserve_scale"], u["lamb"],
                                 erase_weights=torch.full((len(erase),), float(u["erase_scale"])))
     else:
-        prompts, mined = embedding_set.load(args.embeddings)
         # every position of the preserve prompts' tokens: [P * L, D]
         preserve_tokens = world.encoder.encode(prm["preserve_prompts"]).flatten(0, 1)
         cf = prm["closed_form"]

@@ -55,3 +55,15 @@ def test_remap_score_is_one_for_a_full_remap_and_zero_untouched():
     delta = w0 @ (a - h).T @ torch.linalg.pinv(h.T)
     assert abs(remap_score({"m": lin}, {"m": delta}, h, a) - 1) < 1e-4
     assert remap_score({"m": lin}, {"m": torch.zeros_like(w0)}, h, a) == 0
+
+
+def test_duplicate_and_degenerate_rows_warn_and_stay_finite():
+    import warnings
+    e, a, p = _problem(d=16, n=3, p=0)
+    e = e[:1].repeat(500, 1)                       # one token repeated: rank 1 in 16 dimensions
+    a = a[:1].repeat(500, 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m, cond = mixing_matrix(e, a, p, 1.0, 1e-14)
+    assert any("ill-conditioned" in str(w.message) for w in caught) and cond > 1e12
+    assert torch.isfinite(m).all()

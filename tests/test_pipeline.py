@@ -51,6 +51,23 @@ def test_report_has_the_papers_columns(finished_run):
     assert "| realera |" in (tmp / "out/report/table.md").read_text()
 
 
+def test_the_same_config_twice_gives_identical_bytes(finished_run, tmp_path):
+    import hashlib
+    tmp, config, _ = finished_run
+    again = copy.deepcopy(config)
+    again["out_dir"] = str(tmp_path / "out")
+    proc = snakemake(write_config(tmp_path, again), "all")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    def hashes(out):
+        # weights, images and the report's tables (other CSVs and sidecars name their own paths)
+        files = [p for p in sorted(out.rglob("*")) if p.is_file() and "logs" not in p.parts and
+                 (p.suffix in {".safetensors", ".png"} or (p.parent.name == "report" and p.suffix in {".csv", ".md"}))]
+        return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    first = hashes(tmp / "out")
+    assert len(first) > 20 and hashes(tmp_path / "out") == first
+
+
 def test_nothing_to_do_after_a_complete_run(finished_run):
     assert planned_rules(finished_run[2]) == set()
 

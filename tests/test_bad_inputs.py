@@ -1,0 +1,243 @@
+"""Every bad input in docs/bad_inputs.md: each gives exactly the one-line message the doc lists.
+
+Regenerate the doc's table after changing a message:  .venv/bin/python tests/test_bad_inputs.py
+"""
+import copy
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import ROOT, run_stage  # noqa: E402
+from erasure import embedding_set  # noqa: E402
+from erasure.config import ConfigError, load_config  # noqa: E402
+
+DOC = ROOT / "docs" / "bad_inputs.md"
+
+
+def base_config(tmp):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["out_dir"] = str(tmp / "out")
+    config["miniworld"]["weights"] = str(ROOT / "weights/miniworld")
+    config["concepts_file"] = str(ROOT / config["concepts_file"])
+    return config
+
+
+def config_error(tmp, change):
+    config = base_config(tmp)
+    change(config, tmp)
+    try:
+        load_config(config)
+    except ConfigError as e:
+        return str(e)
+    return "(accepted)"
+
+
+def set_value(*path_value):
+    *path, value = path_value
+
+    def change(config, tmp):
+        target = config
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return change
+
+
+def extra_csv(content):
+    def change(config, tmp):
+        (tmp / "extra.csv").write_text(content)
+        config["extra_prompts"] = [str(tmp / "extra.csv")]
+    return change
+
+
+def concepts_file(content):
+    def change(config, tmp):
+        (tmp / "concepts.json").write_text(content)
+        config["concepts_file"] = str(tmp / "concepts.json")
+    return change
+
+
+def sd_model(make):
+    def change(config, tmp):
+        config["world"] = "sd"
+        config["sd"]["model"] = make(tmp)
+    return change
+
+
+def not_diffusers(tmp):
+    (tmp / "model").mkdir()
+    return str(tmp / "model")
+
+
+def embedding_error(tmp, corrupt):
+    path = tmp / "set.safetensors"
+    tensors = {"p0.erase": torch.zeros(4, 8), "p0.anchor": torch.zeros(4, 8), "p0.beyond": torch.zeros(3, 4, 8)}
+    meta = {"num_prompts": 1}
+    corrupt(tensors, meta)
+    save_file(tensors, path)
+    if meta is not None:
+        path.with_suffix(".json").write_text(json.dumps(meta))
+    if "truncate" in meta:
+        path.write_bytes(path.read_bytes()[:40])
+        path.with_suffix(".json").write_text(json.dumps({"num_prompts": 1}))
+    try:
+        embedding_set.load(path)
+    except ValueError as e:
+        return str(e)
+    return "(accepted)"
+
+
+def set_tensor(key, value):
+    return lambda tensors, meta: tensors.__setitem__(key, value)
+
+
+def no_sidecar(tmp):
+    path = tmp / "set.safetensors"
+    save_file({"p0.erase": torch.zeros(4, 8), "p0.anchor": torch.zeros(4, 8)}, path)
+    try:
+        embedding_set.load(path)
+    except ValueError as e:
+        return str(e)
+
+
+def stage_error(*args):
+    def run(tmp):
+        proc = run_stage(*[a(tmp) if callable(a) else a for a in args], check=False)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        return lines[-1]
+    return run
+
+
+def write_embedding(tmp):
+    path = tmp / "set.safetensors"
+    save_file({"p0.erase": torch.full((4, 384), float("nan")), "p0.anchor": torch.zeros(4, 384)}, path)
+    path.with_suffix(".json").write_text(json.dumps({"num_prompts": 1}))
+    return str(path)
+
+
+CONCEPTS_OK = json.loads((ROOT / "data/miniworld/concepts.json").read_text())
+
+# (id, what is wrong, how to produce the message from a temporary directory)
+CASES = [
+    ("seed-type", "`seed: zero`", lambda t: config_error(t, set_value("seed", "zero"))),
+    ("seed-negative", "`seed: -1`", lambda t: config_error(t, set_value("seed", -1))),
+    ("world", "`world: sdxl`", lambda t: config_error(t, set_value("world", "sdxl"))),
+    ("unknown-top-key", "a misspelt top-level key `erase_concepts`",
+     lambda t: config_error(t, set_value("erase_concepts", ["heart"]))),
+    ("unknown-nested-key", "`mining.radius: 1` (no such key)", lambda t: config_error(t, set_value("mining", "radius", 1))),
+    ("d1-negative", "`mining.d1: -0.5`", lambda t: config_error(t, set_value("mining", "d1", -0.5))),
+    ("s1-range", "`mining.s1: 1.5`", lambda t: config_error(t, set_value("mining", "s1", 1.5))),
+    ("d2-below-d1", "`mining.d2` not above `mining.d1`", lambda t: config_error(t, set_value("mining", "d2", 0.5))),
+    ("s2-above-s1", "`mining.s2` above `mining.s1`", lambda t: config_error(t, set_value("mining", "s2", 0.9999))),
+    ("num-neighbors", "`mining.num_neighbors: 2.5`", lambda t: config_error(t, set_value("mining", "num_neighbors", 2.5))),
+    ("ridge-zero", "`closed_form.ridge: 0`", lambda t: config_error(t, set_value("closed_form", "ridge", 0))),
+    ("lora-steps", "`lora.steps: 0`", lambda t: config_error(t, set_value("lora", "steps", 0))),
+    ("images-zero", "`generate.images_per_prompt: 0`",
+     lambda t: config_error(t, set_value("generate", "images_per_prompt", 0))),
+    ("guidance-type", "`generate.guidance: high`", lambda t: config_error(t, set_value("generate", "guidance", "high"))),
+    ("esd-lr", "`esd.lr: 0`", lambda t: config_error(t, set_value("esd", "lr", 0))),
+    ("template", "`prompt_template: a photo` (no `{}`)", lambda t: config_error(t, set_value("prompt_template", "a photo"))),
+    ("erase-empty", "`erase: []`", lambda t: config_error(t, set_value("erase", []))),
+    ("erase-unknown", "`erase: [unicorn]`", lambda t: config_error(t, set_value("erase", ["unicorn"]))),
+    ("method-unknown", "`run_methods: [original, magic]`",
+     lambda t: config_error(t, set_value("run_methods", ["original", "magic"]))),
+    ("method-incomplete", "a realera-kind method without `lora`",
+     lambda t: config_error(t, set_value("methods", "mine_only", {"mining": "paper", "regularization": "none"}))),
+    ("method-kind", "`kind: magic` in a method", lambda t: config_error(t, set_value("methods", "cf", "kind", "magic"))),
+    ("sepme-set", "a SepME set with an unknown concept",
+     lambda t: config_error(t, set_value("sepme_sets", {"k2": ["heart", "unicorn"]}))),
+    ("resources-rule", "`resources.generat` (no such rule)",
+     lambda t: config_error(t, set_value("resources", {"generat": {"mem_mb": 1000}}))),
+    ("weights-missing", "`miniworld.weights` pointing nowhere",
+     lambda t: config_error(t, set_value("miniworld", "weights", "/nonexistent/weights"))),
+    ("concepts-missing", "`concepts_file` that does not exist",
+     lambda t: config_error(t, set_value("concepts_file", "/nonexistent/concepts.json"))),
+    ("concepts-json", "a concepts file that is not JSON", lambda t: config_error(t, concepts_file("{concepts: ["))),
+    ("concepts-shape", "a concepts file whose `associated` is not a list",
+     lambda t: config_error(t, concepts_file(json.dumps({"concepts": {"heart": {"name": "heart", "associated": "a valentine"}}})))),
+    ("csv-missing", "an `extra_prompts` file that does not exist",
+     lambda t: config_error(t, set_value("extra_prompts", ["/nonexistent/prompts.csv"]))),
+    ("csv-columns", "a prompt CSV without the `kind` column", lambda t: config_error(t, extra_csv("concept,prompt,seed\nheart,a heart,1\n"))),
+    ("csv-empty", "a prompt CSV with a header only", lambda t: config_error(t, extra_csv("concept,prompt,seed,kind\n"))),
+    ("csv-kind", "a prompt CSV row with kind `forget`",
+     lambda t: config_error(t, extra_csv("concept,prompt,seed,kind\nheart,a heart,1,forget\n"))),
+    ("csv-seed", "a prompt CSV row with seed `x`", lambda t: config_error(t, extra_csv("concept,prompt,seed,kind\nheart,a heart,x,erase\n"))),
+    ("csv-prompt", "a prompt CSV row with an empty prompt", lambda t: config_error(t, extra_csv("concept,prompt,seed,kind\nheart,,1,erase\n"))),
+    ("csv-concept", "a prompt CSV row for an unknown concept",
+     lambda t: config_error(t, extra_csv("concept,prompt,seed,kind\nunicorn,a unicorn,1,erase\n"))),
+    ("concept-word", "an erase prompt without its concept word",
+     lambda t: config_error(t, extra_csv("concept,prompt,seed,kind\nheart,a valentine,1,erase\n"))),
+    ("sd-no-model", "`world: sd` without `sd.model`", lambda t: config_error(t, set_value("world", "sd"))),
+    ("sd-missing-dir", "`sd.model` a directory that does not exist",
+     lambda t: config_error(t, sd_model(lambda tmp: "/nonexistent/sd-v1-4"))),
+    ("sd-not-diffusers", "`sd.model` a directory without `model_index.json`",
+     lambda t: config_error(t, sd_model(not_diffusers))),
+    ("emb-corrupt", "an embedding set truncated on disk",
+     lambda t: embedding_error(t, lambda tensors, meta: meta.update(truncate=True))),
+    ("emb-sidecar", "an embedding set without its JSON sidecar", no_sidecar),
+    ("emb-shape", "an embedding set with a beyond tensor of the wrong width",
+     lambda t: embedding_error(t, set_tensor("p0.beyond", torch.zeros(3, 4, 9)))),
+    ("emb-nan", "an embedding set with NaN values",
+     lambda t: embedding_error(t, set_tensor("p0.erase", torch.full((4, 8), float("nan"))))),
+    ("emb-missing", "an embedding set without its erase tensor",
+     lambda t: embedding_error(t, lambda tensors, meta: tensors.pop("p0.erase"))),
+    ("stage-nan", "the closed-form stage given a NaN embedding set (no output is written)",
+     stage_error("closed_form", "--config", str(ROOT / "config.yaml"), "--method", "cf", "--concept", "heart",
+                 "--embeddings", write_embedding, "--out", lambda t: str(t / "deltas.safetensors"))),
+    ("stage-params", "a stage given `--params` that is not JSON",
+     stage_error("closed_form", "--params", "{not json", "--method", "cf", "--concept", "heart",
+                 "--out", lambda t: str(t / "deltas.safetensors"))),
+]
+
+
+def message(case, tmp):
+    text = case[2](tmp)
+    return text.replace(str(tmp), "<tmp>").replace(str(ROOT) + "/", "")
+
+
+def doc_rows():
+    rows = {}
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^\| `([a-z0-9-]+)` \| (.*) \| (.*) \|$", line)
+        if m:
+            rows[m.group(1)] = m.group(3).replace("\\|", "|")
+    return rows
+
+
+def doc_cell(text):
+    return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gives_the_documented_message(case, tmp_path):
+    got = message(case, tmp_path)
+    assert got != "(accepted)", f"{case[0]} was accepted"
+    assert "\n" not in got
+    assert doc_rows().get(case[0]) == doc_cell(got), f"{case[0]}: message is now\n{got}\n(rerun this file to regenerate)"
+    assert not (tmp_path / "deltas.safetensors").exists() and not (tmp_path / "out").exists()
+
+
+def test_the_doc_lists_every_case_and_at_least_30():
+    assert set(doc_rows()) == {c[0] for c in CASES} and len(CASES) >= 30
+
+
+if __name__ == "__main__":
+    import tempfile
+    lines = []
+    for case in CASES:
+        with tempfile.TemporaryDirectory() as tmp:
+            lines.append(f"| `{case[0]}` | {case[1]} | {doc_cell(message(case, Path(tmp)))} |")
+    text = DOC.read_text(encoding="utf-8")
+    start = text.index("| id |")
+    end = text.index("\n\n", start)
+    DOC.write_text(text[:start] + "| id | bad input | the one line you see |\n|---|---|---|\n" + "\n".join(lines) + text[end:],
+                   encoding="utf-8")
+    print(f"{len(lines)} rows written to {DOC}")
