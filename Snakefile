@@ -21,6 +21,6 @@ localrules:
 rule all:
     default_target: True
     input:
-        f"{OUT}/report/summary.csv",
-        f"{OUT}/report/index.html",
+        f"{REPORT}/summary.csv",
+        f"{REPORT}/index.html",
         AUDITS,

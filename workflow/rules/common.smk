@@ -15,6 +15,7 @@ except ConfigError as e:
     raise WorkflowError(str(e)) from None
 
 OUT = config["out_dir"]
+REPORT = f"{OUT}/{config['report']['name']}"
 ERASE = [slug(c) for c in config["erase"]]
 METHODS = config["methods"]
 EDIT_METHODS = [m for m in config["run_methods"] if m != "original"]

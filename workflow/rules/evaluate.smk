@@ -121,14 +121,14 @@ rule report:
         src("report", "erasure/report.py", *PACKAGE),
         prompts=rules.prompts.output[0],
     output:
-        summary=f"{OUT}/report/summary.csv",
-        table=f"{OUT}/report/table.md",
-        html=f"{OUT}/report/index.html",
-        per_prompt=f"{OUT}/report/per_prompt.csv",
+        summary=f"{REPORT}/summary.csv",
+        table=f"{REPORT}/table.md",
+        html=f"{REPORT}/index.html",
+        per_prompt=f"{REPORT}/per_prompt.csv",
     params:
         p=as_json(lambda w: P.report(config)),
     log:
-        f"{OUT}/logs/report.log",
+        f"{OUT}/logs/{config['report']['name']}.log",
     threads: 1
     resources:
         mem_mb=res("report", "mem_mb"),
@@ -136,4 +136,4 @@ rule report:
         gpu=res("report", "gpu"),
     shell:
         "{PY} stages/report.py --params {params.p:q} --prompts {input.prompts:q} --scores-dir {OUT}/scores"
-        " --remap-dir {OUT}/remap --out {OUT}/report --threads {threads} > {log:q} 2>&1"
+        " --remap-dir {OUT}/remap --out {REPORT} --threads {threads} > {log:q} 2>&1"

@@ -2,8 +2,8 @@
 
 rule original_table:
     input:
-        per_prompt=f"{OUT}/report/per_prompt.csv",
-        summary=f"{OUT}/report/summary.csv",
+        per_prompt=f"{REPORT}/per_prompt.csv",
+        summary=f"{REPORT}/summary.csv",
         script="stages/original_table.py",
     output:
         csv="results/miniworld/original.csv",
@@ -13,3 +13,26 @@ rule original_table:
     shell:
         "{PY} stages/original_table.py --per-prompt {input.per_prompt:q} --weights {config[miniworld][weights]:q}"
         " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
+
+
+# `snakemake results --configfile configs/miniworld_<table>.yaml`: the run's tables, copied under
+# results/ with the command that regenerates them (config report.results, report.command).
+if config["report"]["results"]:
+
+    def results_sources(w):
+        if config["sepme_sets"]:
+            return {"csv": f"{OUT}/report/sepme.csv", "md": f"{OUT}/report/sepme.md"}
+        return {"csv": f"{REPORT}/summary.csv", "md": f"{REPORT}/table.md"}
+
+    rule results:
+        input:
+            unpack(results_sources),
+            script="stages/results_table.py",
+        output:
+            csv=f"{config['report']['results']}.csv",
+            md=f"{config['report']['results']}.md",
+        params:
+            command=config["report"]["command"],
+        shell:
+            "{PY} stages/results_table.py --csv {input.csv:q} --md {input.md:q} --command {params.command:q}"
+            " --out-csv {output.csv:q} --out-md {output.md:q}"
