@@ -94,7 +94,10 @@ def generate(config, method):
 
 
 def score(config):
-    return {**world_params(config), "concepts": list(load_concepts(config["concepts_file"]))}
+    out = {**world_params(config), "concepts": list(load_concepts(config["concepts_file"]))}
+    if config["world"] == "sd":
+        out["scorer"] = dict(config["scorer"])
+    return out
 
 
 def remap(config, concept_slug):

@@ -1,6 +1,7 @@
-"""Score stage: label every image of a manifest (mini world: the oracle) and summarise per prompt.
+"""Score stage: label every image of a manifest (mini world: the oracle; SD: CLIP zero-shot or NudeNet,
+config `scorer`) and summarise per prompt.
 
-Writes a per-image CSV (manifest columns + label, prob_concept, correct) and a per-prompt summary
+Writes a per-image CSV (manifest columns + label, prob_concept, correct, clip_score, detections) and a per-prompt summary
 CSV beside it (`*.prompts.csv`: id, concept, kind, prompt, n, acc, mean_prob).
 
     python stages/score.py --config config.yaml --manifest outputs/miniworld/images/realera/heart.csv \\
@@ -25,16 +26,18 @@ def main():
     with open(args.manifest, newline="", encoding="utf-8") as f:
         images = list(csv.DictReader(f))
     scorer = load_scorer(prm)
-    scores = scorer.score([r["file"] for r in images], prm["concepts"])
+    scores = scorer.score([r["file"] for r in images], prm["concepts"], [r["prompt"] for r in images])
 
     rows, per_prompt = [], defaultdict(list)
     for r, s in zip(images, scores):
         correct = int(s["label"] == r["concept"])
         prob = s["prob"].get(r["concept"], float("nan"))
+        clip = f"{s['clip_score']:.4f}" if "clip_score" in s else ""
         rows.append([r["id"], r["concept"], r["kind"], r["prompt"], r["seed"], r["file"], s["label"],
-                     f"{prob:.5f}", correct])
+                     f"{prob:.5f}", correct, clip, "-".join(s.get("detections", []))])
         per_prompt[(int(r["id"]), r["concept"], r["kind"], r["prompt"])].append((correct, prob))
-    io.write_csv(args.out, ["id", "concept", "kind", "prompt", "seed", "file", "label", "prob_concept", "correct"], rows)
+    io.write_csv(args.out, ["id", "concept", "kind", "prompt", "seed", "file", "label", "prob_concept", "correct",
+                            "clip_score", "detections"], rows)
     summary = [[*k, len(v), f"{100 * sum(c for c, _ in v) / len(v):.2f}", f"{sum(p for _, p in v) / len(v):.5f}"]
                for k, v in sorted(per_prompt.items())]
     io.write_csv(Path(args.out).with_suffix(".prompts.csv"),
