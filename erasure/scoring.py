@@ -26,7 +26,7 @@ class OracleScorer:
         self.model.eval()
 
     @torch.inference_mode()
-    def score(self, paths, concepts, batch_size=512):
+    def score(self, paths, concepts, prompts=None, batch_size=512):
         rows = []
         for i in range(0, len(paths), batch_size):
             x = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths[i:i + batch_size]])
