@@ -90,7 +90,10 @@ def train_lora(config, method, concept_slug):
 
 
 def generate(config, method):
-    return {**world_params(config), "method": method, "generate": dict(config["generate"])}
+    out = {**world_params(config), "method": method, "generate": dict(config["generate"])}
+    if config["generate"]["images_per_preserved"]:
+        out["erase"] = list(config["erase"])   # which prompts get the full image count
+    return out
 
 
 def score(config):

@@ -9,7 +9,7 @@ Per method and erased concept X, from per-image oracle/CLIP labels:
 """
 import math
 
-METRICS = ("acc_e", "acc_s", "acc_g", "acc_sg", "h_o")
+METRICS = ("acc_e", "acc_s", "acc_g", "acc_sg", "h_o", "cs_e", "cs_s", "cs_g")
 REMAP = ("remap_e", "remap_g", "remap_s", "remap_sg")
 
 
@@ -35,11 +35,16 @@ def group_of(row, concept):
 
 
 def metrics(score_rows, concept):
-    """{acc_e, acc_s, acc_g, acc_sg, h_o, n_images} from per-image rows with concept, kind, correct."""
+    """{acc_e, acc_s, acc_g, acc_sg, h_o, n_images} from per-image rows with concept, kind, correct;
+    plus mean CLIP scores cs_e, cs_s, cs_g when the scorer gave them (artists, COCO)."""
     groups = {"e": [], "s": [], "g": [], "sg": []}
+    clip = {"e": [], "s": [], "g": [], "sg": []}
     for r in score_rows:
         groups[group_of(r, concept)].append(int(r["correct"]))
+        if r.get("clip_score"):
+            clip[group_of(r, concept)].append(float(r["clip_score"]))
     out = {f"acc_{k}": _mean(v) for k, v in groups.items()}
+    out.update({f"cs_{k}": sum(v) / len(v) if v else float("nan") for k, v in clip.items() if k != "sg"})
     out["h_o"] = harmonic_overall(out["acc_e"], out["acc_s"], out["acc_g"])
     out["n_images"] = len(score_rows)
     return out

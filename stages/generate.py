@@ -52,7 +52,7 @@ def main():
     key = fingerprint(args.deltas, args.lora, extra=json.dumps(pixels, sort_keys=True))
     cache = Path(args.out).parent / f"{Path(args.out).stem}-{key}"
     jobs = [(row, row["seed"] + k, cache / f"{_prompt_key(row['prompt'])}_{row['seed'] + k}.png")
-            for row in prompt_rows for k in range(g["images_per_prompt"])]
+            for row in prompt_rows for k in range(images_for(row, g, prm.get("erase")))]
     todo = [j for j in jobs if not _complete(j[2])]
     cli.progress(f"generate {prm['method']}/{args.concept}: {len(jobs) - len(todo)} of {len(jobs)} images done")
 
@@ -79,6 +79,15 @@ def main():
     io.write_csv(args.out, ["id", "concept", "kind", "prompt", "seed", "file"],
                  [[row["id"], row["concept"], row["kind"], row["prompt"], seed, path.as_posix()]
                   for row, seed, path in jobs])
+
+
+def images_for(row, g, erased):
+    """Images of a prompt row: images_per_preserved (when set) for the canonical prompts of concepts
+    the run does not erase (RealEra: 200 per erased prompt, 5 per preserved one), else images_per_prompt."""
+    few = g.get("images_per_preserved")
+    if few and erased is not None and row["kind"] != "associated" and row["concept"] not in erased:
+        return few
+    return g["images_per_prompt"]
 
 
 def _prompt_key(prompt):

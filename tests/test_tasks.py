@@ -1,0 +1,34 @@
+"""The Stable Diffusion task configs: each validates and plans its whole DAG (with the tiny SD
+standing in for SD v1.4); the concept data they point to is complete."""
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+TASKS = ["sd_objects", "sd_celebrities", "sd_artists"]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_task_config_plans_its_dag(task, tiny_sd, tmp_path):
+    override = tmp_path / "model.yaml"
+    override.write_text(yaml.safe_dump({"sd": {"model": str(tiny_sd)}, "out_dir": str(tmp_path / "out")}))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "1", "all",
+                           "--configfile", str(ROOT / "configs" / f"{task}.yaml"), str(override)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    config = yaml.safe_load((ROOT / "configs" / f"{task}.yaml").read_text())
+    jobs = dict(l.split()[:2] for l in proc.stdout.split("Job stats:")[1].split("total")[0].splitlines()[3:] if l.strip())
+    assert int(jobs["generate"]) == 1 + len(config["erase"]) * (len(config["run_methods"]) - 1)
+
+
+def test_task_concept_files():
+    cifar = json.loads((ROOT / "data/sd/cifar10.json").read_text())["concepts"]
+    assert len(cifar) == 10 and all(len(c["associated"]) == 3 for c in cifar.values())
+    for name in ("celebrities", "artists"):
+        concepts = json.loads((ROOT / f"data/sd/{name}.json").read_text())["concepts"]
+        erased = yaml.safe_load((ROOT / f"configs/sd_{name}.yaml").read_text())["erase"]
+        assert all(len(concepts[e]["associated"]) == 1 for e in erased) and len(concepts) > 100
