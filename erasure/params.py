@@ -5,7 +5,7 @@ stages that read it), and each stage CLI run with `--config` derives the very sa
 """
 import hashlib
 
-from .config import load_concepts, prompt_table, slug
+from .config import load_concepts, prompt_table, slug  # noqa: F401 (prompt_table: used by the Snakefile)
 
 
 def concept_by_slug(config, concept_slug):

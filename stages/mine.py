@@ -7,7 +7,6 @@ Samplers: none (clean spans only), paper (isotropic, Alg. 1), data (prompt-bank 
 """
 import time
 
-import torch
 
 from erasure import cli, io, params as stage_params
 from erasure.embedding_set import sidecar_path

@@ -10,12 +10,9 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from erasure import cli, io
 from erasure.miniworld import build_unet
-from erasure.oracle import ORACLE_DEFAULTS
-from erasure.pretrain import UNET_DEFAULTS, train_oracle_stage, train_unet
+from erasure.pretrain import train_oracle_stage, train_unet
 from erasure.text import MiniLMEncoder
 from safetensors.torch import load_file
 

@@ -10,12 +10,11 @@ import html
 import json
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 from erasure import cli, io, params as stage_params
 from erasure.config import slug
-from erasure.report import METRICS, REMAP, average_rows, fmt, markdown_table, metrics, remap_metrics, remap_table
+from erasure.report import REMAP, average_rows, fmt, markdown_table, metrics, remap_metrics, remap_table
 
 COLUMNS = ["method", "concept", "acc_e", "acc_s", "acc_g", "h_o", "n_images", "acc_sg", *REMAP, "cs_e", "cs_s", "cs_g"]
 

@@ -10,7 +10,6 @@ Checkpoints every 20 steps and resumes from the last checkpoint.
         --out outputs/miniworld/lora/realera/heart/pytorch_lora_weights.safetensors
 """
 import copy
-import json
 import tempfile
 import time
 from pathlib import Path

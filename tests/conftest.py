@@ -50,6 +50,15 @@ def miniworld_config(tmp_path, **overrides):
     return config
 
 
+def default_config(tmp_path):
+    """config.yaml as it ships, with absolute data paths and outputs under tmp_path."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["out_dir"] = str(tmp_path / "out")
+    config["miniworld"]["weights"] = str(ROOT / "weights/miniworld")
+    config["concepts_file"] = str(ROOT / config["concepts_file"])
+    return config
+
+
 def write_config(tmp_path, config, name="config.yaml"):
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config))

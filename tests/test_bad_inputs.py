@@ -2,7 +2,6 @@
 
 Regenerate the doc's table after changing a message:  .venv/bin/python tests/test_bad_inputs.py
 """
-import copy
 import json
 import re
 import sys
@@ -10,27 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import ROOT, run_stage  # noqa: E402
+from conftest import ROOT, default_config, run_stage  # noqa: E402
 from erasure import embedding_set  # noqa: E402
 from erasure.config import ConfigError, load_config  # noqa: E402
 
 DOC = ROOT / "docs" / "bad_inputs.md"
 
 
-def base_config(tmp):
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["out_dir"] = str(tmp / "out")
-    config["miniworld"]["weights"] = str(ROOT / "weights/miniworld")
-    config["concepts_file"] = str(ROOT / config["concepts_file"])
-    return config
-
-
 def config_error(tmp, change):
-    config = base_config(tmp)
+    config = default_config(tmp)
     change(config, tmp)
     try:
         load_config(config)

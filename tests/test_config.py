@@ -1,19 +1,14 @@
 import copy
 
 import pytest
-import yaml
 
-from conftest import ROOT
+from conftest import default_config
 from erasure.config import ConfigError, load_config, slug
 
 
 @pytest.fixture
 def base(tmp_path):
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["out_dir"] = str(tmp_path / "out")
-    config["miniworld"]["weights"] = str(ROOT / "weights/miniworld")
-    config["concepts_file"] = str(ROOT / config["concepts_file"])
-    return config
+    return default_config(tmp_path)
 
 
 def _error(config):

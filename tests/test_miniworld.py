@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT
-from erasure.render import SHAPES, render_batch
+from erasure.render import render_batch
 
 WEIGHTS = ROOT / "weights" / "miniworld"
 
