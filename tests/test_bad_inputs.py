@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -231,3 +232,29 @@ if __name__ == "__main__":
     DOC.write_text(text[:start] + "| id | bad input | the one line you see |\n|---|---|---|\n" + "\n".join(lines) + text[end:],
                    encoding="utf-8")
     print(f"{len(lines)} rows written to {DOC}")
+
+
+def test_hostile_concept_names_stay_inside_out_dir(tmp_path):
+    """Names with '/', '..', quotes, $(), spaces and non-ASCII reach no path or shell unquoted."""
+    import subprocess
+    names = ["../../evil", "it's $(touch pwned) a/b", "Amélie Poulain"]
+    full = json.loads((ROOT / "data/miniworld/concepts.json").read_text())
+    concepts = {n: {"name": n, "synonyms": [n], "associated": [{"prompt": "a drawing"}]} for n in names}
+    concepts["heart"] = full["concepts"]["heart"]
+    (tmp_path / "concepts.json").write_text(json.dumps({"templates": ["{name}"], "concepts": concepts}))
+    config = default_config(tmp_path)
+    config.update(concepts_file=str(tmp_path / "concepts.json"), erase=names, run_methods=["original", "cf"])
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "1", "-n", "all",
+                           "--configfile", str(path)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    outputs = re.findall(r"output: (.*)", proc.stdout)
+    files = [f.strip() for line in outputs for f in line.split(",")]
+    assert files and all(f.startswith(str(tmp_path / "out")) and ".." not in f and "$" not in f and "'" not in f
+                         for f in files), files
+    # one real stage run with the worst name: its output lands where the DAG said
+    from erasure.config import slug
+    out = tmp_path / "out" / "mine" / "none" / f"{slug(names[1])}.safetensors"
+    run_stage("mine", "--config", path, "--concept", slug(names[1]), "--sampler", "none", "--out", out)
+    assert out.is_file() and not (ROOT / "pwned").exists() and not (tmp_path / "pwned").exists()

@@ -62,23 +62,31 @@ def test_generation_killed_then_rerun_equals_an_uninterrupted_run(config_path, k
     assert not list(out.parent.rglob("*.tmp*"))
 
 
-def test_lora_killed_after_a_checkpoint_resumes_to_the_same_weights(config_path):
+@pytest.mark.parametrize("when", ["before_any_checkpoint", "after_a_checkpoint"])
+def test_lora_killed_then_rerun_gives_the_same_weights(config_path, when):
     path, tmp = config_path
     config = yaml.safe_load(path.read_text())
     edit = tmp / "edit.safetensors"
     mined = tmp / "mine" / "paper.safetensors"
-    run_stage("mine", "--config", path, "--concept", "heart", "--sampler", "paper", "--out", mined)
-    run_stage("closed_form", "--config", path, "--method", "realera", "--concept", "heart", "--embeddings", mined,
-              "--out", edit)
     args = ["--config", path, "--method", "realera", "--concept", "heart", "--deltas", edit, "--embeddings", mined]
     ref = tmp / "lora_ref" / "pytorch_lora_weights.safetensors"
-    run_stage("train_lora", *args, "--out", ref)
-    out = tmp / "lora_killed" / "pytorch_lora_weights.safetensors"
+    if not ref.exists():
+        run_stage("mine", "--config", path, "--concept", "heart", "--sampler", "paper", "--out", mined)
+        run_stage("closed_form", "--config", path, "--method", "realera", "--concept", "heart", "--embeddings", mined,
+                  "--out", edit)
+        run_stage("train_lora", *args, "--out", ref)
+    out = tmp / f"lora_{when}" / "pytorch_lora_weights.safetensors"
     proc = start_stage("train_lora", *args, "--out", out)
-    kill_when(proc, lambda: (out.parent / "checkpoint.safetensors").exists())
+    if when == "after_a_checkpoint":
+        kill_when(proc, lambda: (out.parent / "checkpoint.safetensors").exists())
+    else:
+        started = time.time()
+        kill_when(proc, lambda: time.time() - started > 4)   # loading or drawing anchor images
+        assert not (out.parent / "checkpoint.safetensors").exists()
     assert not out.exists()
     resumed = run_stage("train_lora", *args, "--out", out)
-    assert "resuming LoRA training at step 20" in resumed.stdout
+    start = 20 if when == "after_a_checkpoint" else 0
+    assert ("resuming LoRA training at step 20" in resumed.stdout) == bool(start)
     assert digest(out) == digest(ref)
-    assert json.loads(out.with_suffix(".json").read_text())["steps_run"] == config["lora"]["steps"] - 20
+    assert json.loads(out.with_suffix(".json").read_text())["steps_run"] == config["lora"]["steps"] - start
     assert not (out.parent / "checkpoint.safetensors").exists()
