@@ -34,9 +34,10 @@ def prompt_bank(config):
     return [config["prompt_template"].format(s) for c in concepts.values() for s in c.get("synonyms", [c["name"]])]
 
 
-def preserve_prompts(config, concept):
+def preserve_prompts(config, *erased):
+    """The preserve prompts: "others" = canonical prompts of every concept not in `erased`."""
     if config["preserve"] == "others":
-        names = [n for n in load_concepts(config["concepts_file"]) if n != concept]
+        names = [n for n in load_concepts(config["concepts_file"]) if n not in erased]
         return [config["prompt_template"].format(n) for n in names]
     return list(config["preserve"])
 
@@ -65,13 +66,9 @@ def closed_form(config, method, concept_slug):
 
 def sepme(config, concepts):
     """SepME increments for a known set of concepts: everything not in the set is preserved."""
-    known = set(concepts)
-    if config["preserve"] == "others":
-        keep = [config["prompt_template"].format(n) for n in load_concepts(config["concepts_file"]) if n not in known]
-    else:
-        keep = list(config["preserve"])
     return {**world_params(config), "concepts": list(concepts), "anchor": config["anchor"],
-            "prompt_template": config["prompt_template"], "preserve_prompts": keep, "sepme": dict(config["sepme"])}
+            "prompt_template": config["prompt_template"], "preserve_prompts": preserve_prompts(config, *concepts),
+            "sepme": dict(config["sepme"])}
 
 
 def train_esd(config, method, concept_slug):

@@ -49,6 +49,8 @@ def main():
 def solve(args, inc_dir):
     prm = cli.stage_params(args, stage_params.sepme, args.concepts or [])
     concepts = args.concepts or prm["concepts"]
+    if not concepts:
+        raise ValueError("no concepts to solve: give --concepts")
     s = prm["sepme"]
     t0 = time.time()
     world = load_world_from_params(prm)
@@ -56,10 +58,13 @@ def solve(args, inc_dir):
     enc = world.encoder
     preserve = enc.encode(prm["preserve_prompts"]).flatten(0, 1)
 
-    # 1. Rows of every concept being solved (its canonical prompt's span -> the anchor, or G-CiR targets).
+    def concept_rows(c):   # the canonical prompt's span and the anchor's tokens
+        return clean_rows(enc, [prm["prompt_template"].format(c)], c, prm["anchor"], world.causal_text)
+
+    # 1. Rows of every concept being solved (span -> the anchor, or G-CiR targets).
     rows = {}
     for c in concepts:
-        e, a = clean_rows(enc, [prm["prompt_template"].format(c)], c, prm["anchor"], world.causal_text)
+        e, a = concept_rows(c)
         rows[c] = (e, sepme.cir_targets(e, a, preserve, s["cir_components"]))
 
     # 2. Concepts erased earlier: their tokens are kept; their increments are part of the current model.
@@ -67,11 +72,7 @@ def solve(args, inc_dir):
     if args.given:
         for c, path in increment_files(args.given).items():
             if c not in rows:
-                e, _ = clean_rows(enc, [prm["prompt_template"].format(c)], c, prm["anchor"], world.causal_text)
-                given[c] = (e, _load_delta(path))
-
-    if not rows:
-        raise ValueError("no concepts to solve: give --concepts")
+                given[c] = (concept_rows(c)[0], _load_delta(path))
 
     if args.joint:
         erase = torch.cat([e for e, _ in rows.values()])
