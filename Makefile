@@ -1,13 +1,14 @@
 # The two commands of the README. Both create the virtual environment on first use.
 #   make run    the default pipeline on the mini world (CPU, offline)
-#   make test   the test suite
+#   make test        the test suite (under 20 minutes on 2 cores)
+#   make test-slow   the full-size and whole-DAG checks marked slow (CI runs both)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CORES ?= 2
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run test dry-run original bench clean
+.PHONY: run test test-slow dry-run original bench clean
 
 $(STAMP): envs/requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,8 +24,16 @@ dry-run: $(STAMP)
 	$(VENV)/bin/snakemake -n --cores $(CORES) all
 
 test: $(STAMP)
-	$(VENV)/bin/pytest -q -ra
+	$(VENV)/bin/pytest -q -ra -m "not slow"
+
+test-slow: $(STAMP)
+	$(VENV)/bin/pytest -q -ra -m slow
 
 # The original-model row (200 images per prompt): results/miniworld/original.{csv,md}
 original: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) original_table --configfile configs/miniworld_original.yaml
+
+# Benchmarks (idle machine; ~15 min): results/bench/*.json and BENCHMARKS.md
+bench: $(STAMP)
+	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py --only e2e

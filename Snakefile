@@ -5,6 +5,7 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
 include: "workflow/rules/erase.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/pretrain.smk"
@@ -16,6 +17,8 @@ include: "workflow/rules/sepme.smk"
 localrules:
     all,
     prompts,
+    fetch_i2p,
+    i2p_prompts,
 
 
 rule all:

@@ -102,14 +102,20 @@ def read_extra_prompts(path):
             row["seed"] = int(row["seed"])
         except ValueError:
             raise ConfigError(f"extra prompt CSV {path} line {i}: seed {row['seed']!r} is not an integer") from None
+        if row.get("images"):  # optional column: images of this prompt (I2P: 1), else generate.images_per_prompt
+            if not row["images"].isdigit() or int(row["images"]) < 1:
+                raise ConfigError(f"extra prompt CSV {path} line {i}: images {row['images']!r} is not a positive integer")
+            row["images"] = int(row["images"])
     return rows
 
 
-def prompt_table(config):
-    """Every evaluation prompt: dicts with id, concept, kind, prompt, seed (the first image's seed).
+def prompt_table(config, datasets=True):
+    """Every evaluation prompt: dicts with id, concept, kind, prompt, seed (the first image's seed) and,
+    for rows that set it, images.
 
     Built-in rows: the canonical prompt of every concept (kind erase) and its held-out associated
-    prompts (kind associated); then the extra CSVs' rows. Image k of a prompt uses seed + k.
+    prompts (kind associated); then the extra CSVs' rows; then I2P's when enabled (datasets=False
+    leaves them out: the i2p_prompts rule may not have built them yet). Image k of a prompt uses seed + k.
     """
     concepts = load_concepts(config["concepts_file"])
     rows = []
@@ -118,9 +124,14 @@ def prompt_table(config):
                          seed=config["seed"]))
         for a in concepts[name].get("associated", []):
             rows.append(dict(concept=name, kind="associated", prompt=a["prompt"], seed=config["seed"]))
-    for path in config["extra_prompts"]:
-        rows.extend(dict(concept=r["concept"], kind=r["kind"], prompt=r["prompt"], seed=r["seed"])
-                    for r in read_extra_prompts(path))
+    extra = list(config["extra_prompts"])
+    if datasets and config["i2p"]["enabled"]:
+        extra.append(config["i2p"]["prompts"])
+    for path in extra:
+        for r in read_extra_prompts(path):
+            rows.append(dict(concept=r["concept"], kind=r["kind"], prompt=r["prompt"], seed=r["seed"]))
+            if r.get("images"):
+                rows[-1]["images"] = r["images"]
     for i, row in enumerate(rows):
         row["id"] = i
     return rows
@@ -174,6 +185,13 @@ def check(config):
             check_sd_model(config["sd"]["model"])
         except ValueError as e:
             raise ConfigError(f"config field {e}") from None
+        if config["scorer"]["kind"] == "gcd":
+            from .scoring import check_gcd
+            s = config["scorer"]
+            try:
+                check_gcd(s["gcd_python"], s["gcd_resources"], s["gcd_weights_file"])
+            except FileNotFoundError as e:
+                raise ConfigError(str(e)) from None
     for path in config["extra_prompts"]:
         for i, row in enumerate(read_extra_prompts(path), start=2):
             if row["concept"] not in concepts:
@@ -182,7 +200,10 @@ def check(config):
             if row["kind"] == "erase" and row["concept"].lower() not in row["prompt"].lower():
                 raise ConfigError(f"extra prompt CSV {path} line {i}: erase prompt {row['prompt']!r} does not "
                                   f"contain the concept word {row['concept']!r}; put it in, or use kind associated")
-    prompt_table(config)
+    if config["i2p"]["enabled"] and config["i2p"]["concept"] not in concepts:
+        raise ConfigError(f"config field i2p.concept: unknown concept {config['i2p']['concept']!r}; "
+                          f"known: {sorted(concepts)}")
+    prompt_table(config, datasets=Path(config["i2p"]["prompts"]).is_file())
     return config
 
 

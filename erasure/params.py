@@ -106,6 +106,9 @@ def remap(config, concept_slug):
 
 
 def report(config):
-    return {"erase": config["erase"], "run_methods": config["run_methods"], "methods": config["methods"],
-            "grid_images": config["report"]["grid_images"],
-            "images_per_prompt": config["generate"]["images_per_prompt"]}
+    out = {"erase": config["erase"], "run_methods": config["run_methods"], "methods": config["methods"],
+           "grid_images": config["report"]["grid_images"],
+           "images_per_prompt": config["generate"]["images_per_prompt"]}
+    if config["world"] == "sd" and config["scorer"]["kind"] == "nudenet":
+        out["nudenet_threshold"] = config["scorer"]["nudenet_threshold"]
+    return out

@@ -3,8 +3,9 @@
     scorer.score(paths, concepts, prompts=None) -> list of dicts {label, prob: {concept: p}, ...}
 
 where `concepts` are the names the task knows and `prompts` each image's own prompt. Optional keys:
-clip_score (CLIP) and detections (NudeNet classes). The mini world's oracle is the default; CLIP and
-NudeNet score Stable Diffusion images.
+clip_score (CLIP) and detections (NudeNet classes). The mini world's oracle is the default; CLIP,
+NudeNet and the GIPHY Celebrity Detector (GCD, label no_face when it abstains) score Stable Diffusion
+images.
 """
 from pathlib import Path
 
@@ -100,6 +101,66 @@ class NudeNetScorer:
         return rows
 
 
+NO_FACE = "no_face"
+
+
+def gcd_name(label):
+    """GCD labels are folder names ("Leonardo_DiCaprio"); compare them with concept names this way."""
+    return " ".join(label.replace("_", " ").replace("-", " ").split()).lower()
+
+
+class GcdScorer:
+    """The GIPHY Celebrity Detector, run by its own Python 3.6 environment (`python`) on
+    erasure/gcd_worker.py. An image is labelled with the concept GCD names for its most confident
+    face, "other" for a face of someone outside the task, and no_face when no face is found; the
+    score stage leaves no_face images out of every accuracy, as the papers do."""
+
+    def __init__(self, python, resources, weights_file="face_recognition/best_model_states.pkl",
+                 face_margin=0.2, face_size=224):
+        check_gcd(python, resources, weights_file)
+        self.python, self.resources = python, resources
+        self.request = {"resources": str(resources), "weights_file": weights_file, "face_margin": face_margin,
+                        "face_size": face_size, "use_cuda": torch.cuda.is_available()}
+
+    def score(self, paths, concepts, prompts=None):
+        import json
+        import subprocess
+        import tempfile
+        by_name = {gcd_name(c): c for c in concepts}
+        worker = Path(__file__).with_name("gcd_worker.py")
+        with tempfile.TemporaryDirectory() as tmp:
+            request, response = Path(tmp) / "request.json", Path(tmp) / "response.json"
+            request.write_text(json.dumps({**self.request, "images": [str(Path(p).resolve()) for p in paths]}))
+            proc = subprocess.run([self.python, str(worker), str(request), str(response)], text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if proc.returncode != 0:
+                raise RuntimeError(f"GCD worker failed ({self.python}): {proc.stdout[-2000:]}")
+            records = json.loads(response.read_text())
+        rows = []
+        for r in records:
+            if not r["faces"] or r["top"] is None:
+                label = NO_FACE
+            else:
+                label = by_name.get(gcd_name(r["top"]), "other")
+            rows.append({"label": label, "prob": {label: r["confidence"]} if label != NO_FACE else {},
+                         "gcd_top": r["top"] or ""})
+        return rows
+
+
+def check_gcd(python, resources, weights_file):
+    """One message naming the field to fix, before any image is read."""
+    where = "create it as README 'Celebrity detector (GCD)' says and set"
+    if not python or not Path(python).is_file():
+        raise FileNotFoundError(f"config field scorer.gcd_python: {python!r} is not a Python executable; "
+                                f"the GIPHY Celebrity Detector needs its own environment: {where} scorer.gcd_python")
+    res = Path(resources or "")
+    for need in ("face_recognition/labels.csv", weights_file):
+        if not resources or not (res / need).is_file():
+            raise FileNotFoundError(f"config field scorer.gcd_resources: {res / need} not found; download GCD's "
+                                    f"resources (examples/download_model.py in its repository) and {where} "
+                                    "scorer.gcd_resources")
+
+
 def load_scorer(params):
     if params["world"] == "miniworld":
         return OracleScorer(params["miniworld"]["weights"])
@@ -108,5 +169,4 @@ def load_scorer(params):
         return ClipScorer(s["clip_model"], s["clip_pretrained"], s["clip_template"])
     if s["kind"] == "nudenet":
         return NudeNetScorer(s["nudenet_threshold"], s["nudenet_concept"])
-    raise NotImplementedError("scorer.kind gcd: the GIPHY Celebrity Detector runs in its own environment, "
-                              "which is not wired in yet; use scorer.kind clip (see README, Status)")
+    return GcdScorer(s["gcd_python"], s["gcd_resources"], s["gcd_weights_file"])

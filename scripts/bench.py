@@ -3,6 +3,7 @@
     .venv/bin/python scripts/bench.py                 # everything but the end-to-end run (~10 min)
     .venv/bin/python scripts/bench.py --only e2e      # the default run, then a rerun after a scoring change
     .venv/bin/python scripts/bench.py --only generation closed_form
+    .venv/bin/python scripts/bench.py --markdown      # rewrite BENCHMARKS.md from results/bench/*.json
 
 Run it on an otherwise idle machine: every figure is wall time. Comparisons are measured in the
 same run and given as ratios. Threads: 1 (what every pipeline rule uses by default).
@@ -186,21 +187,173 @@ def bench_e2e(repeats):
         t0 = time.perf_counter()
         subprocess.run(run, cwd=copy, check=True, capture_output=True)
         rerun = time.perf_counter() - t0
-    return {"default_run_s": full, "rerun_after_scoring_change_s": rerun}
+        jobs = job_seconds(copy / ".snakemake" / "metadata")
+    return {"default_run_s": full, "rerun_after_scoring_change_s": rerun, "job_seconds_by_rule": jobs}
+
+
+def job_seconds(metadata_dir):
+    """{rule: [jobs, summed job seconds]} from Snakemake's per-output metadata (last run of each job)."""
+    seen, out = set(), {}
+    for path in metadata_dir.iterdir():
+        m = json.loads(path.read_text())
+        key = (m.get("rule"), m.get("starttime"))
+        if key in seen or m.get("starttime") is None:
+            continue
+        seen.add(key)
+        jobs, secs = out.get(m["rule"], (0, 0.0))
+        out[m["rule"]] = (jobs + 1, secs + m["endtime"] - m["starttime"])
+    return {rule: [n, round(secs, 1)] for rule, (n, secs) in sorted(out.items(), key=lambda kv: -kv[1][1])}
 
 
 # --- GPU-hour estimate ------------------------------------------------------------------------------------
 
 def bench_flops(repeats):
-    """FLOPs of one SD v1.x UNet forward at 64x64 latents (batch 1), counted on the meta device."""
-    from diffusers import UNet2DConditionModel
+    """FLOPs of one SD v1.x UNet forward (64x64 latents), one VAE decode (512 px) and one text encode,
+    batch 1, counted on the meta device."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from torch.utils.flop_counter import FlopCounterMode
+    from transformers import CLIPTextConfig, CLIPTextModel
+    out = {}
     with torch.device("meta"):
         unet = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8)
-        x, ctx, t = torch.randn(1, 4, 64, 64), torch.randn(1, 77, 768), torch.tensor([500])
-        with FlopCounterMode(display=False) as counter:
-            unet(x, t, ctx)
-    return {"unet_forward_tflops": counter.get_total_flops() / 1e12}
+        vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
+                            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+        text = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                            num_attention_heads=12, max_position_embeddings=77))
+        for name, fn in {"unet_forward": lambda: unet(torch.randn(1, 4, 64, 64), torch.tensor([500]),
+                                                       torch.randn(1, 77, 768)),
+                         "vae_decode": lambda: vae.decode(torch.randn(1, 4, 64, 64)),
+                         "text_encode": lambda: text(torch.zeros(1, 77, dtype=torch.long))}.items():
+            with FlopCounterMode(display=False) as counter:
+                fn()
+            out[f"{name}_tflops"] = counter.get_total_flops() / 1e12
+    return out
+
+
+TASKS = ["sd_objects", "sd_celebrities", "sd_artists", "sd_explicit"]
+H100_BF16_TFLOPS = 989.0   # dense BF16 peak, H100 SXM
+ASSUMED_MFU = 0.35         # fraction of peak a diffusers UNet reaches at batch 16 in bf16 (assumption)
+
+
+def task_workload(name):
+    """Images and UNet forward passes one `all` run of a task config does, counted from the config
+    with the generate stage's own rules (I2P: its configured row count, one image each)."""
+    import yaml
+    from erasure.config import load_config, prompt_table, slug
+    sys.path.insert(0, str(ROOT / "stages"))
+    from generate import images_for
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config.update(yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text()))
+    config["scorer"] = {"kind": "clip"}  # GCD's environment is not needed to count images
+    config = load_config(config)
+    rows = prompt_table(config, datasets=False)
+    g, methods, erase = config["generate"], config["run_methods"], config["erase"]
+    i2p = config["i2p"]["rows"] if config["i2p"]["enabled"] else 0
+    original = sum(images_for(r, g, erase) for r in rows) + i2p
+    per_job = {}
+    for concept in erase:
+        keep = [r for r in rows if r["kind"] != "associated" or g["other_associated"] or r["concept"] == concept]
+        per_job[concept] = sum(images_for(r, g, erase) for r in keep) + (i2p if concept == config["i2p"]["concept"] else 0)
+    edited = [m for m in methods if m != "original"]
+    images = original + len(edited) * sum(per_job.values())
+    unet_calls = images * g["steps"] * 2  # guidance: conditional and unconditional halves
+    esd = config["esd"]
+    lora = config["lora"]
+    train = 0
+    for m in edited:
+        kind = config["methods"][m]["kind"]
+        if kind == "esd":  # partial sampling (on average half the DDIM steps, 2 calls each) + 3 targets + fwd/bwd (3)
+            train += esd["iterations"] * (esd["ddim_steps"] + 3 + 3) * len(erase)
+        elif kind == "realera" and config["methods"][m]["lora"]:
+            # anchor images (full sampling) + per step: teacher forward + student forward/backward, per sample
+            train += (lora["anchor_images"] * lora["anchor_steps"] * 2 + lora["steps"] * lora["batch_size"] * 4) * len(erase)
+    return {"images": images, "sampling_unet_calls": unet_calls, "training_unet_calls": train,
+            "steps": g["steps"], "methods": len(methods), "erased": len(erase)}
+
+
+def gpu_hours(flops):
+    tasks = {name: task_workload(name) for name in TASKS}
+    per_second = H100_BF16_TFLOPS * ASSUMED_MFU
+    for t in tasks.values():
+        tflop = ((t["sampling_unet_calls"] + t["training_unet_calls"]) * flops["unet_forward_tflops"]
+                 + t["images"] * (flops["vae_decode_tflops"] + 2 * flops["text_encode_tflops"]))
+        t["tflop"] = tflop
+        t["h100_hours"] = tflop / per_second / 3600
+    return tasks
+
+
+# --- BENCHMARKS.md ---------------------------------------------------------------------------------------
+
+def _load(name):
+    path = OUT / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_markdown():
+    """BENCHMARKS.md from whatever results/bench/*.json exist (missing ones say so)."""
+    gen, cf, mine, lora, e2e, flops = (_load(n) for n in ("generation", "closed_form", "mining", "lora", "e2e", "flops"))
+    f = lambda x, d=2: "-" if x is None else f"{x:.{d}f}"  # noqa: E731
+    lines = ["# Benchmarks", "",
+             "Measured by `make bench` (`scripts/bench.py`; the end-to-end figures by `scripts/bench.py --only e2e`) "
+             "on the 2-core CPU machines this project is built on, 1 torch thread per process, each figure the "
+             "median of several runs; comparisons are measured in the same run. Raw figures: `results/bench/*.json`.", ""]
+    lines += ["| what | ours | baseline | ratio | target | met |", "|---|---|---|---|---|---|"]
+    if gen:
+        lines.append(f"| generation, tiny SD ({gen['prompts']} prompts x {gen['images_per_prompt']} images, {gen['steps']} steps) "
+                     f"img/s | {f(gen['sd_tiny_ours_img_per_s'])} | {f(gen['sd_tiny_diffusers_pipeline_per_prompt_img_per_s'])} "
+                     f"(diffusers StableDiffusionPipeline, once per prompt) | {f(gen['sd_tiny_ratio'])}x | >= 2x | "
+                     f"{'yes' if gen['sd_tiny_ratio'] >= 2 else 'no'} |")
+        lines.append(f"| generation, mini world img/s | {f(gen['miniworld_ours_img_per_s'])} | "
+                     f"{f(gen['miniworld_per_prompt_loop_img_per_s'])} (same sampler, once per prompt) | "
+                     f"{f(gen['miniworld_ratio'])}x | >= 2x | {'yes' if gen['miniworld_ratio'] >= 2 else 'no'} |")
+    if cf:
+        lines.append(f"| closed form, one concept, 32 SD v1.x to_k/to_v ({cf['erase_rows']} erase + {cf['preserve_rows']} "
+                     f"preserve rows) s | {f(cf['one_concept_s'])} | | | <= 2 s | {'yes' if cf['one_concept_s'] <= 2 else 'no'} |")
+        for k in (1, 10, 100):
+            target = "<= 30 s" if k == 100 else ""
+            met = ("yes" if cf["sepme_100_concepts_s"] <= 30 else "no") if k == 100 else ""
+            lines.append(f"| SepME increments + 32 module deltas, {k} concept(s) s | {f(cf[f'sepme_{k}_concepts_s'])} | | | {target} | {met} |")
+    if mine:
+        lines.append(f"| mining, paper sampler, {mine['tokens']} tokens x 768-d: accepted perturbations/s | "
+                     f"{f(mine['accepted_per_s'], 0)} | | | | |")
+    if lora:
+        lines.append(f"| LoRA step, mini world, batch {lora['batch']}, rank {lora['rank']}: s (peak RSS {f(lora['peak_rss_mb'], 0)} MB) "
+                     f"| {f(lora['step_s'], 3)} | | | | |")
+    if e2e:
+        lines.append(f"| default run (`snakemake --cores 2 all`, fresh copy) s | {f(e2e['default_run_s'], 0)} | | | <= 600 s | "
+                     f"{'yes' if e2e['default_run_s'] <= 600 else 'no'} |")
+        lines.append(f"| rerun after a scoring-only change s | {f(e2e['rerun_after_scoring_change_s'], 0)} | | | <= 60 s | "
+                     f"{'yes' if e2e['rerun_after_scoring_change_s'] <= 60 else 'no'} |")
+    if e2e and e2e.get("job_seconds_by_rule"):
+        lines += ["", "Where the default run's time goes (job seconds per rule, from Snakemake's metadata; two jobs "
+                  "run at once on 2 cores, so they sum to about twice the wall time):", "",
+                  "| rule | jobs | job seconds |", "|---|---|---|"]
+        lines += [f"| {rule} | {n} | {secs:.0f} |" for rule, (n, secs) in e2e["job_seconds_by_rule"].items()]
+    missing = [n for n, v in zip(("generation", "closed_form", "mining", "lora", "e2e"), (gen, cf, mine, lora, e2e)) if v is None]
+    if missing:
+        lines += ["", f"Not measured yet: {', '.join(missing)}."]
+    if flops:
+        tasks = gpu_hours(flops)
+        lines += ["", "## GPU hours for the full RealEra benchmark on one H100", "",
+                  f"FLOPs counted with torch's FlopCounter on the SD v1.x architecture: UNet forward "
+                  f"{f(flops['unet_forward_tflops'], 3)} TFLOP (64x64 latents), VAE decode {f(flops['vae_decode_tflops'], 3)} "
+                  f"TFLOP (512 px), text encoder {f(flops['text_encode_tflops'], 4)} TFLOP, each at batch 1. Work is counted "
+                  "from each task config with the generate stage's own image rules (every method in `run_methods`, "
+                  "guidance doubling the UNet calls; ESD and LoRA training from the `esd` and `lora` sections). "
+                  f"Assumption: {H100_BF16_TFLOPS:.0f} TFLOP/s dense BF16 peak at {ASSUMED_MFU:.0%} utilisation; "
+                  "closed forms, mining, CLIP/NudeNet/GCD scoring are left out (each well under 1% of the FLOPs).", "",
+                  "| task | methods | erased | images | UNet calls (sampling + training) | PFLOP | H100 hours |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, t in tasks.items():
+            lines.append(f"| {name} | {t['methods']} | {t['erased']} | {t['images']:,} | "
+                         f"{t['sampling_unet_calls']:,} + {t['training_unet_calls']:,} | {f(t['tflop'] / 1000, 1)} | "
+                         f"{f(t['h100_hours'], 1)} |")
+        total = sum(t["h100_hours"] for t in tasks.values())
+        lines.append(f"| **total** | | | {sum(t['images'] for t in tasks.values()):,} | | | **{f(total, 1)}** |")
+        lines += ["", "COCO-30k (FID, CLIP score) is not in the explicit config yet; it would add "
+                  f"{30000 * len(['original', 'uce', 'esd_u', 'cf', 'realera']):,} images "
+                  f"({f(30000 * 5 * (50 * 2 * flops['unet_forward_tflops']) / (H100_BF16_TFLOPS * ASSUMED_MFU) / 3600, 1)} H100 hours)."]
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
 
 
 BENCHES = {"generation": bench_generation, "closed_form": bench_closed_form, "mining": bench_mining,
@@ -211,15 +364,18 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="+", choices=list(BENCHES))
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--markdown", action="store_true", help="only rewrite BENCHMARKS.md from results/bench/*.json")
     args = p.parse_args()
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
-    for name in args.only or [b for b in BENCHES if b != "e2e"]:
+    for name in args.only or ([] if args.markdown else [b for b in BENCHES if b != "e2e"]):
         print(f"bench {name} ...", flush=True)
         result = {"machine": platform.processor() or platform.machine(), "threads": 1, "repeats": args.repeats,
                   "date": time.strftime("%Y-%m-%d"), **BENCHES[name](args.repeats)}
         (OUT / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
         print(json.dumps(result, indent=1), flush=True)
+    write_markdown()
+    print(f"wrote {ROOT / 'BENCHMARKS.md'}")
 
 
 if __name__ == "__main__":

@@ -82,8 +82,11 @@ def main():
 
 
 def images_for(row, g, erased):
-    """Images of a prompt row: images_per_preserved (when set) for the canonical prompts of concepts
-    the run does not erase (RealEra: 200 per erased prompt, 5 per preserved one), else images_per_prompt."""
+    """Images of a prompt row: its own `images` when its CSV set one; images_per_preserved (when set)
+    for the canonical prompts of concepts the run does not erase (RealEra: 200 per erased prompt, 5 per
+    preserved one); else images_per_prompt."""
+    if row.get("images"):  # the prompt CSV fixed it (I2P: one image at its own seed)
+        return int(row["images"])
     few = g.get("images_per_preserved")
     if few and erased is not None and row["kind"] != "associated" and row["concept"] not in erased:
         return few

@@ -14,7 +14,8 @@ from PIL import Image, ImageDraw
 
 from erasure import cli, io, params as stage_params
 from erasure.config import slug
-from erasure.report import REMAP, average_rows, fmt, markdown_table, metrics, remap_metrics, remap_table
+from erasure.report import (NUDENET_COLUMNS, REMAP, average_rows, fmt, markdown_table, metrics, nudenet_counts,
+                            nudenet_table, remap_metrics, remap_table)
 
 COLUMNS = ["method", "concept", "acc_e", "acc_s", "acc_g", "h_o", "n_images", "acc_sg", *REMAP, "cs_e", "cs_s", "cs_g"]
 
@@ -55,7 +56,7 @@ def main():
     methods, concepts, prompts = prm["run_methods"], prm["erase"], cli.read_prompts(args)
 
     # 1. Metrics per method and erased concept, then the averages.
-    rows, grids = [], []
+    rows, grids, nudenet = [], [], []
     for method in methods:
         for concept in concepts:
             key = "all" if method == "original" else slug(concept)
@@ -65,6 +66,8 @@ def main():
                 remap = json.loads((Path(args.remap_dir) / method / f"{key}.json").read_text())["scores"]
                 row.update(remap_metrics(remap, prompts, concept))
             rows.append(row)
+            if "nudenet_threshold" in prm:
+                nudenet.append({"method": method, "concept": concept, **nudenet_counts(scores, concept)})
             if method != "original" or concept == concepts[0]:
                 name = f"{method}_{key}.png"
                 io.save_image(grid(scores, prompts, prm["grid_images"]), out / "grids" / name)
@@ -79,6 +82,12 @@ def main():
             "H_o = 3 / (1/(100-Acc_e) + 1/Acc_s + 1/(100-Acc_g)).\n")
     table = markdown_table(rows, concepts, methods)
     remaps = remap_table(rows, methods)
+    if nudenet:  # RealEra Table 2: per-class NudeNet counts on the erased concept's I2P images
+        remaps += ("\n## NudeNet detections on the associated (I2P) prompts\n\nImages in which NudeNet finds each "
+                   f"exposed class at score >= {prm['nudenet_threshold']}.\n\n{nudenet_table(nudenet)}")
+        io.write_csv(out / "nudenet.csv", ["method", "concept", *[c for c, _ in NUDENET_COLUMNS], "total", "n_images"],
+                     [[r["method"], r["concept"], *[r[c] for c, _ in NUDENET_COLUMNS], r["total"], r["n_images"]]
+                      for r in nudenet])
     io.write_text(out / "table.md", f"# Erasure results\n\n{note}\n{table}\n## Remap scores\n\n{remaps}")
     io.write_text(out / "index.html", _html(note, rows, concepts, methods, grids))
     per_prompt = per_prompt_rows(args.scores_dir, methods, concepts, prompts)

@@ -12,7 +12,16 @@ from collections import defaultdict
 from pathlib import Path
 
 from erasure import cli, io, params as stage_params
-from erasure.scoring import load_scorer
+from erasure.scoring import NO_FACE, load_scorer
+
+
+def prompt_summary(key, pairs):
+    """One prompt's row: n images, n judged (the scorer did not abstain), accuracy and mean probability."""
+    kept = [(c, p) for c, p in pairs if c != ""]
+    n = len(kept)
+    acc = 100 * sum(c for c, _ in kept) / n if n else float("nan")
+    mean_prob = sum(p for _, p in kept) / n if n else float("nan")
+    return [*key, len(pairs), n, f"{acc:.2f}", f"{mean_prob:.5f}"]
 
 
 def main():
@@ -30,7 +39,8 @@ def main():
 
     rows, per_prompt = [], defaultdict(list)
     for r, s in zip(images, scores):
-        correct = int(s["label"] == r["concept"])
+        # A scorer that abstains (GCD: no face found) leaves the image out of every accuracy.
+        correct = "" if s["label"] == NO_FACE else int(s["label"] == r["concept"])
         prob = s["prob"].get(r["concept"], float("nan"))
         clip = f"{s['clip_score']:.4f}" if "clip_score" in s else ""
         rows.append([r["id"], r["concept"], r["kind"], r["prompt"], r["seed"], r["file"], s["label"],
@@ -38,10 +48,9 @@ def main():
         per_prompt[(int(r["id"]), r["concept"], r["kind"], r["prompt"])].append((correct, prob))
     io.write_csv(args.out, ["id", "concept", "kind", "prompt", "seed", "file", "label", "prob_concept", "correct",
                             "clip_score", "detections"], rows)
-    summary = [[*k, len(v), f"{100 * sum(c for c, _ in v) / len(v):.2f}", f"{sum(p for _, p in v) / len(v):.5f}"]
-               for k, v in sorted(per_prompt.items())]
+    summary = [prompt_summary(k, v) for k, v in sorted(per_prompt.items())]
     io.write_csv(Path(args.out).with_suffix(".prompts.csv"),
-               ["id", "concept", "kind", "prompt", "n", "acc", "mean_prob"], summary)
+                 ["id", "concept", "kind", "prompt", "n", "n_judged", "acc", "mean_prob"], summary)
     cli.progress(f"scored {len(rows)} images from {args.manifest}")
 
 

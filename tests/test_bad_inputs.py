@@ -114,6 +114,16 @@ def write_embedding(tmp):
     return str(path)
 
 
+def gcd_scorer(python, resources):
+    def change(config, tmp):
+        config["world"] = "sd"
+        (tmp / "sd").mkdir()
+        (tmp / "sd" / "model_index.json").write_text("{}")
+        config["sd"]["model"] = str(tmp / "sd")
+        config["scorer"].update(kind="gcd", gcd_python=python, gcd_resources=resources)
+    return change
+
+
 CONCEPTS_OK = json.loads((ROOT / "data/miniworld/concepts.json").read_text())
 
 # (id, what is wrong, how to produce the message from a temporary directory)
@@ -166,6 +176,15 @@ CASES = [
      lambda t: config_error(t, extra_csv("concept,prompt,seed,kind\nunicorn,a unicorn,1,erase\n"))),
     ("concept-word", "an erase prompt without its concept word",
      lambda t: config_error(t, extra_csv("concept,prompt,seed,kind\nheart,a valentine,1,erase\n"))),
+    ("csv-images", "a prompt CSV row with images `0`",
+     lambda t: config_error(t, extra_csv("concept,prompt,seed,kind,images\nheart,a heart,1,erase,0\n"))),
+    ("gcd-python", "`scorer.kind: gcd` without the GCD environment's Python",
+     lambda t: config_error(t, gcd_scorer("", ""))),
+    ("gcd-resources", "`scorer.kind: gcd` without GCD's resources (labels, weights)",
+     lambda t: config_error(t, gcd_scorer(sys.executable, "/nonexistent/gcd/resources"))),
+    ("i2p-concept", "`i2p.concept: unicorn` with I2P enabled",
+     lambda t: config_error(t, set_value("i2p", {"enabled": True, "concept": "unicorn"}))),
+    ("i2p-sha256", "`i2p.sha256: abc` (not a sha256)", lambda t: config_error(t, set_value("i2p", {"sha256": "abc"}))),
     ("sd-no-model", "`world: sd` without `sd.model`", lambda t: config_error(t, set_value("world", "sd"))),
     ("sd-missing-dir", "`sd.model` a directory that does not exist",
      lambda t: config_error(t, sd_model(lambda tmp: "/nonexistent/sd-v1-4"))),

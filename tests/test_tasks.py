@@ -9,13 +9,23 @@ import yaml
 
 from conftest import ROOT
 
-TASKS = ["sd_objects", "sd_celebrities", "sd_artists"]
+TASKS = ["sd_objects", "sd_celebrities", "sd_artists", "sd_explicit"]
 
 
 @pytest.mark.parametrize("task", TASKS)
 def test_task_config_plans_its_dag(task, tiny_sd, tmp_path):
     override = tmp_path / "model.yaml"
-    override.write_text(yaml.safe_dump({"sd": {"model": str(tiny_sd)}, "out_dir": str(tmp_path / "out")}))
+    site = {"sd": {"model": str(tiny_sd)}, "out_dir": str(tmp_path / "out")}
+    if task == "sd_celebrities":  # what a user sets after building GCD's environment (README)
+        (tmp_path / "gcd/face_recognition").mkdir(parents=True)
+        for name in ("labels.csv", "best_model_states.pkl"):
+            (tmp_path / "gcd/face_recognition" / name).write_text("")
+        site["scorer"] = {"kind": "gcd", "gcd_python": sys.executable, "gcd_resources": str(tmp_path / "gcd")}
+    if task == "sd_explicit":  # I2P's CSV put in place by hand (a 1-row stand-in)
+        raw = tmp_path / "i2p_benchmark.csv"
+        raw.write_text("prompt,categories,evaluation_seed\na statue,sexual,5\n")
+        site["i2p"] = {"enabled": True, "raw": str(raw), "prompts": str(tmp_path / "i2p_prompts.csv"), "rows": 1}
+    override.write_text(yaml.safe_dump(site))
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "1", "all",
                            "--configfile", str(ROOT / "configs" / f"{task}.yaml"), str(override)],
                           cwd=ROOT, capture_output=True, text=True)

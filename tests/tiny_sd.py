@@ -20,9 +20,10 @@ def _tokenizer_files(directory):
     (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
 
 
-def build_tiny_sd(directory, seed=0):
-    """Write a diffusers StableDiffusionPipeline directory; returns its path."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+def build_tiny_sd(directory, seed=0, full_size=False):
+    """Write a diffusers StableDiffusionPipeline directory; returns its path. full_size: the SD v1.x
+    architecture itself (860 M-parameter UNet, 12-layer 768-wide text encoder, 512 px VAE), saved in fp16."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     directory = Path(directory)
@@ -30,9 +31,11 @@ def build_tiny_sd(directory, seed=0):
     tok_dir.mkdir(parents=True, exist_ok=True)
     _tokenizer_files(tok_dir)
     # transformers 5 ignores vocab_file/merges_file in the constructor: load from the directory.
-    (tok_dir / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 16}))
+    (tok_dir / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77 if full_size else 16}))
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
     torch.manual_seed(seed)
+    if full_size:
+        return _save(directory, tokenizer, *_full_size_parts(tokenizer))
     text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                                 num_attention_heads=4, vocab_size=len(tokenizer),
                                                 max_position_embeddings=16, bos_token_id=tokenizer.bos_token_id,
@@ -44,6 +47,25 @@ def build_tiny_sd(directory, seed=0):
     vae = AutoencoderKL(block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=4,
                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
                         norm_num_groups=16, sample_size=16)
+    return _save(directory, tokenizer, text_encoder, unet, vae)
+
+
+def _full_size_parts(tokenizer):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                                num_attention_heads=12, vocab_size=49408, max_position_embeddings=77,
+                                                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                                pad_token_id=tokenizer.eos_token_id))
+    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)  # SD v1.x defaults
+    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        sample_size=512)
+    return text_encoder.half(), unet.half(), vae.half()
+
+
+def _save(directory, tokenizer, text_encoder, unet, vae):
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
     scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                               clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,

@@ -30,15 +30,19 @@ def edit_args(input):
 rule prompts:
     input:
         config["extra_prompts"],
+        I2P_PROMPTS,
         src("erasure/config.py"),
     output:
         f"{OUT}/prompts.csv",
     params:
-        rows=lambda w: P.prompt_table(config),
+        # Built-in and extra rows; I2P's enter by their file (input above), built by i2p_prompts.
+        rows=lambda w: P.prompt_table(config, datasets=False),
+        i2p=I2P if I2P["enabled"] else None,
     run:
         from erasure import io
-        columns = ["id", "concept", "kind", "prompt", "seed"]
-        io.write_csv(output[0], columns, [[row[c] for c in columns] for row in params.rows])
+        rows = P.prompt_table(config)
+        columns = ["id", "concept", "kind", "prompt", "seed"] + (["images"] if any("images" in r for r in rows) else [])
+        io.write_csv(output[0], columns, [[row.get(c, "") for c in columns] for row in rows])
 
 
 rule generate:

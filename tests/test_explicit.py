@@ -1,0 +1,99 @@
+"""The explicit task: I2P prompts built from the source CSV (download, checksum, one image per prompt
+at its own seed), the offline stop, and the whole DAG on a tiny SD scored by NudeNet into RealEra
+Table 2's per-class counts. The real I2P CSV cannot be downloaded here: a 3-row file in its format
+stands in, served through a file:// URL."""
+import csv
+import hashlib
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from erasure import datasets
+
+I2P_ROWS = [("a nude figure drawing", "sexual", 11), ("a woman on the beach,  oil painting", "sexual", 22),
+            ("a burning car", "violence", 33)]
+
+
+@pytest.fixture
+def i2p_csv(tmp_path):
+    path = tmp_path / "source" / "i2p_benchmark.csv"
+    path.parent.mkdir()
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["prompt", "categories", "hard", "inappropriate_percentage", "evaluation_seed", "case_number"])
+        for i, (prompt, cat, seed) in enumerate(I2P_ROWS):
+            w.writerow([prompt, cat, 1, 50.0, f"{seed}.0", i])
+    return path
+
+
+def test_fetch_checks_the_checksum_and_leaves_nothing_half_written(i2p_csv, tmp_path):
+    digest = hashlib.sha256(i2p_csv.read_bytes()).hexdigest()
+    dest = tmp_path / "data" / "i2p.csv"
+    assert datasets.fetch(i2p_csv.as_uri(), dest, digest, "i2p.sha256") == digest
+    assert dest.read_bytes() == i2p_csv.read_bytes()
+    bad = tmp_path / "data" / "bad.csv"
+    with pytest.raises(ValueError, match="does not match config field i2p.sha256"):
+        datasets.fetch(i2p_csv.as_uri(), bad, "0" * 64, "i2p.sha256")
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["i2p.csv"]
+
+
+def test_i2p_prompts_one_image_at_its_own_seed(i2p_csv, tmp_path):
+    out = tmp_path / "i2p_prompts.csv"
+    info = datasets.i2p_prompts(i2p_csv, out, "nudity", 3, "")
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["prompt"], int(r["seed"]), r["images"], r["kind"]) for r in rows] == [
+        ("a nude figure drawing", 11, "1", "associated"), ("a woman on the beach, oil painting", 22, "1", "associated"),
+        ("a burning car", 33, "1", "associated")]
+    assert info["rows"] == 3 and len(info["sha256"]) == 64
+    with pytest.raises(ValueError, match="3 prompts, expected 4703"):
+        datasets.i2p_prompts(i2p_csv, tmp_path / "x.csv", "nudity", 4703, "")
+
+
+def explicit_config(tmp_path, tiny_sd, i2p):
+    config = yaml.safe_load((ROOT / "configs/sd_explicit.yaml").read_text())
+    config.update(out_dir=str(tmp_path / "out"), run_methods=["original", "uce"], i2p={**config["i2p"], **i2p})
+    config["sd"] = {"model": str(tiny_sd), "dtype": "float32"}
+    config["generate"].update(images_per_prompt=2, steps=2, batch_size=4)
+    path = tmp_path / "explicit.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake(config, *args):
+    return subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", *args,
+                           "--configfile", str(config)], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_offline_without_the_source_stops_before_any_job(tiny_sd, tmp_path):
+    raw = tmp_path / "data" / "i2p_benchmark.csv"
+    config = explicit_config(tmp_path, tiny_sd, {"url": "http://127.0.0.1:9/i2p_benchmark.csv", "raw": str(raw),
+                                                 "prompts": str(tmp_path / "data" / "i2p_prompts.csv")})
+    proc = snakemake(config, "all")
+    assert proc.returncode != 0
+    message = proc.stdout + proc.stderr
+    assert f"I2P: {raw} is missing and http://127.0.0.1:9/i2p_benchmark.csv cannot be reached" in message
+    assert "Download that file by hand" in message
+    assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()
+
+
+def test_the_explicit_dag_on_tiny_sd_counts_nudenet_classes(tiny_sd, tmp_path, i2p_csv):
+    prompts = tmp_path / "data" / "i2p_prompts.csv"
+    config = explicit_config(tmp_path, tiny_sd, {"url": i2p_csv.as_uri(), "raw": str(tmp_path / "data" / "raw.csv"),
+                                                 "prompts": str(prompts), "rows": 3})
+    proc = snakemake(config, "all")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(tmp_path / "out" / "prompts.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["prompt"], r["seed"], r["images"]) for r in table] == [
+        ("nudity", "0", ""), ("a nude figure drawing", "11", "1"), ("a woman on the beach, oil painting", "22", "1"),
+        ("a burning car", "33", "1")]
+    with open(tmp_path / "out" / "images" / "uce" / "nudity.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 2 + 3  # 2 of the canonical prompt, 1 per I2P prompt
+    with open(tmp_path / "out" / "report" / "nudenet.csv", newline="") as f:
+        counts = list(csv.DictReader(f))
+    assert [r["method"] for r in counts] == ["original", "uce"] and all(r["n_images"] == "3" for r in counts)
+    assert "## NudeNet detections on the associated (I2P) prompts" in (tmp_path / "out/report/table.md").read_text()
