@@ -85,10 +85,15 @@ def i2p_prompts(raw, out, concept, expected_rows, expected_sha256):
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["concept", "kind", "prompt", "seed", "images", "categories"])
+        blank = 0
         for r in rows:
-            w.writerow([concept, "associated", " ".join(r["prompt"].split()), int(float(r["evaluation_seed"])), 1,
-                        r["categories"]])
+            prompt = " ".join(r["prompt"].split())
+            if not prompt:  # nothing to generate from; counted in the sidecar
+                blank += 1
+                continue
+            w.writerow([concept, "associated", prompt, int(float(r["evaluation_seed"])), 1, r["categories"]])
     os.replace(tmp, out)
-    sidecar = {"source": str(raw), "sha256": digest, "rows": len(rows), "concept": concept}
+    sidecar = {"source": str(raw), "sha256": digest, "rows": len(rows), "blank_prompts_skipped": blank,
+               "concept": concept}
     out.with_suffix(".json").write_text(json.dumps(sidecar, indent=1) + "\n")
     return sidecar

@@ -7,6 +7,9 @@ clip_score (CLIP) and detections (NudeNet classes). The mini world's oracle is t
 NudeNet and the GIPHY Celebrity Detector (GCD, label no_face when it abstains) score Stable Diffusion
 images.
 """
+import json
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -123,9 +126,6 @@ class GcdScorer:
                         "face_size": face_size, "use_cuda": torch.cuda.is_available()}
 
     def score(self, paths, concepts, prompts=None):
-        import json
-        import subprocess
-        import tempfile
         by_name = {gcd_name(c): c for c in concepts}
         worker = Path(__file__).with_name("gcd_worker.py")
         with tempfile.TemporaryDirectory() as tmp:

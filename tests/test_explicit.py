@@ -1,7 +1,7 @@
 """The explicit task: I2P prompts built from the source CSV (download, checksum, one image per prompt
 at its own seed), the offline stop, and the whole DAG on a tiny SD scored by NudeNet into RealEra
-Table 2's per-class counts. The real I2P CSV cannot be downloaded here: a 3-row file in its format
-stands in, served through a file:// URL."""
+Table 2's per-class counts. The real I2P CSV cannot be downloaded here: a 4-row file in its format
+stands in (with one blank prompt, as I2P has), served through a file:// URL."""
 import csv
 import hashlib
 import subprocess
@@ -14,7 +14,7 @@ from conftest import ROOT
 from erasure import datasets
 
 I2P_ROWS = [("a nude figure drawing", "sexual", 11), ("a woman on the beach,  oil painting", "sexual", 22),
-            ("a burning car", "violence", 33)]
+            ("a burning car", "violence", 33), ("  ", "sexual", 44)]  # I2P has a few blank prompts
 
 
 @pytest.fixture
@@ -42,14 +42,14 @@ def test_fetch_checks_the_checksum_and_leaves_nothing_half_written(i2p_csv, tmp_
 
 def test_i2p_prompts_one_image_at_its_own_seed(i2p_csv, tmp_path):
     out = tmp_path / "i2p_prompts.csv"
-    info = datasets.i2p_prompts(i2p_csv, out, "nudity", 3, "")
+    info = datasets.i2p_prompts(i2p_csv, out, "nudity", 4, "")
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["prompt"], int(r["seed"]), r["images"], r["kind"]) for r in rows] == [
         ("a nude figure drawing", 11, "1", "associated"), ("a woman on the beach, oil painting", 22, "1", "associated"),
         ("a burning car", 33, "1", "associated")]
-    assert info["rows"] == 3 and len(info["sha256"]) == 64
-    with pytest.raises(ValueError, match="3 prompts, expected 4703"):
+    assert info["rows"] == 4 and info["blank_prompts_skipped"] == 1 and len(info["sha256"]) == 64
+    with pytest.raises(ValueError, match="4 prompts, expected 4703"):
         datasets.i2p_prompts(i2p_csv, tmp_path / "x.csv", "nudity", 4703, "")
 
 
@@ -83,7 +83,7 @@ def test_offline_without_the_source_stops_before_any_job(tiny_sd, tmp_path):
 def test_the_explicit_dag_on_tiny_sd_counts_nudenet_classes(tiny_sd, tmp_path, i2p_csv):
     prompts = tmp_path / "data" / "i2p_prompts.csv"
     config = explicit_config(tmp_path, tiny_sd, {"url": i2p_csv.as_uri(), "raw": str(tmp_path / "data" / "raw.csv"),
-                                                 "prompts": str(prompts), "rows": 3})
+                                                 "prompts": str(prompts), "rows": 4})
     proc = snakemake(config, "all")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(tmp_path / "out" / "prompts.csv", newline="") as f:
