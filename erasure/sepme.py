@@ -3,7 +3,7 @@
 The paper's full text could not be checked (see README, "SepME"), so this is the math implemented.
 Every cross-attention projection becomes W = W0 (I + sum_{k in S} Delta_k) for the chosen subset S of
 the known undesirable concepts K. Concept k's increment Delta_k (D x D, shared by all layers, stored
-as W0 Delta_k per module) minimises
+as that one matrix; the per-module deltas W0 sum Delta_k are made once, when a subset is composed) minimises
 
     sum_{i in k} ||(I + Delta_k) e_i - t_i||^2                      erase k's tokens toward targets t_i
     + known_weight * sum_{j in K, j != k} sum_{x in j} ||Delta_k x||^2   leave the other known concepts alone
@@ -59,26 +59,21 @@ def increments(rows, preserve, lam, known_weight, ridge, given=None):
 
 
 def module_increments(modules, delta):
-    """{module name: W0 Delta} in each module's dtype."""
-    return {name: (m.weight.detach().double() @ delta).to(m.weight.dtype).contiguous() for name, m in modules.items()}
+    """{module name: W0 Delta} in float32, the weight-delta format every stage reads."""
+    return {name: (m.weight.detach().double() @ delta).float().contiguous() for name, m in modules.items()}
 
 
-def compose(increment_files, load):
-    """Sum per-module increments of the chosen concepts in a fixed (sorted) order, in float64, so
-    the result does not depend on the order they are given in; none gives zero deltas (W0 exactly)."""
-    total = {}
-    for path in sorted(map(str, increment_files)):
-        for name, inc in load(path).items():
-            total[name] = total.get(name, 0) + inc.double()
+def compose(deltas):
+    """Sum of the chosen concepts' increments ({concept: Delta [D, D]}) in a fixed (sorted) order, in
+    float64, so the result does not depend on the order they are given in; None when none is chosen."""
+    total = None
+    for name in sorted(deltas):
+        total = deltas[name].double() if total is None else total + deltas[name].double()
     return total
 
 
-def cross_talk(modules, deltas, tokens):
-    """Largest relative change ||W0 Delta x|| / ||W0 x|| an increment makes to rows x [N, D], over layers."""
-    worst = 0.0
-    for name, inc in deltas.items():
-        w0 = modules[name].weight.detach().double()
-        moved = tokens.double() @ inc.double().T
-        base = tokens.double() @ w0.T
-        worst = max(worst, (moved.norm(dim=1) / base.norm(dim=1).clamp_min(1e-12)).max().item())
-    return worst
+def cross_talk(delta, tokens):
+    """Largest relative move ||Delta x|| / ||x|| an increment makes to token rows x [N, D]. Every
+    layer's keys and values see the token as W0 (I + Delta) x, so this is the change all of them inherit."""
+    x = tokens.double()
+    return ((x @ delta.double().T).norm(dim=1) / x.norm(dim=1).clamp_min(1e-12)).max().item()

@@ -8,8 +8,10 @@ the served edit = the sum of the chosen concepts' increments.
     # restore heart: rebuild the edit from the increments that stay (no retraining):
     python stages/sepme.py --increments-dir D --erase crescent --erase circle --out without_heart.safetensors
 
-Each increment file (D/<concept>.safetensors, keyed by module name like closed-form deltas) has a
-JSON sidecar with the settings and the measured cross-talk onto every other known concept's tokens.
+Each increment file (D/<concept>.safetensors) holds one D x D matrix, `delta`, shared by every layer;
+its JSON sidecar has the settings (the model included) and the measured cross-talk onto every other
+known concept's tokens. Composing sums the chosen matrices and only then makes the per-module deltas
+W0 sum(Delta) (keyed by module name, like closed-form deltas), once.
 """
 import time
 from pathlib import Path
@@ -38,12 +40,13 @@ def main():
     args = p.parse_args()
     cli.set_threads(args.threads)
     inc_dir = Path(args.increments_dir)
+    modules = None
     if args.concepts or args.params:
         if not (args.config or args.params):
             raise ValueError("--concepts needs --config (or --params)")
-        solve(args, inc_dir)
+        modules = solve(args, inc_dir)
     if args.out:
-        write_composed(inc_dir, args.erase, args.out)
+        write_composed(inc_dir, args.erase, args.out, modules)
 
 
 def solve(args, inc_dir):
@@ -72,7 +75,7 @@ def solve(args, inc_dir):
     if args.given:
         for c, path in increment_files(args.given).items():
             if c not in rows:
-                given[c] = (concept_rows(c)[0], _load_delta(path))
+                given[c] = (concept_rows(c)[0], load_delta(path))
 
     if args.joint:
         erase = torch.cat([e for e, _ in rows.values()])
@@ -81,37 +84,42 @@ def solve(args, inc_dir):
         io.save_safetensors(weight_deltas(modules, m), args.joint)
         io.write_json(sidecar_path(args.joint), {**prm, "joint": sorted(rows)})
 
-    # 3. Solve, store each increment with its cross-talk onto the other known concepts' tokens.
+    # 3. Solve; store each increment (one float64 D x D matrix) with its cross-talk onto the other
+    #    known concepts' tokens.
     deltas = sepme.increments(rows, preserve, s["lam"], s["known_weight"], s["ridge"], given)
     known_rows = {**{c: r[0] for c, r in rows.items()}, **{c: g[0] for c, g in given.items()}}
     for c, delta in deltas.items():
-        per_module = sepme.module_increments(modules, delta)
-        talk = {o: round(sepme.cross_talk(modules, per_module, known_rows[o]), 6) for o in known_rows if o != c}
+        talk = {o: round(sepme.cross_talk(delta, known_rows[o]), 6) for o in known_rows if o != c}
         path = inc_dir / f"{slug(c)}.safetensors"
-        io.save_safetensors(per_module, path)
-        io.save_safetensors({"delta": delta.float().contiguous()}, inc_dir / f"{slug(c)}.delta.safetensors")
+        io.save_safetensors({"delta": delta.contiguous()}, path)
         io.write_json(sidecar_path(path), {**prm, "concept": c, "known": sorted(known_rows),
                                            "cross_talk": talk, "wall_time_s": round(time.time() - t0, 3)})
         cli.progress(f"sepme {c}: increment written; largest cross-talk {max(talk.values(), default=0):.4f}")
+    return modules
 
 
-def _load_delta(path):
-    return load_file(str(path).replace(".safetensors", ".delta.safetensors"))["delta"].double()
+def load_delta(path):
+    return load_file(str(path))["delta"].double()
 
 
 def increment_files(inc_dir):
-    return {io.read_json(sidecar_path(p))["concept"]: p for p in sorted(Path(inc_dir).glob("*.safetensors"))
-            if not p.name.endswith(".delta.safetensors")}
+    return {io.read_json(sidecar_path(p))["concept"]: p for p in sorted(Path(inc_dir).glob("*.safetensors"))}
 
 
-def write_composed(inc_dir, names, out):
+def write_composed(inc_dir, names, out, modules=None):
+    """The served edit: per-module deltas W0 (sum of the chosen increments), or none (W0 itself)."""
     files = increment_files(inc_dir)
     names = list(files) if names is None else names
     unknown = sorted(set(names) - set(files))
     if unknown:
         raise ValueError(f"--erase: no increment for {unknown} in {inc_dir}; known: {sorted(files)}")
-    total = sepme.compose([files[n] for n in names], load_file)
-    io.save_safetensors({k: v.float().contiguous() for k, v in total.items()}, out)
+    total = sepme.compose({n: load_delta(files[n]) for n in names})
+    module_deltas = {}
+    if total is not None:
+        if modules is None:   # the increments' sidecars name the model they were solved for
+            modules = load_world_from_params(io.read_json(sidecar_path(files[names[0]]))).edit_modules()
+        module_deltas = sepme.module_increments(modules, total)
+    io.save_safetensors(module_deltas, out)
     io.write_json(sidecar_path(out), {"increments_dir": str(inc_dir), "erased": sorted(names),
                                      "restored": sorted(set(files) - set(names))})
     cli.progress(f"sepme edit: {len(names)} increments summed -> {out}")

@@ -40,7 +40,7 @@ rule sepme_set:
 
 rule sepme_restore:
     input:
-        src("sepme", "erasure/sepme.py", *PACKAGE),
+        src("sepme", "erasure/sepme.py", *PACKAGE, *WORLD),
         increments=rules.sepme_set.output.increments,
     output:
         f"{OUT}/sepme_sets/{{set}}/restore.safetensors",
