@@ -19,6 +19,8 @@ localrules:
     prompts,
     fetch_i2p,
     i2p_prompts,
+    fetch_coco,
+    coco_prompts,
 
 
 rule all:

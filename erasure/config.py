@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
-PROMPT_KINDS = ("erase", "preserve", "associated")
+PROMPT_KINDS = ("erase", "preserve", "associated", "coco")
 BUILTIN_METHODS = ("original",)
 
 
@@ -109,13 +109,19 @@ def read_extra_prompts(path):
     return rows
 
 
+def dataset_prompt_files(config):
+    """The prompt CSVs that data rules build from official sources (I2P, COCO-30k), when enabled."""
+    return [config[name]["prompts"] for name in ("i2p", "coco") if config[name]["enabled"]]
+
+
 def prompt_table(config, datasets=True):
     """Every evaluation prompt: dicts with id, concept, kind, prompt, seed (the first image's seed) and,
     for rows that set it, images.
 
     Built-in rows: the canonical prompt of every concept (kind erase) and its held-out associated
-    prompts (kind associated); then the extra CSVs' rows; then I2P's when enabled (datasets=False
-    leaves them out: the i2p_prompts rule may not have built them yet). Image k of a prompt uses seed + k.
+    prompts (kind associated); then the extra CSVs' rows; then I2P's and COCO-30k's when enabled
+    (datasets=False leaves them out: their rules may not have built them yet). Image k of a prompt uses
+    seed + k.
     """
     concepts = load_concepts(config["concepts_file"])
     rows = []
@@ -124,9 +130,7 @@ def prompt_table(config, datasets=True):
                          seed=config["seed"]))
         for a in concepts[name].get("associated", []):
             rows.append(dict(concept=name, kind="associated", prompt=a["prompt"], seed=config["seed"]))
-    extra = list(config["extra_prompts"])
-    if datasets and config["i2p"]["enabled"]:
-        extra.append(config["i2p"]["prompts"])
+    extra = list(config["extra_prompts"]) + (dataset_prompt_files(config) if datasets else [])
     for path in extra:
         for r in read_extra_prompts(path):
             rows.append(dict(concept=r["concept"], kind=r["kind"], prompt=r["prompt"], seed=r["seed"]))
@@ -194,6 +198,8 @@ def check(config):
                 raise ConfigError(str(e)) from None
     for path in config["extra_prompts"]:
         for i, row in enumerate(read_extra_prompts(path), start=2):
+            if row["kind"] == "coco":   # a caption of no concept: scored for CLIP score and FID only
+                continue
             if row["concept"] not in concepts:
                 raise ConfigError(f"extra prompt CSV {path} line {i}: unknown concept {row['concept']!r}; "
                                   f"known: {sorted(concepts)}")
@@ -203,8 +209,27 @@ def check(config):
     if config["i2p"]["enabled"] and config["i2p"]["concept"] not in concepts:
         raise ConfigError(f"config field i2p.concept: unknown concept {config['i2p']['concept']!r}; "
                           f"known: {sorted(concepts)}")
-    prompt_table(config, datasets=Path(config["i2p"]["prompts"]).is_file())
+    check_coco(config)
+    prompt_table(config, datasets=all(Path(p).is_file() for p in dataset_prompt_files(config)))
     return config
+
+
+def check_coco(config):
+    """COCO-30k's CLIP score and FID need Stable Diffusion, and FID needs both of its folders."""
+    coco = config["coco"]
+    if not coco["enabled"]:
+        return
+    if config["world"] != "sd":
+        raise ConfigError("config field coco.enabled: COCO-30k captions need world: sd (the mini world draws shapes)")
+    if coco["reference_dir"] is None:
+        return
+    if not Path(coco["reference_dir"]).is_dir():
+        raise ConfigError(f"config field coco.reference_dir: {coco['reference_dir']} is not a folder; put the real "
+                          "COCO val2014 images there (or set it to null for CLIP score without FID)")
+    weights = Path(coco["inception_dir"] or "") / "inception-2015-12-05.pt"
+    if not coco["inception_dir"] or not weights.is_file():
+        raise ConfigError(f"config field coco.inception_dir: {weights} not found; FID uses clean-fid's Inception "
+                          "(README 'COCO-30k'): download inception-2015-12-05.pt into that folder")
 
 
 def load_config(path_or_dict):

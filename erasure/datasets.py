@@ -1,18 +1,31 @@
 """Prompt sets that cannot ship in the repository, built from their official source.
 
+`fetch` downloads a source once, checks its sha256 when the config pins one (and records it either
+way); the builders below turn it into an extra prompt CSV with a JSON sidecar.
+
 I2P (Schramowski et al. 2023, MIT): 4,703 prompts with their evaluation seeds, the CSV of the Hugging
-Face dataset AIML-TUDA/i2p. `fetch` downloads it once, checks its sha256 when the config pins one
-(and records it either way), and `i2p_prompts` turns it into an extra prompt CSV: every row an
-associated prompt of the erased concept, one image at I2P's own seed (RealEra Table 2).
+Face dataset AIML-TUDA/i2p. Every row becomes an associated prompt of the erased concept, one image at
+I2P's own seed (RealEra Table 2).
+
+COCO-30k: 30,000 captions of MS-COCO 2014 val (the official annotations_trainval2014.zip, or its
+captions_val2014.json), one caption each of 30,000 images drawn with the config's seed, one image per
+caption at a seed drawn alongside (prompt kind `coco`: scored for CLIP score and FID, never for a
+concept). A CSV that already lists the captions (columns prompt, evaluation_seed, as the COCO-30k files
+of the UCE/MACE repositories) is taken as it is instead, so a paper's exact list can be reused.
 """
 import csv
 import hashlib
 import json
 import os
+import random
 import socket
 import urllib.parse
 import urllib.request
+import zipfile
+from collections import defaultdict
 from pathlib import Path
+
+from . import io
 
 I2P_COLUMNS = ("prompt", "categories", "evaluation_seed")
 
@@ -68,32 +81,77 @@ def fetch(url, dest, expected_sha256, field):
     return digest
 
 
+def write_prompts(out, rows, sidecar, extra_columns=()):
+    """An extra prompt CSV (concept, kind, prompt, seed, images, *extra_columns) and its JSON sidecar."""
+    io.write_csv(out, ["concept", "kind", "prompt", "seed", "images", *extra_columns], rows)
+    io.write_json(Path(out).with_suffix(".json"), sidecar)
+    return sidecar
+
+
+def read_csv_rows(path, needed, what):
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = set(needed) - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {sorted(missing)}; is this {what}?")
+        return list(reader)
+
+
 def i2p_prompts(raw, out, concept, expected_rows, expected_sha256):
     """The I2P CSV -> an extra prompt CSV (concept, kind, prompt, seed, images, categories) + sidecar."""
     digest = check_sha256(raw, expected_sha256, "i2p.sha256")
-    with open(raw, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = set(I2P_COLUMNS) - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{raw}: missing column(s) {sorted(missing)}; is this I2P's i2p_benchmark.csv?")
-        rows = list(reader)
+    rows = read_csv_rows(raw, I2P_COLUMNS, "I2P's i2p_benchmark.csv")
     if expected_rows and len(rows) != expected_rows:
         raise ValueError(f"{raw}: {len(rows)} prompts, expected {expected_rows} (config field i2p.rows)")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["concept", "kind", "prompt", "seed", "images", "categories"])
-        blank = 0
-        for r in rows:
-            prompt = " ".join(r["prompt"].split())
-            if not prompt:  # nothing to generate from; counted in the sidecar
-                blank += 1
-                continue
-            w.writerow([concept, "associated", prompt, int(float(r["evaluation_seed"])), 1, r["categories"]])
-    os.replace(tmp, out)
-    sidecar = {"source": str(raw), "sha256": digest, "rows": len(rows), "blank_prompts_skipped": blank,
-               "concept": concept}
-    out.with_suffix(".json").write_text(json.dumps(sidecar, indent=1) + "\n")
-    return sidecar
+    out_rows = []
+    for r in rows:
+        prompt = " ".join(r["prompt"].split())
+        if prompt:  # a blank prompt has nothing to generate from; counted in the sidecar
+            out_rows.append([concept, "associated", prompt, int(float(r["evaluation_seed"])), 1, r["categories"]])
+    return write_prompts(out, out_rows, {"source": str(raw), "sha256": digest, "rows": len(rows),
+                                         "blank_prompts_skipped": len(rows) - len(out_rows), "concept": concept},
+                         ["categories"])
+
+
+COCO_CAPTIONS = "annotations/captions_val2014.json"
+
+
+def coco_captions(raw):
+    """{image id: [its captions, in annotation order]} from the annotations zip or captions_val2014.json."""
+    raw = Path(raw)
+    try:
+        if zipfile.is_zipfile(raw):
+            with zipfile.ZipFile(raw) as z:
+                data = json.loads(z.read(COCO_CAPTIONS))
+        else:
+            data = json.loads(raw.read_text(encoding="utf-8"))
+        annotations = sorted(data["annotations"], key=lambda a: a["id"])
+        by_image = defaultdict(list)
+        for a in annotations:
+            by_image[int(a["image_id"])].append(" ".join(a["caption"].split()))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{raw}: not COCO's captions ({e!r}); expected annotations_trainval2014.zip "
+                         f"(with {COCO_CAPTIONS}) or captions_val2014.json") from None
+    return by_image
+
+
+def coco_prompts(raw, out, expected_rows, seed, expected_sha256):
+    """COCO captions -> an extra prompt CSV of kind coco (concept empty, one image each) + sidecar."""
+    digest = check_sha256(raw, expected_sha256, "coco.sha256")
+    if Path(raw).suffix.lower() == ".csv":   # a ready list (UCE/MACE's coco_30k.csv): taken as it is
+        rows = read_csv_rows(raw, ("prompt", "evaluation_seed"), "a COCO-30k caption list")
+        out_rows = [["", "coco", " ".join(r["prompt"].split()), int(float(r["evaluation_seed"])), 1,
+                     r.get("coco_id") or r.get("image_id", "")] for r in rows]
+        out_rows = out_rows[:expected_rows]
+    else:
+        captions = coco_captions(raw)
+        if expected_rows > len(captions):
+            raise ValueError(f"{raw}: {len(captions)} images with captions, fewer than config field coco.rows "
+                             f"({expected_rows})")
+        rng = random.Random(seed)
+        out_rows = [["", "coco", rng.choice(captions[i]), rng.randrange(2 ** 31), 1, i]
+                    for i in rng.sample(sorted(captions), expected_rows)]
+    if len(out_rows) < expected_rows:
+        raise ValueError(f"{raw}: {len(out_rows)} captions, expected {expected_rows} (config field coco.rows)")
+    return write_prompts(out, out_rows, {"source": str(raw), "sha256": digest, "rows": len(out_rows),
+                                         "seed": seed}, ["coco_id"])

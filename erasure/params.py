@@ -105,6 +105,17 @@ def remap(config, concept_slug):
     return {**world_params(config), "concept": concept, "anchor": config["anchor"]}
 
 
+def fid_reference(config):
+    coco = config["coco"]
+    return {"coco": {k: coco[k] for k in ("reference_dir", "inception_dir", "batch_size")}}
+
+
+def quality(config):
+    """COCO-30k CLIP score and FID (the clip_* fields of `scorer` name the CLIP model)."""
+    s = config["scorer"]
+    return {**fid_reference(config), "clip": {"model": s["clip_model"], "pretrained": s["clip_pretrained"]}}
+
+
 def report(config):
     out = {"erase": config["erase"], "run_methods": config["run_methods"], "methods": config["methods"],
            "grid_images": config["report"]["grid_images"],

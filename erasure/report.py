@@ -9,7 +9,7 @@ Per method and erased concept X, from per-image oracle/CLIP labels:
 """
 import math
 
-METRICS = ("acc_e", "acc_s", "acc_g", "acc_sg", "h_o", "cs_e", "cs_s", "cs_g")
+METRICS = ("acc_e", "acc_s", "acc_g", "acc_sg", "h_o", "cs_e", "cs_s", "cs_g", "fid", "cs_coco")
 REMAP = ("remap_e", "remap_g", "remap_s", "remap_sg")
 
 
@@ -99,6 +99,15 @@ def average_rows(rows, methods):
             avg[k] = sum(vals) / len(vals) if vals else float("nan")
         out.append(avg)
     return out
+
+
+def quality_table(rows):
+    """FID and CLIP score on COCO-30k per method and erased concept (rows with cs_coco)."""
+    lines = ["| Method | concept | images | FID↓ | CLIP score↑ |", "|---|---|---|---|---|"]
+    for r in rows:
+        if "cs_coco" in r and r["concept"] != "average":
+            lines.append(f"| {r['method']} | {r['concept']} | {r['n_coco']} | {fmt(r['fid'], 2)} | {fmt(r['cs_coco'], 2)} |")
+    return "\n".join(lines) + "\n"
 
 
 # RealEra Table 2: images of the I2P prompts in which NudeNet finds each exposed class.

@@ -51,24 +51,33 @@ class ClipScorer:
         import open_clip
         # pretrained None builds random weights (tests); a tag or a local checkpoint file otherwise.
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained)
-        self.model.eval()
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model.to(self.device).eval()
         self.tokenizer = open_clip.get_tokenizer(model)
         self.template = template
 
     @torch.inference_mode()
-    def _text(self, texts):
-        feats = self.model.encode_text(self.tokenizer(list(texts)))
-        return feats / feats.norm(dim=-1, keepdim=True)
+    def _text(self, texts, batch_size=256):
+        feats = torch.cat([self.model.encode_text(self.tokenizer(list(texts[i:i + batch_size])).to(self.device))
+                           for i in range(0, len(texts), batch_size)])
+        return (feats / feats.norm(dim=-1, keepdim=True)).cpu()
 
     @torch.inference_mode()
+    def _images(self, paths):
+        x = torch.stack([self.preprocess(Image.open(p).convert("RGB")) for p in paths]).to(self.device)
+        feats = self.model.encode_image(x)
+        return (feats / feats.norm(dim=-1, keepdim=True)).cpu()
+
+    def _own_prompts(self, prompts):
+        unique = sorted(set(prompts))
+        return dict(zip(unique, self._text(unique)))
+
     def score(self, paths, concepts, prompts=None, batch_size=64):
         classes = self._text([self.template.format(c) for c in concepts])
-        own = dict(zip(sorted(set(prompts)), self._text(sorted(set(prompts))))) if prompts else {}
+        own = self._own_prompts(prompts) if prompts else {}
         rows = []
         for i in range(0, len(paths), batch_size):
-            x = torch.stack([self.preprocess(Image.open(p).convert("RGB")) for p in paths[i:i + batch_size]])
-            feats = self.model.encode_image(x)
-            feats = feats / feats.norm(dim=-1, keepdim=True)
+            feats = self._images(paths[i:i + batch_size])
             probs = (100 * feats @ classes.T).softmax(-1)
             for j, (f, pr) in enumerate(zip(feats, probs)):
                 row = {"label": concepts[pr.argmax().item()], "prob": dict(zip(concepts, pr.tolist()))}
@@ -76,6 +85,15 @@ class ClipScorer:
                     row["clip_score"] = 100 * (f @ own[prompts[i + j]]).item()
                 rows.append(row)
         return rows
+
+    def clip_scores(self, paths, prompts, batch_size=64):
+        """100 * cos(image, its own prompt) per image (COCO captions: no concepts to classify)."""
+        own = self._own_prompts(prompts)
+        out = []
+        for i in range(0, len(paths), batch_size):
+            feats = self._images(paths[i:i + batch_size])
+            out += [100 * (f @ own[p]).item() for f, p in zip(feats, prompts[i:i + batch_size])]
+        return out
 
 
 NUDENET_EXPOSED = ("BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_BREAST_EXPOSED",

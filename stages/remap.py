@@ -33,7 +33,7 @@ def main():
         m.weight.data.copy_(w0[n])
 
     # 2. Score every prompt against the anchor, token by token over the whole sequence.
-    rows = cli.read_prompts(args)
+    rows = [r for r in cli.read_prompts(args) if r["kind"] != "coco"]   # COCO captions name no concept
     prompts = [r["prompt"] for r in rows]
     emb = world.encoder.encode(prompts + [prm["anchor"]])
     anchor = emb[-1]

@@ -3,7 +3,8 @@
     python stages/report.py --config config.yaml --scores-dir outputs/miniworld/scores \\
         --remap-dir outputs/miniworld/remap --out outputs/miniworld/report
 
-Reads scores/{method}/{concept}.csv (original: scores/original/all.csv) and remap/{method}/{concept}.json.
+Reads scores/{method}/{concept}.csv (original: scores/original/all.csv), remap/{method}/{concept}.json
+and, when COCO-30k is enabled, quality/{method}/{concept}.json (FID and CLIP score).
 """
 import csv
 import html
@@ -15,9 +16,11 @@ from PIL import Image, ImageDraw
 from erasure import cli, io, params as stage_params
 from erasure.config import slug
 from erasure.report import (NUDENET_COLUMNS, REMAP, average_rows, fmt, markdown_table, metrics, nudenet_counts,
-                            nudenet_table, remap_metrics, remap_table)
+                            nudenet_table, quality_table, remap_metrics, remap_table)
 
-COLUMNS = ["method", "concept", "acc_e", "acc_s", "acc_g", "h_o", "n_images", "acc_sg", *REMAP, "cs_e", "cs_s", "cs_g"]
+COLUMNS = ["method", "concept", "acc_e", "acc_s", "acc_g", "h_o", "n_images", "acc_sg", *REMAP, "cs_e", "cs_s", "cs_g",
+           "fid", "cs_coco"]
+GRID_MAX_PROMPTS = 256   # I2P alone has 4,703 prompts: a grid of all of them would be 300,000 px tall
 
 
 def read_scores(path):
@@ -31,6 +34,7 @@ def grid(score_rows, prompts, n):
     for r in score_rows:
         by_id.setdefault(int(r["id"]), []).append(r)
     cell, label_w = 66, 170
+    prompts = prompts[:GRID_MAX_PROMPTS]
     canvas = Image.new("RGB", (label_w + n * cell, len(prompts) * cell), "white")
     draw = ImageDraw.Draw(canvas)
     for i, p in enumerate(prompts):
@@ -48,12 +52,14 @@ def main():
     p = cli.parser(__doc__)
     p.add_argument("--scores-dir", required=True)
     p.add_argument("--remap-dir", required=True)
+    p.add_argument("--quality-dir", help="quality/{method}/{concept}.json (COCO-30k FID and CLIP score), if any")
     p.add_argument("--out", required=True)
     cli.add_prompts_arg(p)
     args = p.parse_args()
     prm = cli.stage_params(args, stage_params.report)
     out = Path(args.out)
-    methods, concepts, prompts = prm["run_methods"], prm["erase"], cli.read_prompts(args)
+    methods, concepts = prm["run_methods"], prm["erase"]
+    prompts = [r for r in cli.read_prompts(args) if r["kind"] != "coco"]   # COCO captions: quality/ only
 
     # 1. Metrics per method and erased concept, then the averages.
     rows, grids, nudenet = [], [], []
@@ -65,6 +71,11 @@ def main():
             if method != "original":
                 remap = json.loads((Path(args.remap_dir) / method / f"{key}.json").read_text())["scores"]
                 row.update(remap_metrics(remap, prompts, concept))
+            quality = Path(args.quality_dir or "") / method / f"{key}.json"
+            if args.quality_dir and quality.is_file():
+                q = io.read_json(quality)
+                row.update(fid=q["fid"] if q["fid"] is not None else float("nan"), cs_coco=q["clip_score"],
+                           n_coco=q["images"])
             rows.append(row)
             if "nudenet_threshold" in prm:
                 nudenet.append({"method": method, "concept": concept, **nudenet_counts(scores, concept)})
@@ -88,6 +99,10 @@ def main():
         io.write_csv(out / "nudenet.csv", ["method", "concept", *[c for c, _ in NUDENET_COLUMNS], "total", "n_images"],
                      [[r["method"], r["concept"], *[r[c] for c, _ in NUDENET_COLUMNS], r["total"], r["n_images"]]
                       for r in nudenet])
+    if any("cs_coco" in r for r in rows):   # RealEra Table 2's right half: general quality on COCO-30k
+        remaps += ("\n## COCO-30k: FID and CLIP score\n\nImages of the COCO captions (prompt kind coco); FID against "
+                   f"the reference folder's real images (clean-fid), CLIP score 100 cos(image, caption).\n\n"
+                   f"{quality_table(rows)}")
     io.write_text(out / "table.md", f"# Erasure results\n\n{note}\n{table}\n## Remap scores\n\n{remaps}")
     io.write_text(out / "index.html", _html(note, rows, concepts, methods, grids))
     per_prompt = per_prompt_rows(args.scores_dir, methods, concepts, prompts)

@@ -33,7 +33,8 @@ def main():
     prm = cli.stage_params(args, stage_params.score)
 
     with open(args.manifest, newline="", encoding="utf-8") as f:
-        images = list(csv.DictReader(f))
+        # COCO captions name no concept: the quality stage scores them (CLIP score, FID).
+        images = [r for r in csv.DictReader(f) if r["kind"] != "coco"]
     scorer = load_scorer(prm)
     scores = scorer.score([r["file"] for r in images], prm["concepts"], [r["prompt"] for r in images])
 

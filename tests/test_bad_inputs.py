@@ -62,6 +62,19 @@ def sd_model(make):
     return change
 
 
+def diffusers_dir(tmp):
+    (tmp / "model").mkdir()
+    (tmp / "model" / "model_index.json").write_text("{}")
+    return str(tmp / "model")
+
+
+def coco_fid(reference_dir, inception_dir):
+    def change(config, tmp):
+        sd_model(diffusers_dir)(config, tmp)
+        config["coco"] = {"enabled": True, "reference_dir": reference_dir, "inception_dir": inception_dir}
+    return change
+
+
 def not_diffusers(tmp):
     (tmp / "model").mkdir()
     return str(tmp / "model")
@@ -185,6 +198,12 @@ CASES = [
     ("i2p-concept", "`i2p.concept: unicorn` with I2P enabled",
      lambda t: config_error(t, set_value("i2p", {"enabled": True, "concept": "unicorn"}))),
     ("i2p-sha256", "`i2p.sha256: abc` (not a sha256)", lambda t: config_error(t, set_value("i2p", {"sha256": "abc"}))),
+    ("coco-miniworld", "`coco.enabled: true` on the mini world",
+     lambda t: config_error(t, set_value("coco", {"enabled": True}))),
+    ("coco-reference", "`coco.reference_dir` a folder that does not exist",
+     lambda t: config_error(t, coco_fid("/nonexistent/val2014", None))),
+    ("coco-inception", "`coco.reference_dir` set, no Inception file in `coco.inception_dir`",
+     lambda t: config_error(t, coco_fid(str(t), str(t)))),
     ("sd-no-model", "`world: sd` without `sd.model`", lambda t: config_error(t, set_value("world", "sd"))),
     ("sd-missing-dir", "`sd.model` a directory that does not exist",
      lambda t: config_error(t, sd_model(lambda tmp: "/nonexistent/sd-v1-4"))),

@@ -25,6 +25,9 @@ def test_task_config_plans_its_dag(task, tiny_sd, tmp_path):
         raw = tmp_path / "i2p_benchmark.csv"
         raw.write_text("prompt,categories,evaluation_seed\na statue,sexual,5\n")
         site["i2p"] = {"enabled": True, "raw": str(raw), "prompts": str(tmp_path / "i2p_prompts.csv"), "rows": 1}
+        captions = tmp_path / "captions_val2014.json"   # and COCO's captions (a 2-image stand-in)
+        captions.write_text(json.dumps({"annotations": [{"id": i, "image_id": i, "caption": "a cat"} for i in (1, 2)]}))
+        site["coco"] = {"enabled": True, "raw": str(captions), "prompts": str(tmp_path / "coco.csv"), "rows": 2}
     override.write_text(yaml.safe_dump(site))
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "1", "all",
                            "--configfile", str(ROOT / "configs" / f"{task}.yaml"), str(override)],

@@ -66,6 +66,7 @@ DEFAULT_RESOURCES = {
     "generate": dict(mem_mb=32000, runtime=720, gpu=1),
     "score": dict(mem_mb=16000, runtime=120, gpu=1),
     "remap": dict(mem_mb=16000, runtime=30, gpu=0),
+    "quality": dict(mem_mb=16000, runtime=180, gpu=1),
     "report": dict(mem_mb=4000, runtime=30, gpu=0),
     "pretrain": dict(mem_mb=8000, runtime=240, gpu=0),
 }

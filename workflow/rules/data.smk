@@ -1,15 +1,17 @@
-# Prompt sets that cannot ship in the repository, built from their official source (config `i2p`).
-# Offline, with the source file absent, the run stops here, before any job, saying what to download.
+# Prompt sets that cannot ship in the repository, built from their official source (config `i2p`, `coco`).
+# Offline, with a source file absent, the run stops here, before any job, saying what to download.
 from pathlib import Path
 
 from erasure import datasets
 
 I2P = config["i2p"]
-I2P_PROMPTS = [I2P["prompts"]] if I2P["enabled"] else []
+COCO = config["coco"]
+DATASET_PROMPTS = [d["prompts"] for d in (I2P, COCO) if d["enabled"]]
 
-if I2P["enabled"] and not Path(I2P["prompts"]).is_file() and not Path(I2P["raw"]).is_file():
-    if not datasets.reachable(I2P["url"]):
-        raise WorkflowError(datasets.how_to_get("I2P", I2P["url"], I2P["raw"]))
+for name, d in (("I2P", I2P), ("COCO-30k", COCO)):
+    if d["enabled"] and not Path(d["prompts"]).is_file() and not Path(d["raw"]).is_file():
+        if not datasets.reachable(d["url"]):
+            raise WorkflowError(datasets.how_to_get(name, d["url"], d["raw"]))
 
 
 rule fetch_i2p:
@@ -37,3 +39,30 @@ rule i2p_prompts:
     run:
         info = datasets.i2p_prompts(input.raw, output.csv, params.concept, params.rows, params.sha256)
         print(f"I2P: {info['rows']} prompts -> {output.csv} (sha256 {info['sha256']})")
+
+
+rule fetch_coco:
+    output:
+        COCO["raw"],
+    params:
+        url=COCO["url"],
+        sha256=COCO["sha256"],
+    run:
+        digest = datasets.fetch(params.url, output[0], params.sha256, "coco.sha256")
+        print(f"COCO-30k: {output[0]} sha256 {digest}")
+
+
+rule coco_prompts:
+    input:
+        raw=COCO["raw"],
+        code=src("erasure/datasets.py"),
+    output:
+        csv=COCO["prompts"],
+        sidecar=str(Path(COCO["prompts"]).with_suffix(".json")),
+    params:
+        rows=COCO["rows"],
+        seed=config["seed"],
+        sha256=COCO["sha256"],
+    run:
+        info = datasets.coco_prompts(input.raw, output.csv, params.rows, params.seed, params.sha256)
+        print(f"COCO-30k: {info['rows']} captions -> {output.csv} (sha256 {info['sha256']})")

@@ -30,14 +30,15 @@ def edit_args(input):
 rule prompts:
     input:
         config["extra_prompts"],
-        I2P_PROMPTS,
+        DATASET_PROMPTS,
         src("erasure/config.py"),
     output:
         f"{OUT}/prompts.csv",
     params:
-        # Built-in and extra rows; I2P's enter by their file (input above), built by i2p_prompts.
+        # Built-in and extra rows; I2P's and COCO's enter by their files (input above), built by their rules.
         rows=lambda w: P.prompt_table(config, datasets=False),
         i2p=I2P if I2P["enabled"] else None,
+        coco={k: COCO[k] for k in ("raw", "prompts", "sha256", "rows")} if COCO["enabled"] else None,
     run:
         from erasure import io
         rows = P.prompt_table(config)
@@ -112,11 +113,57 @@ rule remap:
         " {params.edit} --out {output:q} --threads {threads} > {log:q} 2>&1"
 
 
+FID_REFERENCE = f"{OUT}/quality/reference.safetensors"
+
+
+rule fid_reference:
+    input:
+        src("fid_reference", "erasure/quality.py", *PACKAGE),
+    output:
+        FID_REFERENCE,
+    params:
+        p=as_json(lambda w: P.fid_reference(config)),
+    log:
+        f"{OUT}/logs/fid_reference.log",
+    threads: 1
+    resources:
+        mem_mb=res("quality", "mem_mb"),
+        runtime=res("quality", "runtime"),
+        gpu=res("quality", "gpu"),
+    shell:
+        "{PY} stages/fid_reference.py --params {params.p:q} --out {output:q} --threads {threads} > {log:q} 2>&1"
+
+
+rule quality:
+    input:
+        src("quality", "erasure/quality.py", "erasure/scoring.py", *PACKAGE),
+        manifest=rules.generate.output.manifest,
+        reference=[FID_REFERENCE] if COCO["reference_dir"] else [],
+    output:
+        f"{OUT}/quality/{{method}}/{{concept}}.json",
+    params:
+        p=as_json(lambda w: P.quality(config)),
+        reference=lambda w, input: f"--reference {shlex.quote(input.reference[0])}" if input.reference else "",
+    log:
+        f"{OUT}/logs/quality/{{method}}/{{concept}}.log",
+    threads: 1
+    resources:
+        mem_mb=res("quality", "mem_mb"),
+        runtime=res("quality", "runtime"),
+        gpu=res("quality", "gpu"),
+    shell:
+        "{PY} stages/quality.py --params {params.p:q} --manifest {input.manifest:q} {params.reference}"
+        " --out {output:q} --threads {threads} > {log:q} 2>&1"
+
+
 def report_inputs(w):
-    scores = [f"{OUT}/scores/original/all.csv"] if "original" in config["run_methods"] else []
-    scores += expand(f"{OUT}/scores/{{method}}/{{concept}}.csv", method=EDIT_METHODS, concept=ERASE)
-    remaps = expand(f"{OUT}/remap/{{method}}/{{concept}}.json", method=EDIT_METHODS, concept=ERASE)
-    return scores + remaps
+    sets = [("original", "all")] if "original" in config["run_methods"] else []
+    sets += [(m, c) for m in EDIT_METHODS for c in ERASE]
+    files = [f"{OUT}/scores/{m}/{c}.csv" for m, c in sets]
+    files += expand(f"{OUT}/remap/{{method}}/{{concept}}.json", method=EDIT_METHODS, concept=ERASE)
+    if COCO["enabled"]:
+        files += [f"{OUT}/quality/{m}/{c}.json" for m, c in sets]
+    return files
 
 
 rule report:
@@ -140,4 +187,4 @@ rule report:
         gpu=res("report", "gpu"),
     shell:
         "{PY} stages/report.py --params {params.p:q} --prompts {input.prompts:q} --scores-dir {OUT}/scores"
-        " --remap-dir {OUT}/remap --out {REPORT} --threads {threads} > {log:q} 2>&1"
+        " --remap-dir {OUT}/remap --quality-dir {OUT}/quality --out {REPORT} --threads {threads} > {log:q} 2>&1"
