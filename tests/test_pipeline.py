@@ -122,9 +122,12 @@ def test_sepme_sets_erase_restore_and_joint_rows(tmp_path):
         ("k2", "restore", "heart", "restored"), ("k2", "restore", "star", "erased")}
     # the restore model's edit is exactly star's increment: heart's increment is left out
     from safetensors.torch import load_file
+    from erasure import sepme
+    from erasure.world import load_miniworld
     restore = load_file(tmp_path / "out/sepme_sets/k2/restore.safetensors")
-    star = load_file(tmp_path / "out/sepme_sets/k2/increments/star.safetensors")
-    assert all(torch.equal(restore[k], star[k]) for k in star)
+    star = load_file(tmp_path / "out/sepme_sets/k2/increments/star.safetensors")["delta"]
+    expected = sepme.module_increments(load_miniworld(ROOT / "weights/miniworld").edit_modules(), star)
+    assert restore.keys() == expected.keys() and all(torch.equal(restore[k], expected[k]) for k in expected)
     # the set model draws only the set's associated prompts (plus every canonical prompt)
     manifest = (tmp_path / "out/images/set_k2/all.csv").read_text()
     assert manifest.count(",associated,") == 2 and manifest.count(",erase,") == 3

@@ -1,6 +1,7 @@
 """The Stable Diffusion task configs: each validates and plans its whole DAG (with the tiny SD
 standing in for SD v1.4); the concept data they point to is complete."""
 import json
+import re
 import subprocess
 import sys
 
@@ -29,13 +30,20 @@ def test_task_config_plans_its_dag(task, tiny_sd, tmp_path):
         captions.write_text(json.dumps({"annotations": [{"id": i, "image_id": i, "caption": "a cat"} for i in (1, 2)]}))
         site["coco"] = {"enabled": True, "raw": str(captions), "prompts": str(tmp_path / "coco.csv"), "rows": 2}
     override.write_text(yaml.safe_dump(site))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "1", "all",
+    # planned as the README documents it: snakemake --profile profiles/slurm all --configfile configs/<task>.yaml
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--profile", "profiles/slurm", "all",
                            "--configfile", str(ROOT / "configs" / f"{task}.yaml"), str(override)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     config = yaml.safe_load((ROOT / "configs" / f"{task}.yaml").read_text())
     jobs = dict(l.split()[:2] for l in proc.stdout.split("Job stats:")[1].split("total")[0].splitlines()[3:] if l.strip())
-    assert int(jobs["generate"]) == 1 + len(config["erase"]) * (len(config["run_methods"]) - 1)
+    sets = 1 + len(config["erase"]) * (len(config["run_methods"]) - 1)   # the unedited model + each edit
+    assert int(jobs["generate"]) == int(jobs["score"]) == sets
+    assert int(jobs.get("quality", 0)) == (sets if task == "sd_explicit" else 0)
+    # every job that runs a model on images asks SLURM for a GPU; the closed form and mining do not
+    asked = dict(re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: .*\bgpu=(\d+)", proc.stdout, flags=re.M))
+    assert all(asked[r] == "1" for r in ("generate", "score", "train_lora") if r in asked), asked
+    assert asked["closed_form"] == asked["mine"] == "0", asked
 
 
 def test_task_concept_files():
