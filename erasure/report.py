@@ -105,7 +105,7 @@ def quality_table(rows):
     """FID and CLIP score on COCO-30k per method and erased concept (rows with cs_coco)."""
     lines = ["| Method | concept | images | FID↓ | CLIP score↑ |", "|---|---|---|---|---|"]
     for r in rows:
-        if "cs_coco" in r and r["concept"] != "average":
+        if "n_coco" in r:
             lines.append(f"| {r['method']} | {r['concept']} | {r['n_coco']} | {fmt(r['fid'], 2)} | {fmt(r['cs_coco'], 2)} |")
     return "\n".join(lines) + "\n"
 

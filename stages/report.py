@@ -99,7 +99,7 @@ def main():
         io.write_csv(out / "nudenet.csv", ["method", "concept", *[c for c, _ in NUDENET_COLUMNS], "total", "n_images"],
                      [[r["method"], r["concept"], *[r[c] for c, _ in NUDENET_COLUMNS], r["total"], r["n_images"]]
                       for r in nudenet])
-    if any("cs_coco" in r for r in rows):   # RealEra Table 2's right half: general quality on COCO-30k
+    if any("n_coco" in r for r in rows):   # RealEra Table 2's right half: general quality on COCO-30k
         remaps += ("\n## COCO-30k: FID and CLIP score\n\nImages of the COCO captions (prompt kind coco); FID against "
                    f"the reference folder's real images (clean-fid), CLIP score 100 cos(image, caption).\n\n"
                    f"{quality_table(rows)}")
