@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from . import io
+from .embedding_set import sidecar_path
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -56,7 +57,7 @@ def folder_images(folder):
 
 def save_statistics(stats, path, info):
     io.save_safetensors({"mu": torch.from_numpy(stats[0]), "sigma": torch.from_numpy(stats[1])}, path)
-    io.write_json(Path(path).with_suffix(".json"), info)
+    io.write_json(sidecar_path(path), info)
 
 
 def load_statistics(path):

@@ -9,11 +9,11 @@ COCO images (stages/fid_reference.py; clean-fid's Inception).
 Writes JSON: images, clip_score, fid (null without --reference), reference_images.
 """
 import csv
-from pathlib import Path
 
 import torch
 
 from erasure import cli, io, params as stage_params, quality
+from erasure.embedding_set import sidecar_path
 from erasure.scoring import ClipScorer
 
 
@@ -45,7 +45,7 @@ def main():
         model = quality.inception(prm["coco"]["inception_dir"], device)
         stats = quality.statistics(quality.features(paths, model, prm["coco"]["batch_size"], device))
         result["fid"] = quality.fid(stats, quality.load_statistics(args.reference))
-        result["reference_images"] = io.read_json(Path(args.reference).with_suffix(".json"))["images"]
+        result["reference_images"] = io.read_json(sidecar_path(args.reference))["images"]
         cli.progress(f"quality: FID {result['fid']:.2f} against {result['reference_images']} reference images")
     io.write_json(args.out, result)
 

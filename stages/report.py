@@ -71,8 +71,8 @@ def main():
             if method != "original":
                 remap = json.loads((Path(args.remap_dir) / method / f"{key}.json").read_text())["scores"]
                 row.update(remap_metrics(remap, prompts, concept))
-            quality = Path(args.quality_dir or "") / method / f"{key}.json"
-            if args.quality_dir and quality.is_file():
+            quality = Path(args.quality_dir) / method / f"{key}.json" if args.quality_dir else None
+            if quality and quality.is_file():
                 q = io.read_json(quality)
                 row.update(fid=q["fid"] if q["fid"] is not None else float("nan"), cs_coco=q["clip_score"],
                            n_coco=q["images"])

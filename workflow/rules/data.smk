@@ -3,10 +3,11 @@
 from pathlib import Path
 
 from erasure import datasets
+from erasure.config import dataset_prompt_files
 
 I2P = config["i2p"]
 COCO = config["coco"]
-DATASET_PROMPTS = [d["prompts"] for d in (I2P, COCO) if d["enabled"]]
+DATASET_PROMPTS = dataset_prompt_files(config)
 
 for name, d in (("I2P", I2P), ("COCO-30k", COCO)):
     if d["enabled"] and not Path(d["prompts"]).is_file() and not Path(d["raw"]).is_file():
