@@ -33,7 +33,7 @@ def planned_rules(configfile):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
-    config = miniworld_config(tmp)
+    config = miniworld_config(tmp, run_methods=["original", "cf", "cf_na", "cf_na_mine", "realera"])  # Table 3
     path = write_config(tmp, config)
     proc = snakemake(path, "all")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -49,6 +49,23 @@ def test_report_has_the_papers_columns(finished_run):
     assert (tmp / "out/report/index.html").read_text().count("<img") >= 3
     table = (tmp / "out/report/table.md").read_text()
     assert "| realera |" in table and "COCO-30k" not in table   # no COCO captions in the mini world
+
+
+def test_the_four_table3_variants_give_different_weights(finished_run):
+    from erasure.edits import apply_edit
+    from erasure.world import load_miniworld
+    tmp, config, _ = finished_run
+    out = tmp / "out"
+    weights = {}
+    for method in ("cf", "cf_na", "cf_na_mine", "realera"):
+        lora = out / "lora" / method / "heart"
+        world = apply_edit(load_miniworld(config["miniworld"]["weights"]), out / "edit" / method / "heart.safetensors",
+                           lora if config["methods"][method]["lora"] else None)
+        weights[method] = torch.cat([p.flatten() for p in world.unet.parameters()])
+    names = list(weights)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not torch.equal(weights[a], weights[b]), f"{a} and {b} have the same weights"
 
 
 def test_the_same_config_twice_gives_identical_bytes(finished_run, tmp_path):
