@@ -37,6 +37,8 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.grid_dir:
+        Path(args.grid_dir).mkdir(parents=True, exist_ok=True)
 
     world = load_miniworld(args.weights)
     oracle = OracleScorer(args.weights).model
