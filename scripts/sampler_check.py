@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from erasure import io  # noqa: E402
 from erasure.config import slug  # noqa: E402
 from erasure.oracle import LABELS, classify  # noqa: E402
 from erasure.sampling import sample  # noqa: E402
@@ -37,8 +38,6 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    if args.grid_dir:
-        Path(args.grid_dir).mkdir(parents=True, exist_ok=True)
 
     world = load_miniworld(args.weights)
     oracle = OracleScorer(args.weights).model
@@ -55,8 +54,8 @@ def main():
                   ", ".join(f"{k} {100 * v / args.n:.0f}%" for k, v in counts.most_common()), flush=True)
             if args.grid_dir and i == 0 and args.n >= 64:
                 grid = images[:64].reshape(8, 8, 32, 32, 3).transpose(0, 2, 1, 3, 4).reshape(256, 256, 3)
-                out = Path(args.grid_dir) / f"{slug(prompt)}.png"
-                Image.fromarray(grid).resize((512, 512), Image.NEAREST).save(out)
+                io.save_image(Image.fromarray(grid).resize((512, 512), Image.NEAREST),
+                              Path(args.grid_dir) / f"{slug(prompt)}.png")
 
 
 if __name__ == "__main__":
