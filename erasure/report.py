@@ -11,6 +11,7 @@ import math
 
 METRICS = ("acc_e", "acc_s", "acc_g", "acc_sg", "h_o", "cs_e", "cs_s", "cs_g", "fid", "cs_coco")
 REMAP = ("remap_e", "remap_g", "remap_s", "remap_sg")
+TEXT_COLUMNS = ("method", "concept", "n_images")
 
 
 def harmonic_overall(acc_e, acc_s, acc_g):
@@ -61,6 +62,11 @@ def remap_metrics(remap_scores, prompts, concept):
 
 def fmt(x, digits=1):
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def summary_cells(row, columns):
+    """One summary.csv row: text columns as they are, numbers with 4 decimals ("-" when missing)."""
+    return [row.get(c, "") if c in TEXT_COLUMNS else fmt(row.get(c), 4) for c in columns]
 
 
 def markdown_table(rows, concepts, methods):

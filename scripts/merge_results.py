@@ -11,16 +11,13 @@ Markdown lists every part's own regenerate command, then the merge command.
 """
 import argparse
 import csv
-import math
 import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from erasure import io  # noqa: E402
-from erasure.report import average_rows, fmt, markdown_table, remap_table  # noqa: E402
-
-TEXT_COLUMNS = ("method", "concept", "n_images")
+from erasure.report import TEXT_COLUMNS, average_rows, markdown_table, remap_table, summary_cells  # noqa: E402
 
 
 def read_part(prefix):
@@ -88,8 +85,7 @@ def main(argv=None):
     concepts = first_seen(r["concept"] for r in rows)
     rows = [r for m in methods for r in rows if r["method"] == m] + average_rows(rows, methods)
 
-    io.write_csv(f"{args.out}.csv", header,
-                 [[r.get(c, "") if c in TEXT_COLUMNS else fmt(r.get(c, math.nan), 4) for c in header] for r in rows])
+    io.write_csv(f"{args.out}.csv", header, [summary_cells(r, header) for r in rows])
     command = " ".join(["python scripts/merge_results.py", *map(shlex.quote, args.inputs), "--out", shlex.quote(args.out)])
     sources = "\n".join(f"- `{prefix}`: {cmd.removeprefix('Regenerate: ')}" for prefix, (_, _, cmd, _) in parts.items())
     note = next(iter(parts.values()))[3]

@@ -15,8 +15,8 @@ from PIL import Image, ImageDraw
 
 from erasure import cli, io, params as stage_params
 from erasure.config import slug
-from erasure.report import (NUDENET_COLUMNS, REMAP, average_rows, fmt, markdown_table, metrics, nudenet_counts,
-                            nudenet_table, quality_table, remap_metrics, remap_table)
+from erasure.report import (NUDENET_COLUMNS, REMAP, TEXT_COLUMNS, average_rows, fmt, markdown_table, metrics,
+                            nudenet_counts, nudenet_table, quality_table, remap_metrics, remap_table, summary_cells)
 
 COLUMNS = ["method", "concept", "acc_e", "acc_s", "acc_g", "h_o", "n_images", "acc_sg", *REMAP, "cs_e", "cs_s", "cs_g",
            "fid", "cs_coco"]
@@ -86,9 +86,7 @@ def main():
     rows += average_rows(rows, methods)
 
     # 2. summary.csv, Markdown, HTML.
-    io.write_csv(out / "summary.csv", COLUMNS,
-                 [[r.get(c, "") if c in ("method", "concept", "n_images") else fmt(r.get(c), 4) for c in COLUMNS]
-                  for r in rows])
+    io.write_csv(out / "summary.csv", COLUMNS, [summary_cells(r, COLUMNS) for r in rows])
     note = (f"{prm['images_per_prompt']} images per prompt. Acc in %, from the scorer's argmax label. "
             "H_o = 3 / (1/(100-Acc_e) + 1/Acc_s + 1/(100-Acc_g)).\n")
     table = markdown_table(rows, concepts, methods)
@@ -128,7 +126,7 @@ def per_prompt_rows(scores_dir, methods, concepts, prompts):
 
 def _html(note, rows, concepts, methods, grids):
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')) if c in ('method', 'concept', 'n_images') else fmt(r.get(c), 2))}</td>"
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')) if c in TEXT_COLUMNS else fmt(r.get(c), 2))}</td>"
                                     for c in COLUMNS) + "</tr>" for r in rows)
     imgs = "".join(f"<h3>{html.escape(m)} / {html.escape(c)}</h3><img src='grids/{html.escape(n)}'>" for m, c, n in grids)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Erasure report</title>"

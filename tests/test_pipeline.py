@@ -1,6 +1,7 @@
 """The Snakemake DAG on the mini world: a complete small run, then what each kind of change reruns."""
 import copy
 import csv
+import itertools
 import os
 import re
 import subprocess
@@ -62,10 +63,8 @@ def test_the_four_table3_variants_give_different_weights(finished_run):
         world = apply_edit(load_miniworld(config["miniworld"]["weights"]), out / "edit" / method / "heart.safetensors",
                            lora if config["methods"][method]["lora"] else None)
         weights[method] = torch.cat([p.flatten() for p in world.unet.parameters()])
-    names = list(weights)
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            assert not torch.equal(weights[a], weights[b]), f"{a} and {b} have the same weights"
+    for a, b in itertools.combinations(weights, 2):
+        assert not torch.equal(weights[a], weights[b]), f"{a} and {b} have the same weights"
 
 
 def test_the_same_config_twice_gives_identical_bytes(finished_run, tmp_path):
