@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run test test-slow dry-run original bench clean
+.PHONY: run test test-slow dry-run original original-rerun bench clean
 
 $(STAMP): envs/requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,6 +32,16 @@ test-slow: $(STAMP)
 # The original-model row (200 images per prompt): results/miniworld/original.{csv,md}
 original: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) original_table --configfile configs/miniworld_original.yaml
+
+# Retrain the mini world from scratch (about 1 h on 2 cores) and write the same table for the new
+# weights: results/miniworld/original_rerun.{csv,md}
+RERUN := outputs/miniworld_original_rerun
+original-rerun: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) pretrain
+	$(VENV)/bin/snakemake --cores $(CORES) $(RERUN)/report/per_prompt.csv --configfile configs/miniworld_original.yaml \
+		--config out_dir=$(RERUN) "miniworld={weights: outputs/miniworld/pretrain}"
+	$(PY) stages/original_table.py --per-prompt $(RERUN)/report/per_prompt.csv --weights outputs/miniworld/pretrain \
+		--out-csv results/miniworld/original_rerun.csv --out-md results/miniworld/original_rerun.md --command "make original-rerun"
 
 # Benchmarks (idle machine; ~15 min): results/bench/*.json and BENCHMARKS.md
 bench: $(STAMP)

@@ -8,6 +8,8 @@ cross-attention (attn2) parameters, ESD-u every other parameter.
 """
 import torch
 
+from .sampling import step
+
 
 def trainable_names(unet, train):
     """Parameter names ESD-x (train="xattn") or ESD-u (train="unet") updates."""
@@ -23,7 +25,7 @@ def partial_sample(teacher, scheduler, cond, null, x, stop, guidance):
     context = torch.cat([null.expand_as(cond), cond])
     for t in scheduler.timesteps[:stop]:
         eps_u, eps_c = teacher(torch.cat([x, x]), t, context).sample.chunk(2)
-        x = scheduler.step(eps_u + guidance * (eps_c - eps_u), t, x).prev_sample
+        x = step(scheduler, eps_u + guidance * (eps_c - eps_u), t, x)
     return x
 
 

@@ -1,22 +1,42 @@
 """Classifier-free-guided sampling shared by both worlds: prompts x seeds in one batch, one seed per image."""
 import torch
+from diffusers import DDIMScheduler
 
 
-def initial_noise(seeds, shape):
+def image_generators(seeds):
     """One generator per image, so an image depends only on its own seed (not on its batch)."""
-    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+    return [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+
+def draw_noise(generators, shape):
+    return torch.stack([torch.randn(shape, generator=g) for g in generators])
+
+
+def step(scheduler, eps, t, latents, eta=0.0, noise=None):
+    """One scheduler step. For DDIM with clip_sample (the mini world), the noise is re-derived from
+    the clipped x0, as in GLIDE: diffusers otherwise pairs the clipped x0 with the unclipped noise,
+    which leaves grain and turns thin shapes (stars, crosses) into round blobs. eta > 0 (DDIM only)
+    adds fresh noise `noise` at each step: eta = 1 is ancestral sampling, like DDPM's."""
+    if isinstance(scheduler, DDIMScheduler):
+        return scheduler.step(eps, t, latents, eta=eta, use_clipped_model_output=scheduler.config.clip_sample,
+                              variance_noise=noise).prev_sample
+    return scheduler.step(eps, t, latents).prev_sample
 
 
 @torch.inference_mode()
-def sample(unet, scheduler, cond, null, seeds, latent_shape, steps=25, guidance=5.0):
+def sample(unet, scheduler, cond, null, seeds, latent_shape, steps=25, guidance=5.0, eta=0.0):
     """Denoise a batch with classifier-free guidance.
 
     cond: [B, L, D] prompt token embeddings; null: [L, D] embedding of "" (the unconditional branch);
-    seeds: B ints. Returns latents [B, *latent_shape]. Conditional and unconditional branches run
-    in one UNet call of batch 2B.
+    seeds: B ints; each image's starting noise and, with eta > 0, its per-step noise come from its own
+    seed. Returns latents [B, *latent_shape]. Conditional and unconditional branches run in one UNet
+    call of batch 2B.
     """
+    if eta > 0 and not isinstance(scheduler, DDIMScheduler):
+        raise ValueError(f"eta {eta} needs a DDIM scheduler, got {type(scheduler).__name__}")
     scheduler.set_timesteps(steps)
-    latents = initial_noise(seeds, latent_shape) * scheduler.init_noise_sigma
+    generators = image_generators(seeds)
+    latents = draw_noise(generators, latent_shape) * scheduler.init_noise_sigma
     dtype = next(unet.parameters()).dtype
     device = next(unet.parameters()).device
     latents = latents.to(device, dtype)
@@ -25,7 +45,8 @@ def sample(unet, scheduler, cond, null, seeds, latent_shape, steps=25, guidance=
         model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
         eps_uncond, eps_cond = unet(model_in, t, context).sample.chunk(2)
         eps = eps_uncond + guidance * (eps_cond - eps_uncond)
-        latents = scheduler.step(eps, t, latents).prev_sample
+        noise = draw_noise(generators, latent_shape).to(device, dtype) if eta > 0 else None
+        latents = step(scheduler, eps, t, latents, eta, noise)
     return latents.float().cpu()
 
 
@@ -39,5 +60,5 @@ def round_trip(unet, scheduler, x0, cond, null, t_start, seed, steps=25, guidanc
     context = torch.cat([null.expand_as(cond), cond])
     for t in timesteps:
         eps_uncond, eps_cond = unet(torch.cat([latents, latents]), t, context).sample.chunk(2)
-        latents = scheduler.step(eps_uncond + guidance * (eps_cond - eps_uncond), t, latents).prev_sample
+        latents = step(scheduler, eps_uncond + guidance * (eps_cond - eps_uncond), t, latents)
     return latents

@@ -3,6 +3,8 @@ and each held-out associated prompt (the analog of RealEra Table 1's "SD v1.4" r
 
     make original
     # = snakemake --cores 2 original_table --configfile configs/miniworld_original.yaml
+
+--command names another regenerate command, e.g. for the table of weights retrained by the pretrain stage.
 """
 import argparse
 import csv
@@ -21,6 +23,7 @@ def main():
     p.add_argument("--weights", required=True, help="weights directory (its card.json is cited)")
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
+    p.add_argument("--command", default=COMMAND, help="the regenerate command cited in the .md")
     args = p.parse_args()
 
     with open(args.per_prompt, newline="", encoding="utf-8") as f:
@@ -31,7 +34,7 @@ def main():
             by_concept[r["concept"]][r["kind"]].append(r)
 
     table = []
-    md = [f"# Mini world: the original model\n", f"Regenerate: `{COMMAND}`\n",
+    md = [f"# Mini world: the original model\n", f"Regenerate: `{args.command}`\n",
           "Oracle accuracy (%) over images of each prompt (argmax label; a reject counts as wrong).\n",
           "| concept | canonical prompt | Acc (canonical) | held-out associated prompts: Acc each | mean |",
           "|---|---|---|---|---|"]

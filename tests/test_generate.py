@@ -17,7 +17,8 @@ def setup(tiny_sd, tmp_path_factory):
 
 def _generate(setup, out, batch_size):
     tmp, prompts, world = setup
-    params = {**world, "method": "original", "generate": dict(steps=2, guidance=5.0, images_per_prompt=3,
+    # eta 1: each step draws fresh noise, which must come from the image's own seed too
+    params = {**world, "method": "original", "generate": dict(steps=2, guidance=5.0, eta=1.0, images_per_prompt=3,
                                                               batch_size=batch_size)}
     proc = run_stage("generate", "--params", json.dumps(params), "--prompts", prompts, "--out", tmp / out)
     files = [line.split(",")[-1] for line in (tmp / out).read_text().splitlines()[1:]]
@@ -49,7 +50,8 @@ def test_associated_of_keeps_only_the_erased_concepts_associated_prompts(setup):
     prompts = tmp / "assoc.csv"
     prompts.write_text("id,concept,kind,prompt,seed\n0,heart,erase,a heart,1\n1,heart,associated,a valentine,1\n"
                        "2,star,erase,a star,1\n3,star,associated,an asterisk,1\n")
-    params = {**world, "method": "cf", "generate": dict(steps=1, guidance=5.0, images_per_prompt=1, batch_size=4)}
+    params = {**world, "method": "cf", "generate": dict(steps=1, guidance=5.0, eta=0.0, images_per_prompt=1,
+                                                        batch_size=4)}
     run_stage("generate", "--params", json.dumps(params), "--associated-of", "heart", "--prompts", prompts,
               "--out", tmp / "d/manifest.csv")
     kept = [line.split(",")[3] for line in (tmp / "d/manifest.csv").read_text().splitlines()[1:]]

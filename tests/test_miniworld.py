@@ -34,6 +34,25 @@ def test_short_sampling_run(world):
     assert not np.array_equal(images[0], images[1])
 
 
+def test_clipped_ddim_step_rederives_the_noise_from_the_clipped_image():
+    # x_{t-1} = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps with x0 clipped to [-1, 1] and eps taken back
+    # from that clipped x0 (GLIDE); diffusers' default keeps the unclipped eps.
+    from erasure.miniworld import sample_scheduler
+    from erasure.sampling import step
+    sched = sample_scheduler()
+    sched.set_timesteps(10)
+    t = sched.timesteps[2]
+    x = torch.randn(2, 12, 16, 16, generator=torch.Generator().manual_seed(0))
+    eps = 3 * torch.randn(2, 12, 16, 16, generator=torch.Generator().manual_seed(1))
+    a, a_prev = sched.alphas_cumprod[t], sched.alphas_cumprod[t - 100]
+    x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
+    assert (x0.abs() == 1).float().mean() > 0.1  # the clip is really engaged
+    eps_clipped = (x - a.sqrt() * x0) / (1 - a).sqrt()
+    expected = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps_clipped
+    torch.testing.assert_close(step(sched, eps, t, x), expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(sched.step(eps, t, x).prev_sample, expected, atol=1e-3)
+
+
 def test_oracle_reads_fresh_renders():
     from erasure.oracle import classify
     from erasure.pretrain import images_to_tensor
