@@ -157,6 +157,7 @@ CASES = [
     ("images-zero", "`generate.images_per_prompt: 0`",
      lambda t: config_error(t, set_value("generate", "images_per_prompt", 0))),
     ("guidance-type", "`generate.guidance: high`", lambda t: config_error(t, set_value("generate", "guidance", "high"))),
+    ("eta-range", "`generate.eta: 2`", lambda t: config_error(t, set_value("generate", "eta", 2))),
     ("esd-lr", "`esd.lr: 0`", lambda t: config_error(t, set_value("esd", "lr", 0))),
     ("template", "`prompt_template: a photo` (no `{}`)", lambda t: config_error(t, set_value("prompt_template", "a photo"))),
     ("erase-empty", "`erase: []`", lambda t: config_error(t, set_value("erase", []))),

@@ -34,6 +34,19 @@ def test_short_sampling_run(world):
     assert not np.array_equal(images[0], images[1])
 
 
+def test_ancestral_sampling_draws_fresh_noise_from_each_images_seed(world):
+    from erasure.sampling import sample
+    cond = world.encoder.encode(["a star"]).expand(3, -1, -1)
+
+    def run(seeds, eta):
+        return sample(world.unet, world.make_scheduler(), cond[:len(seeds)], world.null_embedding(), seeds,
+                      world.latent_shape, steps=4, guidance=5.0, eta=eta)
+    ancestral = run([0, 1, 2], 1.0)
+    # alone or in a batch: equal up to float reordering in batched convolutions
+    torch.testing.assert_close(run([2], 1.0)[0], ancestral[2], rtol=0, atol=1e-3)
+    assert not torch.allclose(run([0, 1, 2], 0.0), ancestral, atol=1e-2)
+
+
 def test_clipped_ddim_step_rederives_the_noise_from_the_clipped_image():
     # x_{t-1} = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps with x0 clipped to [-1, 1] and eps taken back
     # from that clipped x0 (GLIDE); diffusers' default keeps the unclipped eps.
