@@ -48,6 +48,11 @@ def src(*names):
 
 PACKAGE = ["erasure/config.py", "erasure/params.py", "erasure/cli.py", "erasure/io.py"]
 WORLD = ["erasure/world.py", "erasure/text.py", "erasure/miniworld.py"]
+# The mini world's weight files are inputs of the rules that load them, so retrained weights rerun
+# what depends on them. (Stable Diffusion weights sit behind a model id Snakemake cannot track.)
+_MINI = config["miniworld"]["weights"] if config["world"] == "miniworld" else None
+UNET_WEIGHTS = [f"{_MINI}/unet.safetensors"] if _MINI else []
+ORACLE_WEIGHTS = [f"{_MINI}/oracle.safetensors"] if _MINI else []  # the mini world always scores with its oracle
 
 
 def as_json(fn):

@@ -28,7 +28,8 @@ def mined_set(w):
 rule closed_form:
     input:
         unpack(mined_set),
-        src("closed_form", "erasure/closed_form.py", "erasure/embedding_set.py", "erasure/uce.py", *PACKAGE, *WORLD),
+        src("closed_form", "erasure/closed_form.py", "erasure/embedding_set.py", "erasure/uce.py", *PACKAGE, *WORLD,
+            *UNET_WEIGHTS),
     output:
         deltas=f"{OUT}/edit/{{method}}/{{concept}}.safetensors",
         sidecar=f"{OUT}/edit/{{method}}/{{concept}}.json",
@@ -51,7 +52,7 @@ rule closed_form:
 
 rule train_esd:
     input:
-        src("train_esd", "erasure/esd.py", "erasure/checkpoint.py", *PACKAGE, *WORLD),
+        src("train_esd", "erasure/esd.py", "erasure/checkpoint.py", *PACKAGE, *WORLD, *UNET_WEIGHTS),
     output:
         deltas=f"{OUT}/edit/{{method}}/{{concept}}.safetensors",
     wildcard_constraints:
@@ -72,7 +73,7 @@ rule train_esd:
 
 rule sepme:
     input:
-        src("sepme", "erasure/sepme.py", "erasure/mining.py", *PACKAGE, *WORLD),
+        src("sepme", "erasure/sepme.py", "erasure/mining.py", *PACKAGE, *WORLD, *UNET_WEIGHTS),
     output:
         deltas=f"{OUT}/edit/{{method}}/{{concept}}.safetensors",
         increments=directory(f"{OUT}/sepme/{{method}}/{{concept}}"),
@@ -95,7 +96,8 @@ rule sepme:
 
 rule train_lora:
     input:
-        src("train_lora", "erasure/lora.py", "erasure/sampling.py", "erasure/edits.py", *PACKAGE, *WORLD),
+        src("train_lora", "erasure/lora.py", "erasure/sampling.py", "erasure/edits.py", *PACKAGE, *WORLD,
+            *UNET_WEIGHTS),
         deltas=rules.closed_form.output.deltas,
         embeddings=lambda w: f"{OUT}/mine/{config['methods'][w.method]['mining']}/{w.concept}.safetensors",
     output:

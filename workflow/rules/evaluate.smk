@@ -49,7 +49,7 @@ rule prompts:
 rule generate:
     input:
         unpack(edit_inputs),
-        src("generate", "erasure/sampling.py", "erasure/edits.py", *PACKAGE, *WORLD),
+        src("generate", "erasure/sampling.py", "erasure/edits.py", *PACKAGE, *WORLD, *UNET_WEIGHTS),
         prompts=rules.prompts.output[0],
     output:
         manifest=f"{OUT}/images/{{method}}/{{concept}}.csv",
@@ -72,7 +72,7 @@ rule generate:
 
 rule score:
     input:
-        src("score", "erasure/scoring.py", "erasure/oracle.py", *PACKAGE),
+        src("score", "erasure/scoring.py", "erasure/oracle.py", *PACKAGE, *ORACLE_WEIGHTS),
         manifest=rules.generate.output.manifest,
     output:
         scores=f"{OUT}/scores/{{method}}/{{concept}}.csv",
@@ -94,7 +94,7 @@ rule score:
 rule remap:
     input:
         unpack(edit_inputs),
-        src("remap", "erasure/closed_form.py", "erasure/edits.py", *PACKAGE, *WORLD),
+        src("remap", "erasure/closed_form.py", "erasure/edits.py", *PACKAGE, *WORLD, *UNET_WEIGHTS),
         prompts=rules.prompts.output[0],
     output:
         f"{OUT}/remap/{{method}}/{{concept}}.json",

@@ -18,7 +18,8 @@ def set_concept_args(name):
 
 rule sepme_set:
     input:
-        src("sepme", "erasure/sepme.py", "erasure/mining.py", "erasure/closed_form.py", *PACKAGE, *WORLD),
+        src("sepme", "erasure/sepme.py", "erasure/mining.py", "erasure/closed_form.py", *PACKAGE, *WORLD,
+            *UNET_WEIGHTS),
     output:
         increments=directory(f"{OUT}/sepme_sets/{{set}}/increments"),
         all=f"{OUT}/sepme_sets/{{set}}/all.safetensors",
@@ -40,7 +41,7 @@ rule sepme_set:
 
 rule sepme_restore:
     input:
-        src("sepme", "erasure/sepme.py", *PACKAGE, *WORLD),
+        src("sepme", "erasure/sepme.py", *PACKAGE, *WORLD, *UNET_WEIGHTS),
         increments=rules.sepme_set.output.increments,
     output:
         f"{OUT}/sepme_sets/{{set}}/restore.safetensors",
