@@ -38,6 +38,7 @@ def main():
     cli.set_threads(args.threads)
     prm = cli.stage_params(args, stage_params.generate, args.method)
     g = prm["generate"]
+    eta = g.get("eta", 0.0)  # the schema's default: --params written before the key existed still work
     prompt_rows = cli.read_prompts(args)
     # Acc_e, Acc_s and Acc_g need only the erased concepts' prompts and the others' canonical ones.
     if args.associated_of:
@@ -48,7 +49,7 @@ def main():
     # 1. Every (prompt, seed) job, and which images already exist. File names hash the prompt text,
     #    so adding or reordering prompts never reuses another prompt's image.
     # Only what changes pixels keys the cache: batch size and image count do not (image k uses seed + k).
-    pixels = {"model": prm.get(prm["world"]), "steps": g["steps"], "guidance": g["guidance"], "eta": g["eta"]}
+    pixels = {"model": prm.get(prm["world"]), "steps": g["steps"], "guidance": g["guidance"], "eta": eta}
     key = fingerprint(args.deltas, args.lora, extra=json.dumps(pixels, sort_keys=True))
     cache = Path(args.out).parent / f"{Path(args.out).stem}-{key}"
     jobs = [(row, row["seed"] + k, cache / f"{_prompt_key(row['prompt'])}_{row['seed'] + k}.png")
@@ -68,7 +69,7 @@ def main():
             batch = todo[i:i + g["batch_size"]]
             cond = torch.stack([emb[row["prompt"]] for row, _, _ in batch])
             latents = sample(world.unet, scheduler, cond, null, [s for _, s, _ in batch], world.latent_shape,
-                             steps=g["steps"], guidance=g["guidance"], eta=g["eta"])
+                             steps=g["steps"], guidance=g["guidance"], eta=eta)
             for (_, _, path), image in zip(batch, world.decode(latents)):
                 io.save_image(Image.fromarray(image), path)
             done = i + len(batch)
