@@ -2,9 +2,10 @@
 
     python scripts/sampler_check.py "a star" "a cross" --n 100 --settings 25:5:1 10:5:0 --grid-dir /tmp
 
-For each prompt and each STEPS:GUIDANCE:ETA setting (ETA defaults to 0): the oracle's label counts over images with seeds
-0..n-1, and (with --grid-dir) an 8x8 grid of the first 64 images of the first setting, to check the
-labels by eye. Used to tell a model that cannot draw a concept from an oracle that misreads it.
+For each prompt and each STEPS:GUIDANCE:ETA setting (ETA defaults to 0): the oracle's label counts
+over images with seeds 0..n-1, and (with --grid-dir) an 8x8 grid of the first 64 images of the first
+setting, to check the labels by eye. Used to tell a model that cannot draw a concept from an oracle
+that misreads it.
 """
 import argparse
 import sys
