@@ -3,13 +3,18 @@
 Prompts x seeds are batched with classifier-free guidance in one UNet call; image k of a prompt uses
 seed + k, so every method sees the same noise. Images go to a cache directory named by a hash of the
 edit and the generation settings; finished images are skipped, so a killed run resumes where it
-stopped. Writes a manifest CSV (id, concept, kind, prompt, seed, file) for the scorer.
+stopped. Writes a manifest CSV (id, concept, kind, prompt, seed, file) for the scorer. On CPU,
+--threads N draws with N one-thread processes (see cpu_workers).
 
     python stages/generate.py --config config.yaml --method realera --concept heart \\
         --deltas outputs/miniworld/edit/realera/heart.safetensors --out outputs/miniworld/images/realera/heart.csv
 """
+import ctypes
 import hashlib
 import json
+import multiprocessing
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -57,29 +62,71 @@ def main():
     todo = [j for j in jobs if not _complete(j[2])]
     cli.progress(f"generate {prm['method']}/{args.concept}: {len(jobs) - len(todo)} of {len(jobs)} images done")
 
-    # 2. Model with the method's edits; prompt embeddings computed once.
+    # 2. Model with the method's edits (a bad edit file stops here, before any image is drawn).
     if todo:
         world = apply_edit(load_world_from_params(prm), args.deltas, args.lora)
-        prompts = sorted({row["prompt"] for row, _, _ in todo})
-        emb = dict(zip(prompts, world.encoder.encode(prompts)))
-        null = world.null_embedding()
-        scheduler = world.make_scheduler()
-        t0 = time.time()
-        for i in range(0, len(todo), g["batch_size"]):
-            batch = todo[i:i + g["batch_size"]]
-            cond = torch.stack([emb[row["prompt"]] for row, _, _ in batch])
-            latents = sample(world.unet, scheduler, cond, null, [s for _, s, _ in batch], world.latent_shape,
-                             steps=g["steps"], guidance=g["guidance"], eta=eta)
-            for (_, _, path), image in zip(batch, world.decode(latents)):
-                io.save_image(Image.fromarray(image), path)
-            done = i + len(batch)
-            rate = done / (time.time() - t0)
-            cli.progress(f"  {done}/{len(todo)} images, {rate:.2f} img/s, eta {(len(todo) - done) / rate:.0f}s")
+        batches = [todo[i:i + g["batch_size"]] for i in range(0, len(todo), g["batch_size"])]
+        workers = cpu_workers(args.threads, len(batches))
+        helpers = [start_worker(prm, args, batches[w::workers], f"worker {w + 1}/{workers}") for w in range(1, workers)]
+        if helpers:
+            cli.set_threads(1)
+        draw(world, g, eta, batches[::workers], f"worker 1/{workers}" if helpers else "")
+        for proc in helpers:
+            proc.join()
+        failed = [proc.exitcode for proc in helpers if proc.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"{len(failed)} generate worker(s) failed (exit codes {failed}, see the log above); "
+                               "rerun to draw the missing images")
 
     # 3. Manifest.
     io.write_csv(args.out, ["id", "concept", "kind", "prompt", "seed", "file"],
                  [[row["id"], row["concept"], row["kind"], row["prompt"], seed, path.as_posix()]
                   for row, seed, path in jobs])
+
+
+def cpu_workers(threads, n_batches):
+    """Processes to draw with. On CPU a job given N threads runs N one-thread processes, each drawing
+    every N-th batch: on 2 cores two one-thread processes draw the mini world 1.4x faster than one
+    two-thread process (9.1 vs 6.6 img/s), and the batches, hence the images, stay those of one process."""
+    if torch.cuda.is_available():
+        return 1
+    return max(1, min(threads, n_batches))
+
+
+def draw(world, g, eta, batches, label=""):
+    """Draw and save the images of `batches` (lists of (prompt row, seed, path)), with progress."""
+    prompts = sorted({row["prompt"] for batch in batches for row, _, _ in batch})
+    emb = dict(zip(prompts, world.encoder.encode(prompts)))
+    null = world.null_embedding()
+    scheduler = world.make_scheduler()
+    total, done, t0 = sum(len(b) for b in batches), 0, time.time()
+    for batch in batches:
+        cond = torch.stack([emb[row["prompt"]] for row, _, _ in batch])
+        latents = sample(world.unet, scheduler, cond, null, [s for _, s, _ in batch], world.latent_shape,
+                         steps=g["steps"], guidance=g["guidance"], eta=eta)
+        for (_, _, path), image in zip(batch, world.decode(latents)):
+            io.save_image(Image.fromarray(image), path)
+        done += len(batch)
+        rate = done / (time.time() - t0)
+        cli.progress(f"  {label + ': ' if label else ''}{done}/{total} images, {rate:.2f} img/s, "
+                     f"eta {(total - done) / rate:.0f}s")
+
+
+def start_worker(prm, args, batches, label):
+    proc = multiprocessing.get_context("spawn").Process(
+        target=worker, args=(prm, args.deltas, args.lora, batches, label), daemon=True)
+    proc.start()
+    return proc
+
+
+def worker(prm, deltas, lora, batches, label):
+    """A helper process: its own one-thread copy of the edited model. It ends with its parent, so a
+    killed job leaves no process drawing behind it."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    cli.set_threads(1)
+    world = apply_edit(load_world_from_params(prm), deltas, lora)
+    draw(world, prm["generate"], prm["generate"].get("eta", 0.0), batches, label)
 
 
 def images_for(row, g, erased):

@@ -15,12 +15,13 @@ def setup(tiny_sd, tmp_path_factory):
     return tmp, prompts, world
 
 
-def _generate(setup, out, batch_size):
+def _generate(setup, out, batch_size, threads=1):
     tmp, prompts, world = setup
     # eta 1: each step draws fresh noise, which must come from the image's own seed too
     params = {**world, "method": "original", "generate": dict(steps=2, guidance=5.0, eta=1.0, images_per_prompt=3,
                                                               batch_size=batch_size)}
-    proc = run_stage("generate", "--params", json.dumps(params), "--prompts", prompts, "--out", tmp / out)
+    proc = run_stage("generate", "--params", json.dumps(params), "--prompts", prompts, "--out", tmp / out,
+                     "--threads", threads)
     files = [line.split(",")[-1] for line in (tmp / out).read_text().splitlines()[1:]]
     return proc, files
 
@@ -32,6 +33,14 @@ def test_images_do_not_depend_on_the_batch(setup):
     import numpy as np
     for fa, fb in zip(a, b):
         assert np.array_equal(np.asarray(Image.open(fa)), np.asarray(Image.open(fb)))
+
+
+def test_two_threads_draw_with_two_processes_and_the_same_images(setup):
+    from pathlib import Path
+    _, one = _generate(setup, "e/manifest.csv", batch_size=2)
+    proc, two = _generate(setup, "f/manifest.csv", batch_size=2, threads=2)
+    assert "worker 2/2: 2/2 images" in proc.stdout and "worker 1/2: 4/4 images" in proc.stdout
+    assert [Path(f).read_bytes() for f in one] == [Path(f).read_bytes() for f in two]
 
 
 def test_a_rerun_regenerates_only_missing_or_truncated_images(setup):

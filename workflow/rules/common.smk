@@ -61,19 +61,20 @@ def as_json(fn):
 
 
 # Resources per rule, sized for Stable Diffusion v1.x on one GPU; override under config `resources`.
+# threads sets torch's thread count (a CPU generate job splits its batches over that many processes).
 DEFAULT_RESOURCES = {
-    "mine": dict(mem_mb=8000, runtime=30, gpu=0),
-    "closed_form": dict(mem_mb=16000, runtime=30, gpu=0),
-    "train_lora": dict(mem_mb=32000, runtime=240, gpu=1),
-    "train_esd": dict(mem_mb=32000, runtime=240, gpu=1),
-    "sepme": dict(mem_mb=16000, runtime=30, gpu=0),
-    "sepme_set": dict(mem_mb=16000, runtime=30, gpu=0),
-    "generate": dict(mem_mb=32000, runtime=720, gpu=1),
-    "score": dict(mem_mb=16000, runtime=120, gpu=1),
-    "remap": dict(mem_mb=16000, runtime=30, gpu=0),
-    "quality": dict(mem_mb=16000, runtime=180, gpu=1),
-    "report": dict(mem_mb=4000, runtime=30, gpu=0),
-    "pretrain": dict(mem_mb=8000, runtime=240, gpu=0),
+    "mine": dict(mem_mb=8000, runtime=30, gpu=0, threads=1),
+    "closed_form": dict(mem_mb=16000, runtime=30, gpu=0, threads=1),
+    "train_lora": dict(mem_mb=32000, runtime=240, gpu=1, threads=1),
+    "train_esd": dict(mem_mb=32000, runtime=240, gpu=1, threads=1),
+    "sepme": dict(mem_mb=16000, runtime=30, gpu=0, threads=1),
+    "sepme_set": dict(mem_mb=16000, runtime=30, gpu=0, threads=1),
+    "generate": dict(mem_mb=32000, runtime=720, gpu=1, threads=1),
+    "score": dict(mem_mb=16000, runtime=120, gpu=1, threads=1),
+    "remap": dict(mem_mb=16000, runtime=30, gpu=0, threads=1),
+    "quality": dict(mem_mb=16000, runtime=180, gpu=1, threads=1),
+    "report": dict(mem_mb=4000, runtime=30, gpu=0, threads=1),
+    "pretrain": dict(mem_mb=8000, runtime=240, gpu=0, threads=2),
 }
 
 

@@ -8,7 +8,7 @@ rule mine:
         p=as_json(lambda w: P.mine(config, w.sampler, w.concept)),
     log:
         f"{OUT}/logs/mine/{{sampler}}/{{concept}}.log",
-    threads: 1
+    threads: res("mine", "threads")
     resources:
         mem_mb=res("mine", "mem_mb"),
         runtime=res("mine", "runtime"),
@@ -40,7 +40,7 @@ rule closed_form:
         embeddings=lambda w, input: f"--embeddings {shlex.quote(input.embeddings)}" if "embeddings" in input.keys() else "",
     log:
         f"{OUT}/logs/closed_form/{{method}}/{{concept}}.log",
-    threads: 1
+    threads: res("closed_form", "threads")
     resources:
         mem_mb=res("closed_form", "mem_mb"),
         runtime=res("closed_form", "runtime"),
@@ -61,7 +61,7 @@ rule train_esd:
         p=as_json(lambda w: P.train_esd(config, w.method, w.concept)),
     log:
         f"{OUT}/logs/train_esd/{{method}}/{{concept}}.log",
-    threads: 1
+    threads: res("train_esd", "threads")
     resources:
         mem_mb=res("train_esd", "mem_mb"),
         runtime=res("train_esd", "runtime"),
@@ -84,7 +84,7 @@ rule sepme:
         erase=lambda w: shlex.quote(P.concept_by_slug(config, w.concept)),
     log:
         f"{OUT}/logs/sepme/{{method}}/{{concept}}.log",
-    threads: 1
+    threads: res("sepme", "threads")
     resources:
         mem_mb=res("sepme", "mem_mb"),
         runtime=res("sepme", "runtime"),
@@ -106,7 +106,7 @@ rule train_lora:
         p=as_json(lambda w: P.train_lora(config, w.method, w.concept)),
     log:
         f"{OUT}/logs/train_lora/{{method}}/{{concept}}.log",
-    threads: 1
+    threads: res("train_lora", "threads")
     resources:
         mem_mb=res("train_lora", "mem_mb"),
         runtime=res("train_lora", "runtime"),
@@ -125,7 +125,7 @@ rule audit:
         f"{OUT}/mine/{{sampler}}/{{concept}}_audit/audit.md",
     log:
         f"{OUT}/logs/audit/{{sampler}}/{{concept}}.log",
-    threads: 1
+    threads: res("mine", "threads")
     resources:
         mem_mb=res("mine", "mem_mb"),
         runtime=res("mine", "runtime"),

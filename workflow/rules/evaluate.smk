@@ -59,7 +59,7 @@ rule generate:
         associated=associated_args,
     log:
         f"{OUT}/logs/generate/{{method}}/{{concept}}.log",
-    threads: 1
+    threads: res("generate", "threads")
     resources:
         mem_mb=res("generate", "mem_mb"),
         runtime=res("generate", "runtime"),
@@ -81,7 +81,7 @@ rule score:
         p=as_json(lambda w: P.score(config)),
     log:
         f"{OUT}/logs/score/{{method}}/{{concept}}.log",
-    threads: 1
+    threads: res("score", "threads")
     resources:
         mem_mb=res("score", "mem_mb"),
         runtime=res("score", "runtime"),
@@ -103,7 +103,7 @@ rule remap:
         edit=lambda w, input: edit_args(input),
     log:
         f"{OUT}/logs/remap/{{method}}/{{concept}}.log",
-    threads: 1
+    threads: res("remap", "threads")
     resources:
         mem_mb=res("remap", "mem_mb"),
         runtime=res("remap", "runtime"),
@@ -125,7 +125,7 @@ rule fid_reference:
         p=as_json(lambda w: P.fid_reference(config)),
     log:
         f"{OUT}/logs/fid_reference.log",
-    threads: 1
+    threads: res("quality", "threads")
     resources:
         mem_mb=res("quality", "mem_mb"),
         runtime=res("quality", "runtime"),
@@ -146,7 +146,7 @@ rule quality:
         reference=lambda w, input: f"--reference {shlex.quote(input.reference[0])}" if input.reference else "",
     log:
         f"{OUT}/logs/quality/{{method}}/{{concept}}.log",
-    threads: 1
+    threads: res("quality", "threads")
     resources:
         mem_mb=res("quality", "mem_mb"),
         runtime=res("quality", "runtime"),
@@ -180,7 +180,7 @@ rule report:
         p=as_json(lambda w: P.report(config)),
     log:
         f"{OUT}/logs/{config['report']['name']}.log",
-    threads: 1
+    threads: res("report", "threads")
     resources:
         mem_mb=res("report", "mem_mb"),
         runtime=res("report", "runtime"),

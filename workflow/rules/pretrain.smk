@@ -13,7 +13,7 @@ rule pretrain:
         p=json.dumps(config.get("pretrain", {}), sort_keys=True),
     log:
         f"{OUT}/logs/pretrain.log",
-    threads: 2
+    threads: res("pretrain", "threads")
     resources:
         mem_mb=res("pretrain", "mem_mb"),
         runtime=res("pretrain", "runtime"),

@@ -29,7 +29,7 @@ rule sepme_set:
         concepts=lambda w: set_concept_args(w.set),
     log:
         f"{OUT}/logs/sepme_set/{{set}}.log",
-    threads: 1
+    threads: res("sepme_set", "threads")
     resources:
         mem_mb=res("sepme_set", "mem_mb"),
         runtime=res("sepme_set", "runtime"),
@@ -50,7 +50,7 @@ rule sepme_restore:
                                 if c != config["sepme_restore"]),
     log:
         f"{OUT}/logs/sepme_restore/{{set}}.log",
-    threads: 1
+    threads: res("sepme_set", "threads")
     resources:
         mem_mb=res("sepme_set", "mem_mb"),
         runtime=res("sepme_set", "runtime"),
