@@ -66,3 +66,16 @@ def test_miniworld_results_config_plans(name, tmp_path):
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "rule generate:" in proc.stdout
+
+
+def test_a_rule_takes_its_threads_from_resources(tmp_path):
+    """resources.<rule>.threads sets a job's threads: the original-model table's one generate job asks for 2
+    (two drawing processes); without an override a generate job asks for 1 (Snakemake prints no threads line)."""
+    def generate_job(*config_args):
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "2", *config_args,
+                               "--config", f"out_dir={tmp_path / 'out'}"], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        return re.search(r"^rule generate:\n((?:    .*\n)*)", proc.stdout, flags=re.M).group(1)
+
+    assert "    threads: 2\n" in generate_job("original_table", "--configfile", str(ROOT / "configs/miniworld_original.yaml"))
+    assert "threads:" not in generate_job("all")
