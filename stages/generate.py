@@ -43,7 +43,7 @@ def main():
     cli.set_threads(args.threads)
     prm = cli.stage_params(args, stage_params.generate, args.method)
     g = prm["generate"]
-    eta = g.get("eta", 0.0)  # the schema's default: --params written before the key existed still work
+    g.setdefault("eta", 0.0)  # the schema's default: --params written before the key existed still work
     prompt_rows = cli.read_prompts(args)
     # Acc_e, Acc_s and Acc_g need only the erased concepts' prompts and the others' canonical ones.
     if args.associated_of:
@@ -54,7 +54,7 @@ def main():
     # 1. Every (prompt, seed) job, and which images already exist. File names hash the prompt text,
     #    so adding or reordering prompts never reuses another prompt's image.
     # Only what changes pixels keys the cache: batch size and image count do not (image k uses seed + k).
-    pixels = {"model": prm.get(prm["world"]), "steps": g["steps"], "guidance": g["guidance"], "eta": eta}
+    pixels = {"model": prm.get(prm["world"]), "steps": g["steps"], "guidance": g["guidance"], "eta": g["eta"]}
     key = fingerprint(args.deltas, args.lora, extra=json.dumps(pixels, sort_keys=True))
     cache = Path(args.out).parent / f"{Path(args.out).stem}-{key}"
     jobs = [(row, row["seed"] + k, cache / f"{_prompt_key(row['prompt'])}_{row['seed'] + k}.png")
@@ -70,7 +70,7 @@ def main():
         helpers = [start_worker(prm, args, batches[w::workers], f"worker {w + 1}/{workers}") for w in range(1, workers)]
         if helpers:
             cli.set_threads(1)
-        draw(world, g, eta, batches[::workers], f"worker 1/{workers}" if helpers else "")
+        draw(world, g, batches[::workers], f"worker 1/{workers}" if helpers else "")
         for proc in helpers:
             proc.join()
         failed = [proc.exitcode for proc in helpers if proc.exitcode != 0]
@@ -93,7 +93,7 @@ def cpu_workers(threads, n_batches):
     return max(1, min(threads, n_batches))
 
 
-def draw(world, g, eta, batches, label=""):
+def draw(world, g, batches, label=""):
     """Draw and save the images of `batches` (lists of (prompt row, seed, path)), with progress."""
     prompts = sorted({row["prompt"] for batch in batches for row, _, _ in batch})
     emb = dict(zip(prompts, world.encoder.encode(prompts)))
@@ -103,7 +103,7 @@ def draw(world, g, eta, batches, label=""):
     for batch in batches:
         cond = torch.stack([emb[row["prompt"]] for row, _, _ in batch])
         latents = sample(world.unet, scheduler, cond, null, [s for _, s, _ in batch], world.latent_shape,
-                         steps=g["steps"], guidance=g["guidance"], eta=eta)
+                         steps=g["steps"], guidance=g["guidance"], eta=g["eta"])
         for (_, _, path), image in zip(batch, world.decode(latents)):
             io.save_image(Image.fromarray(image), path)
         done += len(batch)
@@ -126,7 +126,7 @@ def worker(prm, deltas, lora, batches, label):
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     cli.set_threads(1)
     world = apply_edit(load_world_from_params(prm), deltas, lora)
-    draw(world, prm["generate"], prm["generate"].get("eta", 0.0), batches, label)
+    draw(world, prm["generate"], batches, label)
 
 
 def images_for(row, g, erased):
