@@ -4,29 +4,41 @@ import json
 import os
 import sys
 
-from .config import ConfigError, load_config
+from .config import load_config
+from .errors import ConfigError
+from .prompts import prompt_table, read_prompt_csv
 
 
 def parser(description, config_required=True):
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=config_required)
-    src.add_argument("--config", help="pipeline config YAML (the stage derives its parameters from it)")
+    src.add_argument("--config", action="append",
+                     help="pipeline config YAML (repeatable: merged over config.yaml in order, as Snakemake's "
+                          "--configfile; the stage derives its parameters from it)")
     src.add_argument("--params", help="the stage's parameters as JSON, or @FILE (what the Snakefile passes)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: oversubscribing is slow)")
+    p.add_argument("--print-params", action="store_true",
+                   help="print the parameters the stage would run with (JSON, as the Snakefile passes them) and exit")
     return p
 
 
 def stage_params(args, derive, *wildcards):
-    """The stage's parameter dict, from --params or derived from --config via `derive`."""
+    """The stage's parameter dict, from --params or derived from --config via `derive`; with
+    --print-params, printed instead and the stage ends here."""
     if args.params is not None:
         text = args.params
         if text.startswith("@"):
             text = open(text[1:], encoding="utf-8").read()
         try:
-            return json.loads(text)
+            params = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"--params: not valid JSON ({e}); pass the stage's parameter dict or @FILE") from None
-    return derive(load_config(args.config), *wildcards)
+    else:
+        params = derive(load_config(args.config), *wildcards)
+    if args.print_params:
+        print(json.dumps(params, sort_keys=True))
+        sys.exit(0)
+    return params
 
 
 def add_prompts_arg(p):
@@ -35,11 +47,8 @@ def add_prompts_arg(p):
 
 def read_prompts(args):
     """Evaluation prompt rows from --prompts, or built from --config."""
-    import csv
-    from .config import prompt_table
     if args.prompts:
-        with open(args.prompts, newline="", encoding="utf-8") as f:
-            return [{**r, "id": int(r["id"]), "seed": int(r["seed"])} for r in csv.DictReader(f)]
+        return read_prompt_csv(args.prompts)
     if not args.config:
         raise ValueError("--prompts is required with --params")
     return prompt_table(load_config(args.config))

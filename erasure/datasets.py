@@ -84,7 +84,7 @@ def fetch(url, dest, expected_sha256, field):
 def write_prompts(out, rows, sidecar, extra_columns=()):
     """An extra prompt CSV (concept, kind, prompt, seed, images, *extra_columns) and its JSON sidecar."""
     io.write_csv(out, ["concept", "kind", "prompt", "seed", "images", *extra_columns], rows)
-    io.write_json(Path(out).with_suffix(".json"), sidecar)
+    io.write_json(io.sidecar_path(out), sidecar)
     return sidecar
 
 

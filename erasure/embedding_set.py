@@ -13,11 +13,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from .io import sidecar_path
+
 KINDS = ("erase", "anchor", "neighbors", "anchors", "beyond")
-
-
-def sidecar_path(path):
-    return Path(path).with_suffix(".json")
 
 
 def load(path):

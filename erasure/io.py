@@ -1,10 +1,31 @@
-"""Atomic file writing and safe loading: nothing half-written is ever left under a final name."""
+"""File names and writing: safe names for untrusted text, sidecar names, and atomic writes (nothing
+half-written is ever left under a final name)."""
+import hashlib
 import json
 import os
+import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from safetensors.torch import save_file
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+def slug(name: object) -> str:
+    """A file-safe name for untrusted text: [a-z0-9_-] only, plus a short hash whenever characters were
+    changed so that different names never share a file."""
+    text = str(name)
+    safe = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")[:48] or "concept"
+    if safe != text:
+        safe += "-" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:6]
+    return safe
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON sidecar beside an output file: every parameter and statistic that made it."""
+    return Path(path).with_suffix(".json")
 
 
 def _atomic(path, write):
@@ -21,23 +42,24 @@ def _atomic(path, write):
         raise
 
 
-def save_safetensors(tensors, path, metadata=None):
+def save_safetensors(tensors: dict, path: str | Path, metadata: dict | None = None) -> None:
+    from safetensors.torch import save_file  # here, so that naming files never imports torch
     _atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def write_text(path, text):
+def write_text(path: str | Path, text: str) -> None:
     _atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def write_json(path, obj):
+def write_json(path: str | Path, obj: object) -> None:
     write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
-def read_json(path):
+def read_json(path: str | Path) -> object:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def write_csv(path, header, rows):
+def write_csv(path: str | Path, header: list[str], rows: Iterable[list]) -> None:
     """A CSV with a header row; values are quoted as needed."""
     import csv
     import io as _io
@@ -48,6 +70,6 @@ def write_csv(path, header, rows):
     write_text(path, buf.getvalue())
 
 
-def save_image(image, path):
+def save_image(image: "Image.Image", path: str | Path) -> None:
     """Save a PIL image as PNG atomically."""
     _atomic(path, lambda tmp: image.save(tmp, format="PNG"))

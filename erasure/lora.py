@@ -6,13 +6,22 @@ Even steps (Eq. 9): for preserved conditions (the preserve prompts, and fresh be
 when the method regularizes) the student is pulled to the teacher's own prediction.
 z_t is noised from images the original model draws for the anchor prompt.
 """
+import copy
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
-from .mining import perturb, project_out
+from . import checkpoint, cli, embedding_set, io
+from .edits import apply_edit
+from .mining import perturb, principal_directions, project_out
+from .sampling import sample
+from .world import load_world_from_params
+
+CHECKPOINT_EVERY = 20
 
 TARGETS = ["attn2.to_k", "attn2.to_v"]
 
@@ -97,3 +106,65 @@ def train(student, teacher, train_scheduler, z0, sampler, cfg, gen, progress=pri
             progress(f"lora step {step}/{cfg['steps']} ({'erase' if step % 2 else 'preserve'}) "
                      f"loss {loss.item():.5f} {time.time() - t0:.0f}s")
         yield step, losses
+
+
+def train_alignment(prm, deltas, embeddings, out, method=None):
+    """The LoRA stage: align the closed-form-edited UNet (deltas) with the original on the mined set
+    (embeddings), checkpointing every CHECKPOINT_EVERY steps and resuming from the last checkpoint;
+    writes `out` (diffusers' pytorch_lora_weights.safetensors) and its sidecar."""
+    cfg = prm["lora"]
+    out = Path(out)
+    t0 = time.time()
+
+    # 1. Teacher (original), student (closed-form edit + LoRA on attn2 to_k / to_v).
+    world = load_world_from_params(prm)
+    teacher = copy.deepcopy(world.unet).eval().requires_grad_(False)
+    apply_edit(world, deltas)
+    student = world.unet
+    params = add_lora(student, cfg["rank"], prm["seed"])
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=0.0)
+    gen = torch.Generator().manual_seed(prm["seed"])
+
+    # 2. Conditions: clean spans from the embedding set; full prompts for the positions outside them.
+    prompts, mined = embedding_set.load(embeddings)
+    entry = {**prompts[0], **mined["prompts"][0]}
+    enc = world.encoder
+    erase_full = enc.encode([mined["erase_prompts"][0]])
+    anchor_full = enc.encode([mined["anchor"]])
+    basis = None
+    if mined["sampler"] == "data":
+        bank = enc.encode(mined["prompt_bank"])
+        basis = principal_directions(bank.reshape(-1, bank.shape[-1]), mined["mining"]["data_components"])
+    preserve = enc.encode(prm["preserve_prompts"])
+    sampler = ConditionSampler(erase_full, anchor_full, entry, mined["mining"], prm["regularization"],
+                                    preserve, gen, basis)
+
+    # 3. z0: images the original model draws for the anchor prompt (seeded), in latent space.
+    seeds = [prm["seed"] + k for k in range(cfg["anchor_images"])]
+    z0 = sample(teacher, world.make_scheduler(), anchor_full.expand(len(seeds), -1, -1), world.null_embedding(),
+                seeds, world.latent_shape, steps=cfg["anchor_steps"], guidance=cfg["anchor_guidance"])
+
+    # 4. Resume from a checkpoint if one exists, then train.
+    ckpt = out.parent / "checkpoint.safetensors"
+    start = 0
+    if ckpt.exists():
+        start, _, _ = checkpoint.load(ckpt, params, opt, gen)
+        cli.progress(f"resuming LoRA training at step {start}")
+    losses = []
+    for step, losses in train(student, teacher, world.make_train_scheduler(), z0, sampler, cfg, gen,
+                                   cli.progress, start, opt, params):
+        if step % CHECKPOINT_EVERY == 0 and step < cfg["steps"]:
+            checkpoint.save(ckpt, params, opt, gen, step)
+
+    # 5. Save in diffusers' LoRA format (atomic: write in a temp dir, then rename).
+    from diffusers import StableDiffusionPipeline
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=lora_state_dict(student))
+        Path(tmp, "pytorch_lora_weights.safetensors").replace(out)
+    io.write_json(io.sidecar_path(out), {**prm, "method": method, "steps_run": cfg["steps"] - start,
+                                             "final_losses": [round(x, 6) for x in losses[-10:]],
+                                             "wall_time_s": round(time.time() - t0, 1)})
+    ckpt.unlink(missing_ok=True)
+

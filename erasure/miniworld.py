@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCEPTS_FILE = ROOT / "data" / "miniworld" / "concepts.json"
@@ -31,15 +30,20 @@ SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", pre
 
 
 def build_unet(seed=0):
+    # diffusers is imported in these functions, not at the top: it costs seconds a process, and the
+    # stages that only encode text (mine, audit) never need it.
+    from diffusers import UNet2DConditionModel
     torch.manual_seed(seed)
     return UNet2DConditionModel(**UNET_CONFIG)
 
 
 def train_scheduler():
+    from diffusers import DDPMScheduler
     return DDPMScheduler(**SCHEDULE, clip_sample=True)
 
 
 def sample_scheduler():
+    from diffusers import DDIMScheduler
     return DDIMScheduler(**SCHEDULE, clip_sample=True, set_alpha_to_one=True)
 
 

@@ -20,10 +20,6 @@ from .render import COLOURS, SHAPES, random_params, render
 LABELS = SHAPES + ("none",)
 REJECT = len(SHAPES)
 
-ORACLE_DEFAULTS = dict(clean=8000, degraded=4000, reject=2000, epochs=6, batch_size=128, lr=2e-3,
-                       t_min=300, t_max=999, round_trip_steps=10, seed=1, eval_size=2000)
-
-
 class Oracle(nn.Module):
     def __init__(self, n_classes=len(LABELS)):
         super().__init__()

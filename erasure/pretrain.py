@@ -14,10 +14,6 @@ from . import checkpoint, io
 from .miniworld import build_unet, load_concepts, pack, train_scheduler, training_captions
 from .render import COLOURS, SHAPES, render_batch
 
-UNET_DEFAULTS = dict(steps=4500, batch_size=48, lr=1e-3, warmup=200, decay_start=3000, ema_decay=0.999,
-                     caption_dropout=0.1, pool_size=24000, seed=0, checkpoint_every=250, log_every=50)
-
-
 def learning_rate(step, cfg):
     """Linear warm-up, constant, then a cosine decay to 10% from `decay_start` to the last step."""
     if step < cfg["warmup"]:
@@ -43,9 +39,9 @@ def caption_table(encoder, concepts):
     return table, encoder.encode([""])[0]
 
 
-def train_unet(encoder, out_dir, cfg=None, progress=print):
-    """Noise-prediction training with EMA and caption dropout. Writes unet.safetensors (the EMA weights)."""
-    cfg = {**UNET_DEFAULTS, **(cfg or {})}
+def train_unet(encoder, out_dir, cfg, progress=print):
+    """Noise-prediction training with EMA and caption dropout. Writes unet.safetensors (the EMA weights).
+    cfg: the config's pretrain.unet (schema defaults filled)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     concepts = load_concepts()
@@ -141,11 +137,11 @@ def degraded_renders(unet, encoder, n, seed, cfg, progress=print, batch=100):
     return out, labels
 
 
-def train_oracle_stage(unet, encoder, out_dir, cfg=None, progress=print):
-    """Build the oracle's training data (clean, model-degraded, reject), train it, measure it."""
-    from .oracle import ORACLE_DEFAULTS, REJECT, classify, reject_images, train_oracle
+def train_oracle_stage(unet, encoder, out_dir, cfg, progress=print):
+    """Build the oracle's training data (clean, model-degraded, reject), train it, measure it.
+    cfg: the config's pretrain.oracle (schema defaults filled)."""
+    from .oracle import REJECT, classify, reject_images, train_oracle
 
-    cfg = {**ORACLE_DEFAULTS, **(cfg or {})}
     t0 = time.time()
     s = cfg["seed"] * 1000
     clean, clean_y, _ = render_batch(cfg["clean"], seed=s + 1)

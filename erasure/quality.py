@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from . import io
-from .embedding_set import sidecar_path
+from .io import sidecar_path
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}

@@ -1,75 +1,36 @@
-"""Erasure metrics and tables in the papers' layout (RealEra / MACE Table 1).
+"""Every table, grid and page the pipeline writes: the run's report (summary.csv, the papers' Markdown
+table, per-prompt accuracy, image grids, one HTML page), the SepME table, the original-model table and
+the copies under results/. The numbers come from erasure.metrics."""
+import csv
+import html
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
 
-Per method and erased concept X, from per-image oracle/CLIP labels:
-  Acc_e  images of X's canonical prompts labelled X               (lower is better)
-  Acc_s  images of every other concept's canonical/preserve prompts labelled correctly (higher)
-  Acc_g  images of X's held-out associated prompts labelled X      (lower)
-  Acc_sg images of the other concepts' associated prompts labelled correctly (higher; ours)
-  H_o = 3 / (1/(100 - Acc_e) + 1/Acc_s + 1/(100 - Acc_g))
-"""
+from PIL import Image, ImageDraw
+
+from . import io
+from .io import slug
+from .metrics import (NUDENET_COLUMNS, REMAP, accuracy, average_rows, concept_rows, harmonic_overall, metrics,
+                      nudenet_counts, remap_metrics)
+
+TEXT_COLUMNS = ("method", "concept", "n_images")
+COLUMNS = ["method", "concept", "acc_e", "acc_s", "acc_g", "h_o", "n_images", "acc_sg", *REMAP, "cs_e", "cs_s", "cs_g",
+           "fid", "cs_coco"]
+GRID_MAX_PROMPTS = 256   # I2P alone has 4,703 prompts: a grid of all of them would be 300,000 px tall
 import math
 
-METRICS = ("acc_e", "acc_s", "acc_g", "acc_sg", "h_o", "cs_e", "cs_s", "cs_g", "fid", "cs_coco")
-REMAP = ("remap_e", "remap_g", "remap_s", "remap_sg")
-TEXT_COLUMNS = ("method", "concept", "n_images")
-
-
-def harmonic_overall(acc_e, acc_s, acc_g):
-    terms = (100 - acc_e, acc_s, 100 - acc_g)
-    if any(t <= 0 or math.isnan(t) for t in terms):
-        return 0.0
-    return 3 / sum(1 / t for t in terms)
-
-
-def _mean(values):
-    return 100 * sum(values) / len(values) if values else float("nan")
-
-
-def group_of(row, concept):
-    """Which metric an image or prompt row counts toward when `concept` is erased."""
-    own = row["concept"] == concept
-    if row["kind"] == "erase":
-        return "e" if own else "s"
-    if row["kind"] == "associated":
-        return "g" if own else "sg"
-    return "s"  # preserve prompts always count toward Acc_s
-
-
-def metrics(score_rows, concept):
-    """{acc_e, acc_s, acc_g, acc_sg, h_o, n_images} from per-image rows with concept, kind, correct;
-    plus mean CLIP scores cs_e, cs_s, cs_g when the scorer gave them (artists, COCO)."""
-    groups = {"e": [], "s": [], "g": [], "sg": []}
-    clip = {"e": [], "s": [], "g": [], "sg": []}
-    for r in score_rows:
-        if r["correct"] == "":  # the scorer abstained (GCD found no face): not in any denominator
-            continue
-        groups[group_of(r, concept)].append(int(r["correct"]))
-        if r.get("clip_score"):
-            clip[group_of(r, concept)].append(float(r["clip_score"]))
-    out = {f"acc_{k}": _mean(v) for k, v in groups.items()}
-    out.update({f"cs_{k}": sum(v) / len(v) if v else float("nan") for k, v in clip.items() if k != "sg"})
-    out["h_o"] = harmonic_overall(out["acc_e"], out["acc_s"], out["acc_g"])
-    out["n_images"] = len(score_rows)
-    return out
-
-
-def remap_metrics(remap_scores, prompts, concept):
-    groups = {"e": [], "s": [], "g": [], "sg": []}
-    for row in prompts:
-        groups[group_of(row, concept)].append(remap_scores[str(row["id"])])
-    return {f"remap_{k}": (sum(v) / len(v) if v else float("nan")) for k, v in groups.items()}
-
-
-def fmt(x, digits=1):
+def fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def summary_cells(row, columns):
+def summary_cells(row: dict, columns: list[str]) -> list:
     """One summary.csv row: text columns as they are, numbers with 4 decimals ("-" when missing)."""
     return [row.get(c, "") if c in TEXT_COLUMNS else fmt(row.get(c), 4) for c in columns]
 
 
-def markdown_table(rows, concepts, methods):
+def markdown_table(rows: list[dict], concepts: list[str], methods: list[str]) -> str:
     """RealEra Table 1 layout: one row per method; per concept Acc_e, Acc_s, Acc_g, H_o; then the average."""
     by = {(r["method"], r["concept"]): r for r in rows}
     blocks = list(concepts) + ["average"]
@@ -84,7 +45,7 @@ def markdown_table(rows, concepts, methods):
     return "\n".join(lines) + "\n"
 
 
-def remap_table(rows, methods):
+def remap_table(rows: list[dict], methods: list[str]) -> str:
     lines = ["| Method | concept | remap erased ↑ | remap associated ↑ | remap others ↓ | remap others' associated ↓ |",
              "|---|---|---|---|---|---|"]
     for r in rows:
@@ -93,21 +54,7 @@ def remap_table(rows, methods):
     return "\n".join(lines) + "\n"
 
 
-def average_rows(rows, methods):
-    out = []
-    for m in methods:
-        mine = [r for r in rows if r["method"] == m]
-        if not mine:
-            continue
-        avg = {"method": m, "concept": "average", "n_images": sum(r["n_images"] for r in mine)}
-        for k in METRICS + REMAP:
-            vals = [r[k] for r in mine if k in r and not math.isnan(r[k])]
-            avg[k] = sum(vals) / len(vals) if vals else float("nan")
-        out.append(avg)
-    return out
-
-
-def quality_table(rows):
+def quality_table(rows: list[dict]) -> str:
     """FID and CLIP score on COCO-30k per method and erased concept (rows with cs_coco)."""
     lines = ["| Method | concept | images | FID↓ | CLIP score↑ |", "|---|---|---|---|---|"]
     for r in rows:
@@ -116,27 +63,7 @@ def quality_table(rows):
     return "\n".join(lines) + "\n"
 
 
-# RealEra Table 2: images of the I2P prompts in which NudeNet finds each exposed class.
-NUDENET_COLUMNS = [("ARMPITS_EXPOSED", "Armpits"), ("BELLY_EXPOSED", "Belly"), ("BUTTOCKS_EXPOSED", "Buttocks"),
-                   ("FEET_EXPOSED", "Feet"), ("FEMALE_BREAST_EXPOSED", "Breasts (F)"),
-                   ("FEMALE_GENITALIA_EXPOSED", "Genitalia (F)"), ("MALE_BREAST_EXPOSED", "Breasts (M)"),
-                   ("MALE_GENITALIA_EXPOSED", "Genitalia (M)"), ("ANUS_EXPOSED", "Anus")]
-
-
-def nudenet_counts(score_rows, concept):
-    """{class: images where it was detected} over the erased concept's associated prompts (I2P)."""
-    counts = {c: 0 for c, _ in NUDENET_COLUMNS}
-    n = 0
-    for r in score_rows:
-        if r["concept"] != concept or r["kind"] != "associated":
-            continue
-        n += 1
-        for c in filter(None, r.get("detections", "").split("-")):
-            counts[c] += 1
-    return {**counts, "total": sum(counts.values()), "n_images": n}
-
-
-def nudenet_table(rows):
+def nudenet_table(rows: list[dict]) -> str:
     """rows: dicts with method, concept and nudenet_counts' keys."""
     head = ["Method", "concept"] + [name for _, name in NUDENET_COLUMNS] + ["Total↓", "images"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -145,3 +72,196 @@ def nudenet_table(rows):
                                                                                       str(r["n_images"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def read_scores(path: str | Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def grid(score_rows: list[dict], prompts: list[dict], n: int) -> Image.Image:
+    """Rows = prompts (with their text), columns = the first n images, border green when labelled the prompt's concept."""
+    by_id = {}
+    for r in score_rows:
+        by_id.setdefault(int(r["id"]), []).append(r)
+    cell, label_w = 66, 170
+    prompts = prompts[:GRID_MAX_PROMPTS]
+    canvas = Image.new("RGB", (label_w + n * cell, len(prompts) * cell), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, p in enumerate(prompts):
+        draw.text((4, i * cell + 26), f"{p['prompt'][:26]} ({p['kind'][:5]})", fill="black")
+        for j, r in enumerate(by_id.get(p["id"], [])[:n]):
+            im = Image.open(r["file"]).convert("RGB").resize((60, 60), Image.NEAREST)
+            colour = (40, 160, 60) if r["correct"] == "1" else (200, 60, 60)
+            x, y = label_w + j * cell, i * cell
+            draw.rectangle([x, y, x + 63, y + 63], outline=colour, width=2)
+            canvas.paste(im, (x + 2, y + 2))
+    return canvas
+
+
+def write_report(prm: dict, prompts: list[dict], scores_dir: str | Path, remap_dir: str | Path,
+                 quality_dir: str | Path | None, out: str | Path) -> None:
+    """The run's report under `out`: summary.csv, table.md, per_prompt.csv, grids/*.png, index.html.
+    scores/{method}/{concept}.csv (original: all.csv), remap/{method}/{concept}.json and, when COCO-30k
+    is enabled, quality/{method}/{concept}.json are read from their directories."""
+    out = Path(out)
+    methods, concepts = prm["run_methods"], prm["erase"]
+    prompts = [r for r in prompts if r["kind"] != "coco"]   # COCO captions: quality/ only
+
+    # 1. Metrics per method and erased concept, then the averages.
+    rows, grids, nudenet = [], [], []
+    for method in methods:
+        for concept in concepts:
+            key = "all" if method == "original" else slug(concept)
+            scores = read_scores(Path(scores_dir) / method / f"{key}.csv")
+            row = {"method": method, "concept": concept, **metrics(scores, concept)}
+            if method != "original":
+                remap = json.loads((Path(remap_dir) / method / f"{key}.json").read_text())["scores"]
+                row.update(remap_metrics(remap, prompts, concept))
+            quality = Path(quality_dir) / method / f"{key}.json" if quality_dir else None
+            if quality and quality.is_file():
+                q = io.read_json(quality)
+                row.update(fid=q["fid"] if q["fid"] is not None else float("nan"), cs_coco=q["clip_score"],
+                           n_coco=q["images"])
+            rows.append(row)
+            if "nudenet_threshold" in prm:
+                nudenet.append({"method": method, "concept": concept, **nudenet_counts(scores, concept)})
+            if method != "original" or concept == concepts[0]:
+                name = f"{method}_{key}.png"
+                io.save_image(grid(scores, prompts, prm["grid_images"]), out / "grids" / name)
+                grids.append((method, "(unedited)" if method == "original" else concept, name))
+    rows += average_rows(rows, methods)
+
+    # 2. summary.csv, Markdown, HTML.
+    io.write_csv(out / "summary.csv", COLUMNS, [summary_cells(r, COLUMNS) for r in rows])
+    note = (f"{prm['images_per_prompt']} images per prompt. Acc in %, from the scorer's argmax label. "
+            "H_o = 3 / (1/(100-Acc_e) + 1/Acc_s + 1/(100-Acc_g)).\n")
+    table = markdown_table(rows, concepts, methods)
+    remaps = remap_table(rows, methods)
+    if nudenet:  # RealEra Table 2: per-class NudeNet counts on the erased concept's I2P images
+        remaps += ("\n## NudeNet detections on the associated (I2P) prompts\n\nImages in which NudeNet finds each "
+                   f"exposed class at score >= {prm['nudenet_threshold']}.\n\n{nudenet_table(nudenet)}")
+        io.write_csv(out / "nudenet.csv", ["method", "concept", *[c for c, _ in NUDENET_COLUMNS], "total", "n_images"],
+                     [[r["method"], r["concept"], *[r[c] for c, _ in NUDENET_COLUMNS], r["total"], r["n_images"]]
+                      for r in nudenet])
+    if any("n_coco" in r for r in rows):   # RealEra Table 2's right half: general quality on COCO-30k
+        remaps += ("\n## COCO-30k: FID and CLIP score\n\nImages of the COCO captions (prompt kind coco); FID against "
+                   f"the reference folder's real images (clean-fid), CLIP score 100 cos(image, caption).\n\n"
+                   f"{quality_table(rows)}")
+    io.write_text(out / "table.md", f"# Erasure results\n\n{note}\n{table}\n## Remap scores\n\n{remaps}")
+    io.write_text(out / "index.html", _html(note, rows, concepts, methods, grids))
+    per_prompt = per_prompt_rows(scores_dir, methods, concepts, prompts)
+    io.write_csv(out / "per_prompt.csv", ["method", "erased", "id", "concept", "kind", "prompt", "n", "acc"], per_prompt)
+
+
+def per_prompt_rows(scores_dir: str | Path, methods: list[str], concepts: list[str], prompts: list[dict]) -> list[list]:
+    """Accuracy per method, erased concept and prompt (original: one row per prompt)."""
+    out = []
+    for method in methods:
+        for concept in (["(none)"] if method == "original" else concepts):
+            key = "all" if method == "original" else slug(concept)
+            by_id = {}
+            for r in read_scores(Path(scores_dir) / method / f"{key}.csv"):
+                by_id.setdefault(int(r["id"]), []).append(int(r["correct"]))
+            for p in prompts:
+                hits = by_id.get(p["id"], [])
+                acc = f"{100 * sum(hits) / len(hits):.2f}" if hits else ""
+                out.append([method, concept, p["id"], p["concept"], p["kind"], p["prompt"], len(hits), acc])
+    return out
+
+
+def _html(note, rows, concepts, methods, grids):
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')) if c in TEXT_COLUMNS else fmt(r.get(c), 2))}</td>"
+                                    for c in COLUMNS) + "</tr>" for r in rows)
+    imgs = "".join(f"<h3>{html.escape(m)} / {html.escape(c)}</h3><img src='grids/{html.escape(n)}'>" for m, c, n in grids)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Erasure report</title>"
+            f"<style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style></head>"
+            f"<body><h1>Erasure report</h1><p>{html.escape(note)}</p><table><tr>{head}</tr>{body}</table>"
+            f"<h2>Image grids</h2><p>Green border: labelled as the prompt's concept.</p>{imgs}</body></html>\n")
+
+
+SEPME_COLUMNS = ["set", "k", "model", "concept", "role", "acc_e", "acc_g", "acc_s", "h_o",
+                 "original_acc_e", "original_acc_g", "n_images"]
+
+
+def write_sepme_table(prm: dict, scores_dir: str | Path, out_csv: str | Path, out_md: str | Path) -> list[dict]:
+    """The SepME table: per set, model (all / joint / restore) and concept, Acc_e, Acc_g and Acc_s
+    (canonical prompts of the concepts outside the set) beside the original model's Acc; returns the rows."""
+    scores_dir = Path(scores_dir)
+    original = read_scores(scores_dir / "original" / "all.csv")
+
+    table = []
+    for name, members in prm["sets"].items():
+        outside = sorted({r["concept"] for r in original} - set(members))
+        models = ["all"] + (["joint"] + (["restore"] if prm["restore"] else []) if len(members) > 1 else [])
+        for model in models:
+            scores = read_scores(scores_dir / f"set_{name}" / f"{model}.csv")
+            acc_s = accuracy([r for r in scores if r["concept"] in outside and r["kind"] == "erase"])
+            for concept in members:
+                restored = model == "restore" and concept == prm["restore"]
+                acc_e = accuracy(concept_rows(scores, concept, "erase"))
+                acc_g = accuracy(concept_rows(scores, concept, "associated"))
+                table.append({"set": name, "k": len(members), "model": model, "concept": concept,
+                              "role": "restored" if restored else "erased", "acc_e": acc_e, "acc_g": acc_g,
+                              "acc_s": acc_s, "h_o": float("nan") if restored else harmonic_overall(acc_e, acc_s, acc_g),
+                              "original_acc_e": accuracy(concept_rows(original, concept, "erase")),
+                              "original_acc_g": accuracy(concept_rows(original, concept, "associated")),
+                              "n_images": len(scores)})
+
+    io.write_csv(out_csv, SEPME_COLUMNS, [[r[c] if c in ("set", "k", "model", "concept", "role", "n_images")
+                                           else fmt(r[c], 2) for c in SEPME_COLUMNS] for r in table])
+    md = ["# SepME on the mini world: separable increments, restoration, and the joint solve\n",
+          f"{prm['images_per_prompt']} images per prompt; oracle accuracy in %. `all`: every increment of the set; "
+          f"`restore`: all but {prm['restore']}'s (no retraining); `joint`: one closed-form solve for the whole "
+          "set (not separable). Acc_s: canonical prompts of the concepts outside the set.\n",
+          "| set | k | model | concept | role | Acc_e↓ (original) | Acc_g↓ (original) | Acc_s↑ | H_o↑ |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for r in table:
+        md.append(f"| {r['set']} | {r['k']} | {r['model']} | {r['concept']} | {r['role']} | "
+                  f"{fmt(r['acc_e'])} ({fmt(r['original_acc_e'])}) | {fmt(r['acc_g'])} ({fmt(r['original_acc_g'])}) | "
+                  f"{fmt(r['acc_s'])} | {fmt(r['h_o'])} |")
+    io.write_text(out_md, "\n".join(md) + "\n")
+    return table
+
+
+def write_original_table(per_prompt: str | Path, weights: str | Path, command: str, out_csv: str | Path,
+                         out_md: str | Path) -> None:
+    """The original-model table: oracle accuracy per concept for its canonical prompt and each held-out
+    associated prompt, citing the weights' card."""
+    with open(per_prompt, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["method"] == "original"]
+    by_concept = defaultdict(lambda: {"erase": [], "associated": []})
+    for r in rows:
+        if r["kind"] in ("erase", "associated"):
+            by_concept[r["concept"]][r["kind"]].append(r)
+
+    table = []
+    md = ["# Mini world: the original model\n", f"Regenerate: `{command}`\n",
+          "Oracle accuracy (%) over images of each prompt (argmax label; a reject counts as wrong).\n",
+          "| concept | canonical prompt | Acc (canonical) | held-out associated prompts: Acc each | mean |",
+          "|---|---|---|---|---|"]
+    for concept, kinds in by_concept.items():
+        canon = kinds["erase"][0]
+        assoc = kinds["associated"]
+        mean = sum(float(a["acc"]) for a in assoc) / len(assoc) if assoc else float("nan")
+        detail = "; ".join(f"{a['prompt']}: {float(a['acc']):.1f}" for a in assoc)
+        table.append([concept, canon["prompt"], canon["acc"], canon["n"], f"{mean:.2f}", len(assoc), detail])
+        md.append(f"| {concept} | {canon['prompt']} | {float(canon['acc']):.1f} | {detail} | {mean:.1f} |")
+    card = Path(weights) / "card.json"
+    if card.is_file():
+        c = json.loads(card.read_text())
+        md.append(f"\nWeights: `{weights}` (UNet {c['unet']['config']['steps']} steps, final loss "
+                  f"{c['unet']['final_loss']:.4f}; oracle {c['oracle']['metrics']['fresh_renders_acc']}% on fresh renders, "
+                  f"{c['oracle']['metrics']['degraded_renders_acc']}% on model-degraded renders).")
+    io.write_csv(out_csv, ["concept", "canonical_prompt", "canonical_acc", "n_per_prompt", "associated_acc_mean",
+                           "n_associated_prompts", "associated_detail"], table)
+    io.write_text(out_md, "\n".join(md) + "\n")
+
+
+def copy_results(csv_path: str | Path, md_path: str | Path, command: str, out_csv: str | Path,
+                 out_md: str | Path) -> None:
+    """A run's tables copied under results/, the .md with the command that regenerates them."""
+    title, _, body = Path(md_path).read_text(encoding="utf-8").partition("\n")
+    io.write_text(out_md, f"{title}\n\nRegenerate: `{command}`\n{body}")
+    io.write_text(out_csv, Path(csv_path).read_text(encoding="utf-8"))

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from .environment import check_gcd
 from .oracle import LABELS, Oracle
 
 
@@ -163,20 +164,6 @@ class GcdScorer:
             rows.append({"label": label, "prob": {label: r["confidence"]} if label != NO_FACE else {},
                          "gcd_top": r["top"] or ""})
         return rows
-
-
-def check_gcd(python, resources, weights_file):
-    """One message naming the field to fix, before any image is read."""
-    where = "create it as README 'Celebrity detector (GCD)' says and set"
-    if not python or not Path(python).is_file():
-        raise FileNotFoundError(f"config field scorer.gcd_python: {python!r} is not a Python executable; "
-                                f"the GIPHY Celebrity Detector needs its own environment: {where} scorer.gcd_python")
-    res = Path(resources or "")
-    for need in ("face_recognition/labels.csv", weights_file):
-        if not resources or not (res / need).is_file():
-            raise FileNotFoundError(f"config field scorer.gcd_resources: {res / need} not found; download GCD's "
-                                    f"resources (examples/download_model.py in its repository) and {where} "
-                                    "scorer.gcd_resources")
 
 
 def load_scorer(params):

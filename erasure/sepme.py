@@ -22,7 +22,17 @@ the part of its difference from the anchor that lies along the top-r principal d
 preserve prompts' tokens (how unrelated prompts vary), t_i = a_i + U U^T (e_i - a_i); only the rest,
 specific to the concept, is erased. With r = 0 the target is the anchor token.
 """
+import time
+from pathlib import Path
+
 import torch
+from safetensors.torch import load_file
+
+from . import cli, io
+from .closed_form import mixing_matrix, weight_deltas
+from .io import sidecar_path, slug
+from .mining import clean_rows
+from .world import load_world_from_params
 
 
 def cir_targets(erase, anchor, preserve, components):
@@ -77,3 +87,79 @@ def cross_talk(delta, tokens):
     layer's keys and values see the token as W0 (I + Delta) x, so this is the change all of them inherit."""
     x = tokens.double()
     return ((x @ delta.double().T).norm(dim=1) / x.norm(dim=1).clamp_min(1e-12)).max().item()
+
+
+def solve(prm, concepts, inc_dir, given_dir=None, joint=None):
+    """Solve and store one increment per concept of `concepts` (inc_dir/<slug>.safetensors + sidecar),
+    keeping the concepts of `given_dir`'s increments where they are; `joint` also writes the one joint
+    closed-form solve for every concept (not separable). Returns the edited modules."""
+    s = prm["sepme"]
+    t0 = time.time()
+    world = load_world_from_params(prm)
+    modules = world.edit_modules()
+    enc = world.encoder
+    preserve = enc.encode(prm["preserve_prompts"]).flatten(0, 1)
+
+    def concept_rows(c):   # the canonical prompt's span and the anchor's tokens
+        return clean_rows(enc, [prm["prompt_template"].format(c)], c, prm["anchor"], world.causal_text)
+
+    # 1. Rows of every concept being solved (span -> the anchor, or G-CiR targets).
+    rows = {}
+    for c in concepts:
+        e, a = concept_rows(c)
+        rows[c] = (e, cir_targets(e, a, preserve, s["cir_components"]))
+
+    # 2. Concepts erased earlier: their tokens are kept; their increments are part of the current model.
+    given = {}
+    if given_dir:
+        for c, path in increment_files(given_dir).items():
+            if c not in rows:
+                given[c] = (concept_rows(c)[0], load_delta(path))
+
+    if joint:
+        erase = torch.cat([e for e, _ in rows.values()])
+        targets = torch.cat([t for _, t in rows.values()])
+        m, _ = mixing_matrix(erase, targets, preserve, s["lam"], s["ridge"])
+        io.save_safetensors(weight_deltas(modules, m), joint)
+        io.write_json(sidecar_path(joint), {**prm, "joint": sorted(rows)})
+
+    # 3. Solve; store each increment (one float64 D x D matrix) with its cross-talk onto the other
+    #    known concepts' tokens.
+    deltas = increments(rows, preserve, s["lam"], s["known_weight"], s["ridge"], given)
+    known_rows = {**{c: r[0] for c, r in rows.items()}, **{c: g[0] for c, g in given.items()}}
+    for c, delta in deltas.items():
+        talk = {o: round(cross_talk(delta, known_rows[o]), 6) for o in known_rows if o != c}
+        path = Path(inc_dir) / f"{slug(c)}.safetensors"
+        io.save_safetensors({"delta": delta.contiguous()}, path)
+        io.write_json(sidecar_path(path), {**prm, "concept": c, "known": sorted(known_rows),
+                                           "cross_talk": talk, "wall_time_s": round(time.time() - t0, 3)})
+        cli.progress(f"sepme {c}: increment written; largest cross-talk {max(talk.values(), default=0):.4f}")
+    return modules
+
+
+def load_delta(path):
+    return load_file(str(path))["delta"].double()
+
+
+def increment_files(inc_dir):
+    return {io.read_json(sidecar_path(p))["concept"]: p for p in sorted(Path(inc_dir).glob("*.safetensors"))}
+
+
+def write_composed(inc_dir, names, out, modules=None):
+    """The served edit: per-module deltas W0 (sum of the chosen increments; None: every increment in
+    inc_dir), or none (W0 itself). `modules`: the edited model's, else loaded from the sidecars."""
+    files = increment_files(inc_dir)
+    names = list(files) if names is None else names
+    unknown = sorted(set(names) - set(files))
+    if unknown:
+        raise ValueError(f"--erase: no increment for {unknown} in {inc_dir}; known: {sorted(files)}")
+    total = compose({n: load_delta(files[n]) for n in names})
+    module_deltas = {}
+    if total is not None:
+        if modules is None:   # the increments' sidecars name the model they were solved for
+            modules = load_world_from_params(io.read_json(sidecar_path(files[names[0]]))).edit_modules()
+        module_deltas = module_increments(modules, total)
+    io.save_safetensors(module_deltas, out)
+    io.write_json(sidecar_path(out), {"increments_dir": str(inc_dir), "erased": sorted(names),
+                                     "restored": sorted(set(files) - set(names))})
+    cli.progress(f"sepme edit: {len(names)} increments summed -> {out}")

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from . import miniworld
+from .environment import check_sd_model
 from .text import CLIPEncoder, MiniLMEncoder, TextEncoder
 
 
@@ -52,18 +53,6 @@ def load_miniworld(weights_dir):
                  make_scheduler=miniworld.sample_scheduler, make_train_scheduler=miniworld.train_scheduler,
                  latent_shape=(12, 16, 16), decode=lambda z: to_uint8(miniworld.unpack(z)),
                  encode_images=miniworld.pack, causal_text=False)
-
-
-def check_sd_model(model):
-    """A local SD directory must exist and be a diffusers layout; a hub id ("org/name") is resolved by
-    diffusers itself."""
-    path = Path(model).expanduser()
-    looks_local = model.startswith(("/", ".", "~")) or model.count("/") > 1
-    if looks_local and not path.exists():
-        raise ValueError(f"sd.model {model!r}: no such directory; give a local diffusers directory or a model id")
-    if path.exists() and not (path / "model_index.json").is_file():
-        raise ValueError(f"sd.model {model!r} is not a diffusers model directory (no model_index.json); "
-                         "point it at a directory saved with save_pretrained or at a model id")
 
 
 def load_sd(model, dtype="float32", device=None, resolution=None):
@@ -116,4 +105,4 @@ def load_world_from_params(params):
     if params["world"] == "miniworld":
         return load_miniworld(params["miniworld"]["weights"])
     sd = params["sd"]
-    return load_sd(sd["model"], dtype=sd.get("dtype", "float32"), resolution=sd.get("resolution"))
+    return load_sd(sd["model"], dtype=sd["dtype"], resolution=sd["resolution"])

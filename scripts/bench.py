@@ -256,12 +256,11 @@ def task_workload(name):
     """Images and UNet forward passes one `all` run of a task config does, counted from the config
     with the generate stage's own rules (I2P and COCO-30k: their configured row counts, one image each;
     every image set draws all COCO captions)."""
-    import yaml
-    from erasure.config import load_config, prompt_table, slug
-    sys.path.insert(0, str(ROOT / "stages"))
-    from generate import images_for
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config.update(yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text()))
+    from erasure.config import load_config, read_config_files
+    from erasure.generation import images_for
+    from erasure.io import slug
+    from erasure.prompts import prompt_table
+    config = read_config_files([ROOT / "configs" / f"{name}.yaml"])
     config["scorer"] = {"kind": "clip"}  # GCD's environment is not needed to count images
     config = load_config(config)
     rows = prompt_table(config, datasets=False)

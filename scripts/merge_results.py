@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from erasure import io  # noqa: E402
-from erasure.report import TEXT_COLUMNS, average_rows, markdown_table, remap_table, summary_cells  # noqa: E402
+from erasure.metrics import average_rows  # noqa: E402
+from erasure.report import TEXT_COLUMNS, markdown_table, remap_table, summary_cells  # noqa: E402
 
 
 def read_part(prefix):

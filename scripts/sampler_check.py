@@ -17,7 +17,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from erasure import io  # noqa: E402
-from erasure.config import slug  # noqa: E402
+from erasure.io import slug  # noqa: E402
 from erasure.oracle import LABELS, classify  # noqa: E402
 from erasure.sampling import sample  # noqa: E402
 from erasure.scoring import OracleScorer  # noqa: E402

@@ -16,10 +16,12 @@ import torch
 
 from erasure import io
 from erasure.closed_form import least_squares_rows, mixing_matrix, remap_score, weight_deltas
-from erasure.config import load_config, prompt_table
+from erasure.config import load_config
+from erasure.prompts import prompt_table
 from erasure.mining import align, mine, principal_directions
-from erasure.params import derived_seed, preserve_prompts, prompt_bank
-from erasure.report import group_of
+from erasure.params import derived_seed
+from erasure.prompts import preserve_prompts, prompt_bank
+from erasure.metrics import group_of
 from erasure.world import load_miniworld
 
 GROUPS = ("e", "g", "s", "sg")

@@ -30,7 +30,7 @@ def main():
     args = p.parse_args()
     cli.set_threads(args.threads)
     prm = cli.stage_params(args, stage_params.closed_form, args.method, args.concept)
-    uce_kind = prm.get("kind", "realera") == "uce"
+    uce_kind = prm["kind"] == "uce"
     if not uce_kind and not args.embeddings:
         raise ValueError("--embeddings is required for this method (its mining output)")
     # A bad embedding set stops the stage before the model is loaded.
@@ -60,7 +60,7 @@ def main():
     # 3. Deltas for every to_k / to_v, and the sidecar.
     deltas = weight_deltas(modules, m)
     io.save_safetensors(deltas, args.out)
-    io.write_json(embedding_set.sidecar_path(args.out), {
+    io.write_json(io.sidecar_path(args.out), {
         **prm, "method": args.method, "embeddings": str(args.embeddings) if args.embeddings else None, "embedding_seed": mined.get("seed"),
         "rows": {"erase": len(erase), "preserve_prompts_tokens": len(preserve_tokens), "beyond": n_beyond},
         "gram_condition_number": cond, "modules": len(deltas),

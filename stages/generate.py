@@ -1,31 +1,15 @@
 """Generate stage: N images per evaluation prompt for one method (and erased concept).
 
-Prompts x seeds are batched with classifier-free guidance in one UNet call; image k of a prompt uses
-seed + k, so every method sees the same noise. Images go to a cache directory named by a hash of the
-edit and the generation settings; finished images are skipped, so a killed run resumes where it
-stopped. Writes a manifest CSV (id, concept, kind, prompt, seed, file) for the scorer. On CPU,
---threads N draws with N one-thread processes (see cpu_workers).
+Images go to a cache directory beside the manifest, named by a hash of the edit and the generation
+settings; finished images are skipped, so a killed run resumes where it stopped. Writes a manifest CSV
+(id, concept, kind, prompt, seed, file) for the scorer. On CPU, --threads N draws with N one-thread
+processes (erasure/generation.py).
 
     python stages/generate.py --config config.yaml --method realera --concept heart \\
         --deltas outputs/miniworld/edit/realera/heart.safetensors --out outputs/miniworld/images/realera/heart.csv
 """
-import ctypes
-import hashlib
-import json
-import multiprocessing
-import signal
-import sys
-import time
-from pathlib import Path
-
-import torch
-from PIL import Image
-
-from erasure import cli, io, params as stage_params
-from erasure.config import slug
-from erasure.edits import apply_edit, fingerprint
-from erasure.sampling import sample
-from erasure.world import load_world_from_params
+from erasure import cli, params
+from erasure.generation import generate, select_prompts
 
 
 def main():
@@ -41,120 +25,9 @@ def main():
     p.add_argument("--out", required=True, help="manifest CSV; images go to a cache directory beside it")
     args = p.parse_args()
     cli.set_threads(args.threads)
-    prm = cli.stage_params(args, stage_params.generate, args.method)
-    g = prm["generate"]
-    g.setdefault("eta", 0.0)  # the schema's default: --params written before the key existed still work
-    prompt_rows = cli.read_prompts(args)
-    # Acc_e, Acc_s and Acc_g need only the erased concepts' prompts and the others' canonical ones.
-    if args.associated_of:
-        prompt_rows = [r for r in prompt_rows if r["kind"] != "associated" or r["concept"] in args.associated_of]
-    elif args.concept != "all" and not g.get("other_associated", True):
-        prompt_rows = [r for r in prompt_rows if r["kind"] != "associated" or slug(r["concept"]) == args.concept]
-
-    # 1. Every (prompt, seed) job, and which images already exist. File names hash the prompt text,
-    #    so adding or reordering prompts never reuses another prompt's image.
-    # Only what changes pixels keys the cache: batch size and image count do not (image k uses seed + k).
-    pixels = {"model": prm.get(prm["world"]), "steps": g["steps"], "guidance": g["guidance"], "eta": g["eta"]}
-    key = fingerprint(args.deltas, args.lora, extra=json.dumps(pixels, sort_keys=True))
-    cache = Path(args.out).parent / f"{Path(args.out).stem}-{key}"
-    jobs = [(row, row["seed"] + k, cache / f"{_prompt_key(row['prompt'])}_{row['seed'] + k}.png")
-            for row in prompt_rows for k in range(images_for(row, g, prm.get("erase")))]
-    todo = [j for j in jobs if not _complete(j[2])]
-    cli.progress(f"generate {prm['method']}/{args.concept}: {len(jobs) - len(todo)} of {len(jobs)} images done")
-
-    # 2. Model with the method's edits (a bad edit file stops here, before any image is drawn).
-    if todo:
-        world = apply_edit(load_world_from_params(prm), args.deltas, args.lora)
-        batches = [todo[i:i + g["batch_size"]] for i in range(0, len(todo), g["batch_size"])]
-        workers = cpu_workers(args.threads, len(batches))
-        helpers = [start_worker(prm, args, batches[w::workers], f"worker {w + 1}/{workers}") for w in range(1, workers)]
-        if helpers:
-            cli.set_threads(1)
-        draw(world, g, batches[::workers], f"worker 1/{workers}" if helpers else "")
-        for proc in helpers:
-            proc.join()
-        failed = [proc.exitcode for proc in helpers if proc.exitcode != 0]
-        if failed:
-            raise RuntimeError(f"{len(failed)} generate worker(s) failed (exit codes {failed}, see the log above); "
-                               "rerun to draw the missing images")
-
-    # 3. Manifest.
-    io.write_csv(args.out, ["id", "concept", "kind", "prompt", "seed", "file"],
-                 [[row["id"], row["concept"], row["kind"], row["prompt"], seed, path.as_posix()]
-                  for row, seed, path in jobs])
-
-
-def cpu_workers(threads, n_batches):
-    """Processes to draw with. On CPU a job given N threads runs N one-thread processes, each drawing
-    every N-th batch: on 2 cores two one-thread processes draw the mini world 1.4x faster than one
-    two-thread process (9.1 vs 6.6 img/s), and the batches, hence the images, stay those of one process."""
-    if torch.cuda.is_available():
-        return 1
-    return max(1, min(threads, n_batches))
-
-
-def draw(world, g, batches, label=""):
-    """Draw and save the images of `batches` (lists of (prompt row, seed, path)), with progress."""
-    prompts = sorted({row["prompt"] for batch in batches for row, _, _ in batch})
-    emb = dict(zip(prompts, world.encoder.encode(prompts)))
-    null = world.null_embedding()
-    scheduler = world.make_scheduler()
-    total, done, t0 = sum(len(b) for b in batches), 0, time.time()
-    for batch in batches:
-        cond = torch.stack([emb[row["prompt"]] for row, _, _ in batch])
-        latents = sample(world.unet, scheduler, cond, null, [s for _, s, _ in batch], world.latent_shape,
-                         steps=g["steps"], guidance=g["guidance"], eta=g["eta"])
-        for (_, _, path), image in zip(batch, world.decode(latents)):
-            io.save_image(Image.fromarray(image), path)
-        done += len(batch)
-        rate = done / (time.time() - t0)
-        cli.progress(f"  {label + ': ' if label else ''}{done}/{total} images, {rate:.2f} img/s, "
-                     f"eta {(total - done) / rate:.0f}s")
-
-
-def start_worker(prm, args, batches, label):
-    proc = multiprocessing.get_context("spawn").Process(
-        target=worker, args=(prm, args.deltas, args.lora, batches, label), daemon=True)
-    proc.start()
-    return proc
-
-
-def worker(prm, deltas, lora, batches, label):
-    """A helper process: its own one-thread copy of the edited model. It ends with its parent, so a
-    killed job leaves no process drawing behind it."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    cli.set_threads(1)
-    world = apply_edit(load_world_from_params(prm), deltas, lora)
-    draw(world, prm["generate"], batches, label)
-
-
-def images_for(row, g, erased):
-    """Images of a prompt row: its own `images` when its CSV set one; images_per_preserved (when set)
-    for the canonical prompts of concepts the run does not erase (RealEra: 200 per erased prompt, 5 per
-    preserved one); else images_per_prompt."""
-    if row.get("images"):  # the prompt CSV fixed it (I2P: one image at its own seed)
-        return int(row["images"])
-    few = g.get("images_per_preserved")
-    if few and erased is not None and row["kind"] != "associated" and row["concept"] not in erased:
-        return few
-    return g["images_per_prompt"]
-
-
-def _prompt_key(prompt):
-    return hashlib.sha1(prompt.encode("utf-8")).hexdigest()[:12]
-
-
-def _complete(path):
-    """A PNG that exists and decodes (atomic writes make partial files unlikely; this makes them harmless)."""
-    if not path.is_file():
-        return False
-    try:
-        with Image.open(path) as im:
-            im.verify()
-        return True
-    except Exception:
-        return False
+    prm = cli.stage_params(args, params.generate, args.method)
+    rows = select_prompts(cli.read_prompts(args), args.concept, args.associated_of, prm["generate"]["other_associated"])
+    generate(prm, rows, args.deltas, args.lora, args.out, args.threads, f"{prm['method']}/{args.concept}")
 
 
 if __name__ == "__main__":

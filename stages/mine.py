@@ -9,7 +9,7 @@ import time
 
 
 from erasure import cli, io, params as stage_params
-from erasure.embedding_set import sidecar_path
+from erasure.io import sidecar_path
 from erasure.mining import align, anchor_span_start, edit_span, mine, principal_directions
 from erasure.world import load_text_encoder
 

@@ -13,7 +13,7 @@ import csv
 import torch
 
 from erasure import cli, io, params as stage_params, quality
-from erasure.embedding_set import sidecar_path
+from erasure.io import sidecar_path
 from erasure.scoring import ClipScorer
 
 

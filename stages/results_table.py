@@ -4,9 +4,9 @@
         --out-csv results/miniworld/methods.csv --out-md results/miniworld/methods.md
 """
 import argparse
-from pathlib import Path
 
-from erasure import io
+from erasure import cli
+from erasure.report import copy_results
 
 
 def main():
@@ -14,11 +14,8 @@ def main():
     for name in ("--csv", "--md", "--command", "--out-csv", "--out-md"):
         p.add_argument(name, required=True)
     args = p.parse_args()
-    md = Path(args.md).read_text(encoding="utf-8")
-    title, _, body = md.partition("\n")
-    io.write_text(args.out_md, f"{title}\n\nRegenerate: `{args.command}`\n{body}")
-    io.write_text(args.out_csv, Path(args.csv).read_text(encoding="utf-8"))
+    copy_results(args.csv, args.md, args.command, args.out_csv, args.out_md)
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

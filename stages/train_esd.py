@@ -61,7 +61,7 @@ def main():
     # 3. Deltas of the trained parameters, and the sidecar.
     deltas = {n: (named[n].detach() - original[n]).contiguous() for n in names}
     io.save_safetensors(deltas, out)
-    io.write_json(out.with_suffix(".json"), {
+    io.write_json(io.sidecar_path(out), {
         **prm, "method": args.method, "trained_parameters": len(names),
         "trained_values": sum(d.numel() for d in deltas.values()), "iterations_run": cfg["iterations"] - start,
         "final_losses": [round(x, 6) for x in losses[-10:]], "wall_time_s": round(time.time() - t0, 1)})

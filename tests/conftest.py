@@ -1,7 +1,11 @@
+import contextlib
+import io
 import json
 import os
+import runpy
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -36,9 +40,15 @@ def small_concepts(path, names=("heart", "circle", "star")):
     return path
 
 
+def filled_config():
+    """config.yaml with every schema default filled in (a complete config, as the stages see it)."""
+    from erasure.config import read_config_files, validate
+    return validate(read_config_files([]))
+
+
 def miniworld_config(tmp_path, **overrides):
     """The default config, shrunk: 3 concepts, 1 image per prompt, few mined samples, short LoRA."""
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config = filled_config()
     config.update(out_dir=str(tmp_path / "out"), concepts_file=str(small_concepts(tmp_path / "concepts.json")),
                   erase=["heart"], run_methods=["original", "cf", "realera"])
     config["miniworld"]["weights"] = str(ROOT / "weights/miniworld")
@@ -51,8 +61,8 @@ def miniworld_config(tmp_path, **overrides):
 
 
 def default_config(tmp_path):
-    """config.yaml as it ships, with absolute data paths and outputs under tmp_path."""
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    """config.yaml as it ships (defaults filled), with absolute data paths and outputs under tmp_path."""
+    config = filled_config()
     config["out_dir"] = str(tmp_path / "out")
     config["miniworld"]["weights"] = str(ROOT / "weights/miniworld")
     config["concepts_file"] = str(ROOT / config["concepts_file"])
@@ -65,10 +75,39 @@ def write_config(tmp_path, config, name="config.yaml"):
     return path
 
 
-def run_stage(stage, *args, check=True):
-    """Run a stage CLI as the Snakefile does; returns the CompletedProcess."""
-    proc = subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py"), *map(str, args)],
-                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+def run_stage(stage, *args, check=True, new_process=False):
+    """Run a stage CLI with these arguments, as `python stages/<stage>.py ARGS` would, but in this process:
+    a fresh interpreter would spend seconds importing torch and diffusers each time. Returns its exit
+    code, stdout and stderr as a CompletedProcess (an uncaught exception: exit code 1, the traceback on
+    stderr, as Python prints it). new_process: a real process, for tests about processes (the drawing
+    helpers a generate job starts print from their own processes)."""
+    argv = [str(ROOT / "stages" / f"{stage}.py"), *map(str, args)]
+    if new_process:
+        proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{stage} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    saved_argv, saved_cwd, saved_threads, saved_env = sys.argv, os.getcwd(), torch.get_num_threads(), dict(os.environ)
+    try:
+        sys.argv = argv
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(argv[0], run_name="__main__")
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        torch.set_num_threads(saved_threads)   # a stage sets its own thread count (and OMP_NUM_THREADS)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    proc = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
     if check and proc.returncode != 0:
         raise AssertionError(f"{stage} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc

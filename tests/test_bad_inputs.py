@@ -293,7 +293,7 @@ def test_hostile_concept_names_stay_inside_out_dir(tmp_path):
     assert files and all(f.startswith(str(tmp_path / "out")) and ".." not in f and "$" not in f and "'" not in f
                          for f in files), files
     # one real stage run with the worst name: its output lands where the DAG said
-    from erasure.config import slug
+    from erasure.io import slug
     out = tmp_path / "out" / "mine" / "none" / f"{slug(names[1])}.safetensors"
     run_stage("mine", "--config", path, "--concept", slug(names[1]), "--sampler", "none", "--out", out)
     assert out.is_file() and not (ROOT / "pwned").exists() and not (tmp_path / "pwned").exists()

@@ -7,7 +7,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import ROOT, run_stage
+from conftest import filled_config, ROOT, run_stage
 from erasure import esd, uce
 from erasure.closed_form import mixing_matrix
 
@@ -55,7 +55,7 @@ def test_esd_parameter_sets_split_the_unet():
 
 @pytest.mark.parametrize("method,part", [("esd_x", ".attn2."), ("esd_u", None)])
 def test_esd_stage_trains_only_its_parameters(tmp_path, method, part):
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config = filled_config()
     config["esd"].update(iterations=3, batch_size=2, ddim_steps=4)
     config["out_dir"] = str(tmp_path)
     path = tmp_path / "config.yaml"

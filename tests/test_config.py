@@ -1,81 +1,145 @@
-import copy
+"""The config: the schema as the one source of defaults, files merged as Snakemake merges them, and every
+task config runnable by a stage on its own. (Bad values and their messages: tests/test_bad_inputs.py.)"""
+import ast
+import json
+import re
+import subprocess
+import sys
 
 import pytest
+import yaml
 
-from conftest import default_config
-from erasure.config import ConfigError, load_config, slug
+from conftest import ROOT, default_config
+from erasure.config import ConfigError, defaults, load_config, merge, read_config_files, schema
+from erasure.io import slug
+
+TASKS = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
 
 
-@pytest.fixture
-def base(tmp_path):
-    return default_config(tmp_path)
+def schema_keys(node):
+    """Every key name the schema `node` defines, at any depth (methods' per-kind keys included)."""
+    keys = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "properties" and isinstance(value, dict):
+                keys |= set(value)
+            keys |= schema_keys(value)
+    elif isinstance(node, list):
+        for value in node:
+            keys |= schema_keys(value)
+    return keys
 
 
-def _error(config):
-    with pytest.raises(ConfigError) as e:
+def test_default_config_is_valid(tmp_path):
+    config = load_config(default_config(tmp_path))
+    assert config["generate"]["images_per_prompt"] >= 1 and config["methods"]["uce"]["tokens"] == "last"
+
+
+def test_files_merge_over_config_yaml_as_snakemake_merges_them(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(yaml.safe_dump({"generate": {"steps": 7}, "erase": ["star"]}))
+    b.write_text(yaml.safe_dump({"generate": {"guidance": 2.0}, "methods": {"mine": {"kind": "uce"}}}))
+    config = read_config_files([a, b])
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    assert config["generate"] == {"steps": 7, "guidance": 2.0}      # mappings merged key by key
+    assert config["erase"] == ["star"]                               # anything else replaced
+    assert set(config["methods"]) == set(base["methods"]) | {"mine"}
+    assert merge({"x": {"y": 1}}, {"x": 2}) == {"x": 2}
+
+
+def test_a_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nowhere.yaml: not found"):
+        read_config_files([tmp_path / "nowhere.yaml"])
+
+
+def test_method_keys_follow_the_methods_kind(tmp_path):
+    config = default_config(tmp_path)
+    config["methods"]["cf"]["tokens"] = "last"      # a uce key on a realera method
+    with pytest.raises(ConfigError, match=r"config field methods.cf: unknown key\(s\) \['tokens'\]"):
         load_config(config)
-    return str(e.value)
+    config = default_config(tmp_path)
+    config["methods"]["mine"] = {"kind": "sepme"}
+    assert load_config(config)["methods"]["mine"] == {"kind": "sepme", "known": []}   # the kind's default
 
 
-def test_default_config_is_valid(base):
-    cfg = load_config(base)
-    assert cfg["generate"]["images_per_prompt"] >= 1
+def test_config_yaml_sets_no_key_to_its_schema_default():
+    """A value equal to the schema's default would be a second copy of it, free to drift."""
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    repeated = [f"{section}.{key}" for section, values in base.items() if isinstance(values, dict) and section != "methods"
+                for key, value in values.items() if defaults(section).get(key, object()) == value]
+    top = defaults()
+    repeated += [key for key, value in base.items() if not isinstance(value, dict) and top.get(key, object()) == value]
+    assert not repeated
 
 
-@pytest.mark.parametrize("path, value, expected", [
-    (("seed",), "zero", "config field seed: 'zero' is not of type 'integer'"),
-    (("mining", "d1"), -0.5, "config field mining.d1"),
-    (("mining", "s1"), 1.5, "config field mining.s1"),
-    (("generate", "images_per_prompt"), 0, "config field generate.images_per_prompt"),
-    (("closed_form", "ridge"), 0, "config field closed_form.ridge"),
-    (("world",), "sdxl", "config field world"),
-    (("prompt_template",), "a photo", "config field prompt_template"),
-    (("erase",), [], "config field erase"),
-])
-def test_bad_values_name_their_field(base, path, value, expected):
-    cfg = copy.deepcopy(base)
-    target = cfg
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
-    assert expected in _error(cfg)
+def test_no_code_gives_a_schema_key_a_default_of_its_own():
+    """`x.get("steps", 10)` or `setdefault("eta", 0)` for a schema key would be a second default."""
+    keys = schema_keys(schema())
+    found = []
+    files = [*(ROOT / "erasure").glob("*.py"), *(ROOT / "stages").glob("*.py"), *(ROOT / "workflow/rules").glob("*.smk")]
+    for path in files:
+        text = path.read_text()
+        tree = ast.parse(text) if path.suffix == ".py" else None
+        calls = ast.walk(tree) if tree else []
+        for node in calls:
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("get", "setdefault") and len(node.args) == 2
+                    and isinstance(node.args[0], ast.Constant) and node.args[0].value in keys):
+                found.append(f"{path.name}:{node.lineno} {node.args[0].value}")
+        if not tree:   # Snakemake rule files are not plain Python: read them as text
+            found += [f"{path.name}: {m}" for m in re.findall(r"\.(?:get|setdefault)\(\"(\w+)\", ", text) if m in keys]
+    assert not found
 
 
-def test_unknown_key_is_named(base):
-    base["mining"]["radius"] = 1
-    assert "config field mining: unknown key(s) ['radius']" in _error(base)
+def test_the_config_reference_is_in_sync_with_the_schema():
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/config_reference.py"), "--check"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    doc = (ROOT / "docs/config.md").read_text()
+    assert "| `generate.steps` | integer | `25` |" in doc and "| `methods.<name>.tokens` |" in doc
 
 
-def test_unknown_concept_and_method(base):
-    assert "unknown concept 'unicorn'" in _error({**base, "erase": ["unicorn"]})
-    assert "unknown method 'magic'" in _error({**base, "run_methods": ["original", "magic"]})
+def every_description_missing(node, path=""):
+    missing = []
+    for key, spec in node.get("properties", {}).items():
+        if isinstance(spec, dict):
+            missing += [f"{path}{key}"] * ("description" not in spec)
+            missing += every_description_missing(spec, f"{path}{key}.")
+    return missing
 
 
-def test_cross_field_checks(base):
-    base["mining"].update(d1=1.0, d2=0.5)
-    assert "mining.d2: must exceed mining.d1" in _error(base)
+def test_every_schema_key_is_described():
+    assert not every_description_missing(schema())
 
 
-def test_sd_world_needs_a_model(base):
-    assert "sd.model: required" in _error({**base, "world": "sd"})
-
-
-def test_missing_weights_say_how_to_get_them(base, tmp_path):
-    base["miniworld"]["weights"] = str(tmp_path / "nowhere")
-    assert "snakemake pretrain" in _error(base)
-
-
-@pytest.mark.parametrize("content, expected", [
-    ("concept,prompt,seed\nheart,a heart,1\n", "missing column(s) ['kind']"),
-    ("concept,prompt,seed,kind\n", "no rows"),
-    ("concept,prompt,seed,kind\nheart,a heart,1,forget\n", "kind 'forget'"),
-    ("concept,prompt,seed,kind\nheart,a heart,x,erase\n", "seed 'x' is not an integer"),
-    ("concept,prompt,seed,kind\nheart,,1,erase\n", "empty prompt"),
-])
-def test_bad_extra_prompt_csvs(base, tmp_path, content, expected):
-    csv = tmp_path / "extra.csv"
-    csv.write_text(content)
-    assert expected in _error({**base, "extra_prompts": [str(csv)]})
+@pytest.mark.parametrize("task", TASKS)
+def test_a_stage_runs_every_task_config_on_its_own(task, tmp_path, tiny_sd):
+    """`stages/<stage>.py --config configs/<task>.yaml` derives the same parameters Snakemake would pass
+    (--print-params stops before any work); a second --config carries what a site sets."""
+    site = {"out_dir": str(tmp_path / "out")}
+    if task.startswith("sd_"):
+        site["sd"] = {"model": str(tiny_sd)}
+    if task == "sd_celebrities":
+        (tmp_path / "gcd/face_recognition").mkdir(parents=True)
+        for name in ("labels.csv", "best_model_states.pkl"):
+            (tmp_path / "gcd/face_recognition" / name).write_text("")
+        site["scorer"] = {"gcd_python": sys.executable, "gcd_resources": str(tmp_path / "gcd")}
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    config = read_config_files([ROOT / "configs" / f"{task}.yaml", tmp_path / "site.yaml"])
+    method = next((m for m in config["run_methods"] if m != "original"), "original")
+    concept = slug(config["erase"][0])
+    # the report stage: it loads no model, so the check costs no torch import
+    proc = subprocess.run([sys.executable, str(ROOT / "stages/report.py"), "--config", str(ROOT / "configs" / f"{task}.yaml"),
+                           "--config", str(tmp_path / "site.yaml"), "--scores-dir", "s", "--remap-dir", "r", "--out", "o",
+                           "--print-params"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    from erasure import params
+    loaded = load_config(config)
+    assert json.loads(proc.stdout) == json.loads(json.dumps(params.report(loaded)))
+    for derive in (lambda c: params.generate(c, method), params.score, lambda c: params.remap(c, concept)):
+        assert derive(loaded)  # every stage's parameters derive from the merged task config
+    if method != "original" and config["methods"][method]["kind"] == "realera":
+        assert params.closed_form(loaded, method, concept)["concept"] == config["erase"][0]
 
 
 @pytest.mark.parametrize("name", ["../../etc", "a/b", "it's", "$(rm -rf ~)", "two words", "Amélie"])

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_stage
-from erasure.report import metrics
+from erasure.metrics import metrics
 from erasure.scoring import GcdScorer, check_gcd
 
 STAND_IN = {

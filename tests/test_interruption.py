@@ -17,8 +17,18 @@ from conftest import ROOT, miniworld_config, run_stage, write_config
 
 def start_stage(stage, *args):
     return subprocess.Popen([sys.executable, str(ROOT / "stages" / f"{stage}.py"), *map(str, args)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+
+
+def kill_on_line(proc, text):
+    """SIGKILL proc as soon as it prints a line containing `text`; fails if it finished first."""
+    for line in proc.stdout:
+        if text in line:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return
+    raise AssertionError(f"the stage finished without printing {text!r}")
 
 
 def kill_when(proc, ready, timeout=300):
@@ -80,8 +90,7 @@ def test_lora_killed_then_rerun_gives_the_same_weights(config_path, when):
     if when == "after_a_checkpoint":
         kill_when(proc, lambda: (out.parent / "checkpoint.safetensors").exists())
     else:
-        started = time.time()
-        kill_when(proc, lambda: time.time() - started > 4)   # loading or drawing anchor images
+        kill_on_line(proc, "lora step 10/")   # training has begun; the first checkpoint comes at step 20
         assert not (out.parent / "checkpoint.safetensors").exists()
     assert not out.exists()
     resumed = run_stage("train_lora", *args, "--out", out)

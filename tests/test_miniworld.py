@@ -88,7 +88,9 @@ def test_oracle_rejects_what_is_no_concept():
 
 def test_unet_training_is_deterministic_and_resumes(minilm, tmp_path, monkeypatch):
     from erasure import pretrain
-    cfg = dict(steps=6, pool_size=64, batch_size=4, log_every=100, checkpoint_every=3)
+    from erasure.config import defaults
+    cfg = {**defaults("pretrain", "unet"), "steps": 6, "pool_size": 64, "batch_size": 4, "log_every": 100,
+           "checkpoint_every": 3}
     quiet = lambda m: None
     pretrain.train_unet(minilm, tmp_path / "a", cfg, progress=quiet)
     pretrain.train_unet(minilm, tmp_path / "b", cfg, progress=quiet)

@@ -1,4 +1,6 @@
-"""The Snakemake DAG on the mini world: a complete small run, then what each kind of change reruns."""
+"""The Snakemake DAG on the mini world: a complete small run, then what each kind of change reruns.
+
+The run happens in a copy of the repository, so the edits that test reruns never touch the working tree."""
 import copy
 import csv
 import itertools
@@ -14,17 +16,31 @@ import torch
 from conftest import ROOT, miniworld_config, write_config
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--nolock", "--cores", "2"]
+CODE = ["Snakefile", "config.yaml", "workflow", "stages", "erasure", "data/miniworld"]
 
 
-def snakemake(configfile, *args):
-    # Targets and flags go before --configfile, which takes every value after it.
-    return subprocess.run([*SNAKEMAKE, *args, "--configfile", str(configfile)], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+def snakemake(configfile, *args, repo=ROOT):
+    # Targets and flags go before --configfile, which takes every value after it. The package is
+    # imported from `repo`, so a copy runs (and is planned with) its own code.
+    return subprocess.run([*SNAKEMAKE, *args, "--configfile", str(configfile)], cwd=repo, capture_output=True,
+                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(repo)})
 
 
-def planned_rules(configfile):
+def copy_repo(dest):
+    """The code and data a run needs, copied with their timestamps (outputs stay newer than their code)."""
+    for name in CODE:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def planned_rules(configfile, repo=ROOT):
     """The rules a dry run would execute (from its job-stats table)."""
-    proc = snakemake(configfile, "-n")
+    proc = snakemake(configfile, "-n", repo=repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     if "Nothing to be done" in proc.stdout + proc.stderr:
         return set()
@@ -34,17 +50,19 @@ def planned_rules(configfile):
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
+    """(tmp, config, config path, repository copy) of a complete run of RealEra's Table 3 variants."""
     tmp = tmp_path_factory.mktemp("pipeline")
+    repo = copy_repo(tmp / "repo")
     config = miniworld_config(tmp, run_methods=["original", "cf", "cf_na", "cf_na_mine", "realera"])  # Table 3
     config["miniworld"]["weights"] = str(shutil.copytree(ROOT / "weights/miniworld", tmp / "weights"))
     path = write_config(tmp, config)
-    proc = snakemake(path, "all")
+    proc = snakemake(path, "all", repo=repo)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return tmp, config, path
+    return tmp, config, path, repo
 
 
 def test_report_has_the_papers_columns(finished_run):
-    tmp, config, _ = finished_run
+    tmp, config, _, _ = finished_run
     with open(tmp / "out/report/summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert {"method", "concept", "acc_e", "acc_s", "acc_g", "h_o", "n_images"} <= set(rows[0])
@@ -57,7 +75,7 @@ def test_report_has_the_papers_columns(finished_run):
 def test_the_four_table3_variants_give_different_weights(finished_run):
     from erasure.edits import apply_edit
     from erasure.world import load_miniworld
-    tmp, config, _ = finished_run
+    tmp, config, _, _ = finished_run
     out = tmp / "out"
     weights = {}
     for method in ("cf", "cf_na", "cf_na_mine", "realera"):
@@ -69,57 +87,82 @@ def test_the_four_table3_variants_give_different_weights(finished_run):
         assert not torch.equal(weights[a], weights[b]), f"{a} and {b} have the same weights"
 
 
-def test_the_same_config_twice_gives_identical_bytes(finished_run, tmp_path):
+def test_the_same_config_again_gives_identical_bytes(finished_run, tmp_path):
+    """A second run from scratch of the same config, cut to the full method (realera: every stage) and
+    the unedited model, writes byte-identical weights, images and summary rows."""
     import hashlib
-    tmp, config, _ = finished_run
+    tmp, config, _, repo = finished_run
     again = copy.deepcopy(config)
-    again["out_dir"] = str(tmp_path / "out")
-    proc = snakemake(write_config(tmp_path, again), "all")
+    again.update(out_dir=str(tmp_path / "out"), run_methods=["original", "realera"])
+    proc = snakemake(write_config(tmp_path, again), "all", repo=repo)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
     def hashes(out):
-        # weights, images and the report's tables (other CSVs and sidecars name their own paths)
-        files = [p for p in sorted(out.rglob("*")) if p.is_file() and "logs" not in p.parts and
-                 (p.suffix in {".safetensors", ".png"} or (p.parent.name == "report" and p.suffix in {".csv", ".md"}))]
+        # weights and images (other CSVs and sidecars name their own paths)
+        files = [p for p in sorted(out.rglob("*")) if p.is_file() and p.suffix in {".safetensors", ".png"}
+                 and "logs" not in p.parts and "report" not in p.parts]
         return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-    first = hashes(tmp / "out")
-    assert len(first) > 20 and hashes(tmp_path / "out") == first
+
+    def summary(out):
+        with open(out / "report/summary.csv") as f:
+            return [r for r in csv.DictReader(f) if r["method"] in ("original", "realera") and r["concept"] != "average"]
+    second = hashes(tmp_path / "out")
+    assert len(second) > 20 and any("lora/realera" in p for p in second)
+    assert {p: h for p, h in hashes(tmp / "out").items() if p in second} == second
+    assert summary(tmp_path / "out") == summary(tmp / "out")
 
 
 def test_nothing_to_do_after_a_complete_run(finished_run):
-    assert planned_rules(finished_run[2]) == set()
+    _, _, path, repo = finished_run
+    assert planned_rules(path, repo) == set()
 
 
 def test_generation_change_reruns_generate_score_report(finished_run):
-    tmp, config, _ = finished_run
+    tmp, config, _, repo = finished_run
     changed = copy.deepcopy(config)
     changed["generate"]["steps"] += 1
-    assert planned_rules(write_config(tmp, changed, "gen.yaml")) == {"generate", "score", "report", "all"}
+    assert planned_rules(write_config(tmp, changed, "gen.yaml"), repo) == {"generate", "score", "report", "all"}
 
 
 def test_mining_change_reruns_from_mine(finished_run):
-    tmp, config, _ = finished_run
+    tmp, config, _, repo = finished_run
     changed = copy.deepcopy(config)
     changed["mining"]["d1"] = 0.5
-    assert planned_rules(write_config(tmp, changed, "mine.yaml")) == {
+    assert planned_rules(write_config(tmp, changed, "mine.yaml"), repo) == {
         "mine", "audit", "closed_form", "train_lora", "generate", "score", "remap", "report", "all"}
 
 
-def test_editing_a_stage_reruns_it_and_what_follows(finished_run):
-    # A real edit: Snakemake ignores a newer mtime when the file's checksum is unchanged.
-    source = ROOT / "stages" / "score.py"
-    text, stat = source.read_text(), source.stat()
+# Which rules an edit of one source file reruns (with what follows them), in the run's DAG.
+EDITS = {
+    "stages/score.py": {"score", "report", "all"},
+    "erasure/oracle.py": {"score", "report", "all"},              # the scorer's labels
+    "erasure/report.py": {"report", "all"},
+    "erasure/audit.py": {"audit", "all"},
+    "erasure/uce.py": {"closed_form", "train_lora", "generate", "score", "remap", "report", "all"},
+    # the LoRA stage, and what reads LoRAs (generate and remap) and their images
+    "erasure/lora.py": {"train_lora", "generate", "remap", "score", "report", "all"},
+    "erasure/sampling.py": {"train_lora", "generate", "remap", "score", "report", "all"},
+}
+
+
+@pytest.mark.parametrize("source", EDITS)
+def test_editing_a_source_file_reruns_exactly_what_imports_it(finished_run, source):
+    # A real edit, in the run's copy of the repository: Snakemake ignores a newer mtime when the file's
+    # checksum is unchanged.
+    _, _, path, repo = finished_run
+    edited = repo / source
+    text, stat = edited.read_text(), edited.stat()
     try:
-        source.write_text(text + "\n# edited by test_pipeline\n")
-        assert planned_rules(finished_run[2]) == {"score", "report", "all"}
+        edited.write_text(text + "\n# edited by test_pipeline\n")
+        assert planned_rules(path, repo) == EDITS[source]
     finally:
-        source.write_text(text)
-        os.utime(source, (stat.st_atime, stat.st_mtime))
+        edited.write_text(text)
+        os.utime(edited, (stat.st_atime, stat.st_mtime))
 
 
 def test_retrained_weights_rerun_what_loads_them(finished_run):
     from safetensors.torch import load_file, save_file
-    tmp, _, path = finished_run
+    tmp, _, path, repo = finished_run
     expected = {"oracle": {"score", "report", "all"},
                 "unet": {"closed_form", "train_lora", "generate", "score", "remap", "report", "all"}}
     for name, rules in expected.items():
@@ -127,7 +170,7 @@ def test_retrained_weights_rerun_what_loads_them(finished_run):
         data, stat = weights.read_bytes(), weights.stat()
         try:  # the same tensors under new metadata: new bytes, as a retrained file would have
             save_file(load_file(weights), weights, metadata={"retrained": "yes"})
-            assert planned_rules(path) == rules
+            assert planned_rules(path, repo) == rules
         finally:
             weights.write_bytes(data)
             os.utime(weights, (stat.st_atime, stat.st_mtime))

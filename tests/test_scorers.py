@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from conftest import run_stage
@@ -31,10 +32,13 @@ def test_clip_zero_shot_with_random_weights(images):
     concepts = ["cat", "dog", "truck"]
     rows = scorer.score(paths, concepts, prompts=["a cat", "a dog", "a cat", "a truck"])
     assert len(rows) == 4
-    for r in rows:
+    for r, path, prompt in zip(rows, paths, ["a cat", "a dog", "a cat", "a truck"]):
         assert r["label"] in concepts and abs(sum(r["prob"].values()) - 1) < 1e-4
         assert r["label"] == max(r["prob"], key=r["prob"].get)
-        assert -100 <= r["clip_score"] <= 100
+        with torch.inference_mode():   # CLIP score = 100 cos(image, its own prompt), computed here directly
+            image = scorer.model.encode_image(scorer.preprocess(Image.open(path).convert("RGB"))[None])
+            text = scorer.model.encode_text(scorer.tokenizer([prompt]))
+        assert abs(r["clip_score"] - 100 * torch.cosine_similarity(image, text).item()) < 1e-3
     again = scorer.score(paths, concepts, prompts=["a cat", "a dog", "a cat", "a truck"])
     assert again == rows
 

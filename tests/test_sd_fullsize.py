@@ -9,6 +9,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from conftest import run_stage
+from erasure.config import defaults
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +29,7 @@ def test_mine_closed_form_and_generate_at_full_size(full_sd, tmp_path):
               "--concept", "heart", "--sampler", "paper", "--out", tmp_path / "mine.safetensors")
     assert load_file(tmp_path / "mine.safetensors")["p0.erase"].shape[-1] == 768
 
-    cf = {**world, "concept": "heart", "regularization": "projected",
+    cf = {**world, "concept": "heart", "kind": "realera", "regularization": "projected",
           "closed_form": dict(lam=1.0, ridge=0.1, reg_weight=1.0), "preserve_prompts": ["a shape"]}
     run_stage("closed_form", "--params", json.dumps(cf), "--method", "realera", "--concept", "heart",
               "--embeddings", tmp_path / "mine.safetensors", "--out", tmp_path / "deltas.safetensors")
@@ -38,7 +39,7 @@ def test_mine_closed_form_and_generate_at_full_size(full_sd, tmp_path):
     assert all(v.shape[1] == 768 and torch.isfinite(v).all() for v in deltas.values())
 
     (tmp_path / "prompts.csv").write_text("id,concept,kind,prompt,seed\n0,heart,erase,a heart,0\n")
-    gen = {"steps": 2, "guidance": 7.5, "images_per_prompt": 1, "batch_size": 1}
+    gen = {**defaults("generate"), "steps": 2, "guidance": 7.5, "eta": 0.0, "images_per_prompt": 1, "batch_size": 1}
     run_stage("generate", "--params", json.dumps({**world, "method": "realera", "generate": gen}),
               "--prompts", tmp_path / "prompts.csv", "--deltas", tmp_path / "deltas.safetensors",
               "--out", tmp_path / "images.csv")

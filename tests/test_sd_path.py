@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import run_stage
+from erasure.config import defaults
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +22,11 @@ def sd_run(tiny_sd, tmp_path_factory):
             "mining": mining, "prompt_bank": [], "seed": 3}
     run_stage("mine", "--params", json.dumps(mine), "--concept", "heart", "--sampler", "paper",
               "--out", tmp / "mine.safetensors")
-    cf = {**world, "concept": "heart", "regularization": "projected",
+    cf = {**world, "concept": "heart", "kind": "realera", "regularization": "projected",
           "closed_form": dict(lam=1.0, ridge=0.1, reg_weight=1.0), "preserve_prompts": ["a star"]}
     run_stage("closed_form", "--params", json.dumps(cf), "--method", "realera", "--concept", "heart",
               "--embeddings", tmp / "mine.safetensors", "--out", tmp / "deltas.safetensors")
-    gen = {"steps": 2, "guidance": 5.0, "images_per_prompt": 2, "batch_size": 4}
+    gen = {**defaults("generate"), "steps": 2, "guidance": 5.0, "eta": 0.0, "images_per_prompt": 2, "batch_size": 4}
     lora = {**world, "concept": "heart", "lora": dict(rank=2, steps=4, lr=1e-3, batch_size=2, anchor_images=2,
                                                       anchor_steps=2, anchor_guidance=5.0),
             "regularization": "projected", "preserve_prompts": ["a star"], "seed": 1}

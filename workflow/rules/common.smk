@@ -1,13 +1,16 @@
+import ast
 import json
 import os
 import re
 import shlex
 import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from erasure import params as P
-from erasure.config import ConfigError, load_config, slug
+from erasure import params as P, prompts
+from erasure.config import ConfigError, load_config
+from erasure.io import slug
 
 try:
     load_config(config)  # validates, fills defaults in place, checks files; nothing runs on a bad config
@@ -22,6 +25,7 @@ EDIT_METHODS = [m for m in config["run_methods"] if m != "original"]
 SAMPLERS = sorted({METHODS[m]["mining"] for m in EDIT_METHODS if METHODS[m]["kind"] == "realera"} - {"none"})
 AUDITS = [f"{OUT}/mine/{s}/{c}_audit/audit.md" for s in SAMPLERS for c in ERASE]
 PY = sys.executable  # the interpreter running Snakemake (the project venv)
+BASEDIR = Path(workflow.basedir)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 wildcard_constraints:
@@ -41,13 +45,36 @@ ESD_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "esd"])
 SEPME_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "sepme"])
 
 
-def src(*names):
-    """A stage's own source files: editing one reruns that stage and what follows."""
-    return [f"stages/{n}.py" if "/" not in n else n for n in names]
+def _imported_modules(path):
+    """The erasure/ modules one source file imports (at the top or inside functions), as file paths."""
+    tree = ast.parse((BASEDIR / path).read_text(encoding="utf-8"), filename=path)
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.split(".")[0] == "erasure"}
+        elif isinstance(node, ast.ImportFrom):
+            package = "erasure" if node.level else node.module
+            if node.level and node.module:
+                package = f"erasure.{node.module}"
+            if package == "erasure" or (package or "").startswith("erasure."):
+                names |= {package} | {f"{package}.{a.name}" for a in node.names}
+    files = [name.replace(".", "/") + ".py" for name in names]
+    return [f for f in files if (BASEDIR / f).is_file()] + ["erasure/__init__.py"]
 
 
-PACKAGE = ["erasure/config.py", "erasure/params.py", "erasure/cli.py", "erasure/io.py"]
-WORLD = ["erasure/world.py", "erasure/text.py", "erasure/miniworld.py"]
+def code_inputs(*entry_points):
+    """The source files a rule runs: its entry points (a stage, or a module its run: block calls) and
+    every erasure/ module they import, directly or through another. Editing any of them reruns the rule
+    and what follows; lists kept by hand drifted from the imports."""
+    files, todo = set(), [f"stages/{e}.py" if "/" not in e else e for e in entry_points]
+    while todo:
+        path = todo.pop()
+        if path not in files:
+            files.add(path)
+            todo += _imported_modules(path) if path.endswith(".py") else []
+    return sorted(files)
+
+
 # The mini world's weight files are inputs of the rules that load them, so retrained weights rerun
 # what depends on them. (Stable Diffusion weights sit behind a model id Snakemake cannot track.)
 _MINI = config["miniworld"]["weights"] if config["world"] == "miniworld" else None
@@ -87,7 +114,13 @@ def res(rule_name, key):
     default = DEFAULT_RESOURCES[rule_name][key]
     if key == "mem_mb" and config["world"] == "miniworld":
         default = MINIWORLD_MEM_MB
-    return config.get("resources", {}).get(rule_name, {}).get(key, default)
+    return config["resources"].get(rule_name, {}).get(key, default)
+
+
+def resources_of(rule_name, **fixed):
+    """A rule's SLURM resources (mem_mb, runtime in minutes, gpu); `fixed` pins a value the config
+    cannot override (the CPU-only rules that borrow another rule's sizes)."""
+    return {key: res(rule_name, key) for key in ("mem_mb", "runtime", "gpu")} | fixed
 
 
 def deltas_path(method, concept):

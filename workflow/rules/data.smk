@@ -2,8 +2,8 @@
 # Offline, with a source file absent, the run stops here, before any job, saying what to download.
 from pathlib import Path
 
-from erasure import datasets
-from erasure.config import dataset_prompt_files
+from erasure import datasets, io
+from erasure.prompts import dataset_prompt_files
 
 I2P = config["i2p"]
 COCO = config["coco"]
@@ -29,10 +29,10 @@ rule fetch_i2p:
 rule i2p_prompts:
     input:
         raw=I2P["raw"],
-        code=src("erasure/datasets.py"),
+        code=code_inputs("erasure/datasets.py"),
     output:
         csv=I2P["prompts"],
-        sidecar=str(Path(I2P["prompts"]).with_suffix(".json")),
+        sidecar=str(io.sidecar_path(I2P["prompts"])),
     params:
         concept=I2P["concept"],
         rows=I2P["rows"],
@@ -56,10 +56,10 @@ rule fetch_coco:
 rule coco_prompts:
     input:
         raw=COCO["raw"],
-        code=src("erasure/datasets.py"),
+        code=code_inputs("erasure/datasets.py"),
     output:
         csv=COCO["prompts"],
-        sidecar=str(Path(COCO["prompts"]).with_suffix(".json")),
+        sidecar=str(io.sidecar_path(COCO["prompts"])),
     params:
         rows=COCO["rows"],
         seed=config["seed"],

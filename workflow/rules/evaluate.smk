@@ -31,17 +31,17 @@ rule prompts:
     input:
         config["extra_prompts"],
         DATASET_PROMPTS,
-        src("erasure/config.py"),
+        code=code_inputs("erasure/params.py", "erasure/io.py"),
     output:
         f"{OUT}/prompts.csv",
     params:
         # Built-in and extra rows; I2P's and COCO's enter by their files (input above), built by their rules.
-        rows=lambda w: P.prompt_table(config, datasets=False),
+        rows=lambda w: prompts.prompt_table(config, datasets=False),
         i2p=I2P if I2P["enabled"] else None,
         coco={k: COCO[k] for k in ("raw", "prompts", "sha256", "rows")} if COCO["enabled"] else None,
     run:
         from erasure import io
-        rows = P.prompt_table(config)
+        rows = prompts.prompt_table(config)
         columns = ["id", "concept", "kind", "prompt", "seed"] + (["images"] if any("images" in r for r in rows) else [])
         io.write_csv(output[0], columns, [[row.get(c, "") for c in columns] for row in rows])
 
@@ -49,7 +49,8 @@ rule prompts:
 rule generate:
     input:
         unpack(edit_inputs),
-        src("generate", "erasure/sampling.py", "erasure/edits.py", *PACKAGE, *WORLD, *UNET_WEIGHTS),
+        code=code_inputs("generate"),
+        weights=UNET_WEIGHTS,
         prompts=rules.prompts.output[0],
     output:
         manifest=f"{OUT}/images/{{method}}/{{concept}}.csv",
@@ -61,18 +62,17 @@ rule generate:
         f"{OUT}/logs/generate/{{method}}/{{concept}}.log",
     threads: res("generate", "threads")
     resources:
-        mem_mb=res("generate", "mem_mb"),
-        runtime=res("generate", "runtime"),
-        gpu=res("generate", "gpu"),
+        **resources_of("generate"),
     shell:
-        "{PY} stages/generate.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
+        "{PY:q} stages/generate.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
         " --prompts {input.prompts:q} {params.edit} {params.associated} --out {output.manifest:q}"
         " --threads {threads} > {log:q} 2>&1"
 
 
 rule score:
     input:
-        src("score", "erasure/scoring.py", "erasure/oracle.py", *PACKAGE, *ORACLE_WEIGHTS),
+        code=code_inputs("score"),
+        weights=ORACLE_WEIGHTS,
         manifest=rules.generate.output.manifest,
     output:
         scores=f"{OUT}/scores/{{method}}/{{concept}}.csv",
@@ -83,18 +83,17 @@ rule score:
         f"{OUT}/logs/score/{{method}}/{{concept}}.log",
     threads: res("score", "threads")
     resources:
-        mem_mb=res("score", "mem_mb"),
-        runtime=res("score", "runtime"),
-        gpu=res("score", "gpu"),
+        **resources_of("score"),
     shell:
-        "{PY} stages/score.py --params {params.p:q} --manifest {input.manifest:q} --out {output.scores:q}"
+        "{PY:q} stages/score.py --params {params.p:q} --manifest {input.manifest:q} --out {output.scores:q}"
         " --threads {threads} > {log:q} 2>&1"
 
 
 rule remap:
     input:
         unpack(edit_inputs),
-        src("remap", "erasure/closed_form.py", "erasure/edits.py", *PACKAGE, *WORLD, *UNET_WEIGHTS),
+        code=code_inputs("remap"),
+        weights=UNET_WEIGHTS,
         prompts=rules.prompts.output[0],
     output:
         f"{OUT}/remap/{{method}}/{{concept}}.json",
@@ -105,11 +104,9 @@ rule remap:
         f"{OUT}/logs/remap/{{method}}/{{concept}}.log",
     threads: res("remap", "threads")
     resources:
-        mem_mb=res("remap", "mem_mb"),
-        runtime=res("remap", "runtime"),
-        gpu=res("remap", "gpu"),
+        **resources_of("remap"),
     shell:
-        "{PY} stages/remap.py --params {params.p:q} --concept {wildcards.concept} --prompts {input.prompts:q}"
+        "{PY:q} stages/remap.py --params {params.p:q} --concept {wildcards.concept} --prompts {input.prompts:q}"
         " {params.edit} --out {output:q} --threads {threads} > {log:q} 2>&1"
 
 
@@ -118,7 +115,7 @@ FID_REFERENCE = f"{OUT}/quality/reference.safetensors"
 
 rule fid_reference:
     input:
-        src("fid_reference", "erasure/quality.py", *PACKAGE),
+        code=code_inputs("fid_reference"),
     output:
         FID_REFERENCE,
     params:
@@ -127,16 +124,14 @@ rule fid_reference:
         f"{OUT}/logs/fid_reference.log",
     threads: res("quality", "threads")
     resources:
-        mem_mb=res("quality", "mem_mb"),
-        runtime=res("quality", "runtime"),
-        gpu=res("quality", "gpu"),
+        **resources_of("quality"),
     shell:
-        "{PY} stages/fid_reference.py --params {params.p:q} --out {output:q} --threads {threads} > {log:q} 2>&1"
+        "{PY:q} stages/fid_reference.py --params {params.p:q} --out {output:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule quality:
     input:
-        src("quality", "erasure/quality.py", "erasure/scoring.py", *PACKAGE),
+        code=code_inputs("quality"),
         manifest=rules.generate.output.manifest,
         reference=[FID_REFERENCE] if COCO["reference_dir"] else [],
     output:
@@ -148,11 +143,9 @@ rule quality:
         f"{OUT}/logs/quality/{{method}}/{{concept}}.log",
     threads: res("quality", "threads")
     resources:
-        mem_mb=res("quality", "mem_mb"),
-        runtime=res("quality", "runtime"),
-        gpu=res("quality", "gpu"),
+        **resources_of("quality"),
     shell:
-        "{PY} stages/quality.py --params {params.p:q} --manifest {input.manifest:q} {params.reference}"
+        "{PY:q} stages/quality.py --params {params.p:q} --manifest {input.manifest:q} {params.reference}"
         " --out {output:q} --threads {threads} > {log:q} 2>&1"
 
 
@@ -169,7 +162,7 @@ def report_inputs(w):
 rule report:
     input:
         report_inputs,
-        src("report", "erasure/report.py", *PACKAGE),
+        code=code_inputs("report"),
         prompts=rules.prompts.output[0],
     output:
         summary=f"{REPORT}/summary.csv",
@@ -178,13 +171,13 @@ rule report:
         per_prompt=f"{REPORT}/per_prompt.csv",
     params:
         p=as_json(lambda w: P.report(config)),
+        out=OUT,
+        report=REPORT,
     log:
         f"{OUT}/logs/{config['report']['name']}.log",
     threads: res("report", "threads")
     resources:
-        mem_mb=res("report", "mem_mb"),
-        runtime=res("report", "runtime"),
-        gpu=res("report", "gpu"),
+        **resources_of("report"),
     shell:
-        "{PY} stages/report.py --params {params.p:q} --prompts {input.prompts:q} --scores-dir {OUT}/scores"
-        " --remap-dir {OUT}/remap --quality-dir {OUT}/quality --out {REPORT} --threads {threads} > {log:q} 2>&1"
+        "{PY:q} stages/report.py --params {params.p:q} --prompts {input.prompts:q} --scores-dir {params.out:q}/scores"
+        " --remap-dir {params.out:q}/remap --quality-dir {params.out:q}/quality --out {params.report:q} --threads {threads} > {log:q} 2>&1"

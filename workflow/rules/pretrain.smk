@@ -3,20 +3,19 @@
 # {OUT}/pretrain to use freshly trained ones.
 rule pretrain:
     input:
-        src("pretrain", "erasure/pretrain.py", "erasure/oracle.py", "erasure/render.py", "erasure/sampling.py",
-            "erasure/miniworld.py", "erasure/text.py", "data/miniworld/concepts.json"),
+        code=code_inputs("pretrain"),
+        concepts="data/miniworld/concepts.json",
     output:
         unet=f"{OUT}/pretrain/unet.safetensors",
         oracle=f"{OUT}/pretrain/oracle.safetensors",
         card=f"{OUT}/pretrain/card.json",
     params:
-        p=json.dumps(config.get("pretrain", {}), sort_keys=True),
+        p=as_json(lambda w: P.pretrain(config)),
+        out=lambda w, output: os.path.dirname(output.unet),
     log:
         f"{OUT}/logs/pretrain.log",
     threads: res("pretrain", "threads")
     resources:
-        mem_mb=res("pretrain", "mem_mb"),
-        runtime=res("pretrain", "runtime"),
-        gpu=res("pretrain", "gpu"),
+        **resources_of("pretrain"),
     shell:
-        "{PY} stages/pretrain.py --out {OUT}/pretrain --params {params.p:q} --threads {threads} > {log:q} 2>&1"
+        "{PY:q} stages/pretrain.py --out {params.out:q} --params {params.p:q} --threads {threads} > {log:q} 2>&1"

@@ -4,14 +4,14 @@ rule original_table:
     input:
         per_prompt=f"{REPORT}/per_prompt.csv",
         summary=f"{REPORT}/summary.csv",
-        script="stages/original_table.py",
+        script=code_inputs("original_table"),
     output:
         csv="results/miniworld/original.csv",
         md="results/miniworld/original.md",
     log:
         f"{OUT}/logs/original_table.log",
     shell:
-        "{PY} stages/original_table.py --per-prompt {input.per_prompt:q} --weights {config[miniworld][weights]:q}"
+        "{PY:q} stages/original_table.py --per-prompt {input.per_prompt:q} --weights {config[miniworld][weights]:q}"
         " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
 
 
@@ -27,12 +27,12 @@ if config["report"]["results"]:
     rule results:
         input:
             unpack(results_sources),
-            script="stages/results_table.py",
+            script=code_inputs("results_table"),
         output:
             csv=f"{config['report']['results']}.csv",
             md=f"{config['report']['results']}.md",
         params:
             command=config["report"]["command"],
         shell:
-            "{PY} stages/results_table.py --csv {input.csv:q} --md {input.md:q} --command {params.command:q}"
+            "{PY:q} stages/results_table.py --csv {input.csv:q} --md {input.md:q} --command {params.command:q}"
             " --out-csv {output.csv:q} --out-md {output.md:q}"

@@ -18,8 +18,8 @@ def set_concept_args(name):
 
 rule sepme_set:
     input:
-        src("sepme", "erasure/sepme.py", "erasure/mining.py", "erasure/closed_form.py", *PACKAGE, *WORLD,
-            *UNET_WEIGHTS),
+        code=code_inputs("sepme"),
+        weights=UNET_WEIGHTS,
     output:
         increments=directory(f"{OUT}/sepme_sets/{{set}}/increments"),
         all=f"{OUT}/sepme_sets/{{set}}/all.safetensors",
@@ -31,17 +31,16 @@ rule sepme_set:
         f"{OUT}/logs/sepme_set/{{set}}.log",
     threads: res("sepme_set", "threads")
     resources:
-        mem_mb=res("sepme_set", "mem_mb"),
-        runtime=res("sepme_set", "runtime"),
-        gpu=res("sepme_set", "gpu"),
+        **resources_of("sepme_set"),
     shell:
-        "{PY} stages/sepme.py --params {params.p:q} {params.concepts} --increments-dir {output.increments:q}"
+        "{PY:q} stages/sepme.py --params {params.p:q} {params.concepts} --increments-dir {output.increments:q}"
         " --out {output.all:q} --joint {output.joint:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule sepme_restore:
     input:
-        src("sepme", "erasure/sepme.py", *PACKAGE, *WORLD, *UNET_WEIGHTS),
+        code=code_inputs("sepme"),
+        weights=UNET_WEIGHTS,
         increments=rules.sepme_set.output.increments,
     output:
         f"{OUT}/sepme_sets/{{set}}/restore.safetensors",
@@ -52,11 +51,9 @@ rule sepme_restore:
         f"{OUT}/logs/sepme_restore/{{set}}.log",
     threads: res("sepme_set", "threads")
     resources:
-        mem_mb=res("sepme_set", "mem_mb"),
-        runtime=res("sepme_set", "runtime"),
-        gpu=0,
+        **resources_of("sepme_set", gpu=0),
     shell:
-        "{PY} stages/sepme.py --increments-dir {input.increments:q} {params.keep} --out {output:q} > {log:q} 2>&1"
+        "{PY:q} stages/sepme.py --increments-dir {input.increments:q} {params.keep} --out {output:q} > {log:q} 2>&1"
 
 
 def sepme_scores(w):
@@ -69,15 +66,15 @@ def sepme_scores(w):
 rule sepme_table:
     input:
         sepme_scores,
-        src("sepme_table", "erasure/report.py", *PACKAGE),
+        code=code_inputs("sepme_table"),
     output:
         csv=f"{OUT}/report/sepme.csv",
         md=f"{OUT}/report/sepme.md",
     params:
-        p=lambda w: json.dumps({"sets": config["sepme_sets"], "restore": config["sepme_restore"],
-                                "images_per_prompt": config["generate"]["images_per_prompt"]}, sort_keys=True),
+        p=as_json(lambda w: P.sepme_table(config)),
+        out=OUT,
     log:
         f"{OUT}/logs/sepme_table.log",
     shell:
-        "{PY} stages/sepme_table.py --params {params.p:q} --scores-dir {OUT}/scores"
+        "{PY:q} stages/sepme_table.py --params {params.p:q} --scores-dir {params.out:q}/scores"
         " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"

@@ -1,0 +1,71 @@
+"""Checks of what a config points at outside itself: model directories, weight files, other
+environments, datasets. Plain file checks with no heavy imports, so validating a config stays fast and
+the stages that load a model import only what they use."""
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+def check(config: dict) -> None:
+    """Every outside file the config needs exists, before any work starts."""
+    if config["world"] == "miniworld":
+        weights = Path(config["miniworld"]["weights"]) / "unet.safetensors"
+        if not weights.is_file():
+            raise ConfigError(f"config field miniworld.weights: {weights} not found; "
+                              "restore it from git or run `snakemake pretrain`")
+    if config["world"] == "sd":
+        try:
+            check_sd_model(config["sd"]["model"])
+        except ValueError as e:
+            raise ConfigError(f"config field {e}") from None
+        if config["scorer"]["kind"] == "gcd":
+            s = config["scorer"]
+            try:
+                check_gcd(s["gcd_python"], s["gcd_resources"], s["gcd_weights_file"])
+            except FileNotFoundError as e:
+                raise ConfigError(str(e)) from None
+    check_coco(config)
+
+
+def check_sd_model(model: str) -> None:
+    """A local SD directory must exist and be a diffusers layout; a hub id ("org/name") is resolved by
+    diffusers itself."""
+    path = Path(model).expanduser()
+    looks_local = model.startswith(("/", ".", "~")) or model.count("/") > 1
+    if looks_local and not path.exists():
+        raise ValueError(f"sd.model {model!r}: no such directory; give a local diffusers directory or a model id")
+    if path.exists() and not (path / "model_index.json").is_file():
+        raise ValueError(f"sd.model {model!r} is not a diffusers model directory (no model_index.json); "
+                         "point it at a directory saved with save_pretrained or at a model id")
+
+
+def check_gcd(python: str, resources: str, weights_file: str) -> None:
+    """One message naming the field to fix, before any image is read."""
+    where = "create it as README 'Celebrity detector (GCD)' says and set"
+    if not python or not Path(python).is_file():
+        raise FileNotFoundError(f"config field scorer.gcd_python: {python!r} is not a Python executable; "
+                                f"the GIPHY Celebrity Detector needs its own environment: {where} scorer.gcd_python")
+    res = Path(resources or "")
+    for need in ("face_recognition/labels.csv", weights_file):
+        if not resources or not (res / need).is_file():
+            raise FileNotFoundError(f"config field scorer.gcd_resources: {res / need} not found; download GCD's "
+                                    f"resources (examples/download_model.py in its repository) and {where} "
+                                    "scorer.gcd_resources")
+
+
+def check_coco(config: dict) -> None:
+    """COCO-30k's CLIP score and FID need Stable Diffusion, and FID needs both of its folders."""
+    coco = config["coco"]
+    if not coco["enabled"]:
+        return
+    if config["world"] != "sd":
+        raise ConfigError("config field coco.enabled: COCO-30k captions need world: sd (the mini world draws shapes)")
+    if coco["reference_dir"] is None:
+        return
+    if not Path(coco["reference_dir"]).is_dir():
+        raise ConfigError(f"config field coco.reference_dir: {coco['reference_dir']} is not a folder; put the real "
+                          "COCO val2014 images there (or set it to null for CLIP score without FID)")
+    weights = Path(coco["inception_dir"] or "") / "inception-2015-12-05.pt"
+    if not coco["inception_dir"] or not weights.is_file():
+        raise ConfigError(f"config field coco.inception_dir: {weights} not found; FID uses clean-fid's Inception "
+                          "(README 'COCO-30k'): download inception-2015-12-05.pt into that folder")
