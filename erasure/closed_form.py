@@ -14,7 +14,9 @@ import torch
 from .mining import project_out
 
 
-def mixing_matrix(erase, targets, preserve, lam, ridge, erase_weights=None, preserve_weights=None):
+def mixing_matrix(erase: torch.Tensor, targets: torch.Tensor, preserve: torch.Tensor, lam: float, ridge: float,
+                  erase_weights: torch.Tensor | None = None,
+                  preserve_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
     """M [D, D] (float64) such that W = W0 M minimises the objective above.
 
     erase, targets: [N, D] rows e_i and a_i; preserve: [P, D]. Optional per-row weights scale each term.
@@ -36,14 +38,14 @@ def mixing_matrix(erase, targets, preserve, lam, ridge, erase_weights=None, pres
     return m, cond
 
 
-def weight_deltas(modules, m):
+def weight_deltas(modules: dict[str, torch.nn.Linear], m: torch.Tensor) -> dict[str, torch.Tensor]:
     """{module name: W0 (M - I)} in each module's dtype, for every edited projection."""
     eye = torch.eye(m.shape[0], dtype=torch.float64)
     return {name: (mod.weight.detach().double() @ (m - eye)).to(mod.weight.dtype).contiguous()
             for name, mod in modules.items()}
 
 
-def apply_deltas(modules, deltas, scale=1.0):
+def apply_deltas(modules: dict[str, torch.nn.Linear], deltas: dict[str, torch.Tensor], scale: float = 1.0) -> None:
     """Add deltas in place to the named modules' weights."""
     missing = set(deltas) - set(modules)
     if missing:
@@ -53,7 +55,8 @@ def apply_deltas(modules, deltas, scale=1.0):
             modules[name].weight += scale * delta.to(modules[name].weight)
 
 
-def remap_score(modules, deltas, prompt_tokens, anchor_tokens):
+def remap_score(modules: dict[str, torch.nn.Linear], deltas: dict[str, torch.Tensor], prompt_tokens: torch.Tensor,
+                anchor_tokens: torch.Tensor) -> float:
     """Sample-free diagnostic: how far an edit moves a prompt's keys/values toward the anchor's.
 
     t = <W h - W0 h, W0 a - W0 h> / ||W0 a - W0 h||^2 per layer (1 = fully remapped, 0 = untouched),

@@ -124,6 +124,13 @@ def check(config: dict) -> dict:
         for other in m["known"] if m["kind"] == "sepme" else []:
             if other not in concepts:
                 raise ConfigError(f"config field methods.{name}.known: unknown concept {other!r}; known: {sorted(concepts)}")
+    no_preserve = config["preserve"] != "others" and not config["preserve"]
+    for name in config["run_methods"]:
+        m = config["methods"].get(name)
+        if no_preserve and m and m["kind"] == "realera" and m["lora"] and m["regularization"] == "none":
+            raise ConfigError(f"config field preserve: empty, and method {name} trains its LoRA without "
+                              "regularization, so its Eq. 9 has nothing to keep; list preserve prompts or use a "
+                              "method with regularization (paper, projected)")
     for name, members in config["sepme_sets"].items():
         for c in members:
             if c not in concepts:

@@ -1,16 +1,20 @@
 """Applying a method's edits to a world: closed-form deltas, then an optional LoRA (fused)."""
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file
 
 from .closed_form import apply_deltas
 
+if TYPE_CHECKING:
+    from .world import World
+
 LORA_FILE = "pytorch_lora_weights.safetensors"
 
 
-def apply_edit(world, deltas_path=None, lora_dir=None):
+def apply_edit(world: "World", deltas_path: str | Path | None = None, lora_dir: str | Path | None = None) -> "World":
     """Add weight deltas, then load and fuse a LoRA if given.
 
     Delta files are keyed by module name (closed forms: the module's weight) or by parameter name
@@ -31,7 +35,7 @@ def apply_edit(world, deltas_path=None, lora_dir=None):
     return world
 
 
-def fingerprint(*paths, extra=""):
+def fingerprint(*paths: str | Path | None, extra: str = "") -> str:
     """Content hash of edit files and settings: images made under another edit are never reused."""
     h = hashlib.sha256(extra.encode())
     for p in paths:

@@ -18,7 +18,7 @@ from .io import sidecar_path
 KINDS = ("erase", "anchor", "neighbors", "anchors", "beyond")
 
 
-def load(path):
+def load(path: str | Path) -> tuple[list[dict], dict]:
     """(list of per-prompt dicts, sidecar dict); raises ValueError naming the file on any defect."""
     path = Path(path)
     try:

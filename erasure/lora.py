@@ -54,6 +54,9 @@ class ConditionSampler:
             mining, regularization, preserve, gen, basis)
         norm = self.e.norm(dim=-1).mean().item()
         self.d1, self.d1a, self.d2 = (mining.get(k, 0) * norm for k in ("d1", "d1_anchor", "d2"))
+        if not len(preserve) and (regularization == "none" or not mining):
+            raise ValueError("LoRA: no preserve prompts and no beyond-concept samples, so Eq. 9 has nothing to "
+                             "keep; give preserve prompts or use a method with regularization")
 
     def erase_pair(self, n):
         """(student conditions, teacher conditions) [n, L, D] for Eq. 8."""
@@ -66,11 +69,15 @@ class ConditionSampler:
                 with_span(self.anchor_full.expand(n, -1, -1), a, self.anchor_start))
 
     def preserve_conditions(self, n):
-        """Conditions [n, L, D] for Eq. 9: preserve prompts, plus beyond samples when regularizing."""
-        idx = torch.randint(len(self.preserve), (n,), generator=self.gen)
-        cond = self.preserve[idx]
+        """Conditions [n, L, D] for Eq. 9: preserve prompts, with beyond samples in half the batch when
+        regularizing; beyond samples alone when there are no preserve prompts (the explicit task's
+        `preserve: []`)."""
+        if len(self.preserve):
+            idx = torch.randint(len(self.preserve), (n,), generator=self.gen)
+            cond, k = self.preserve[idx], n // 2
+        else:
+            cond, k = self.erase_full.expand(n, -1, -1).clone(), n
         if self.regularization != "none" and self.mining:
-            k = n // 2
             m = self.mining
             b, _ = perturb(self.e, k, self.d1, self.d2, -1.0, m["s2"], self.gen, self.basis)
             if self.regularization == "projected":
@@ -108,7 +115,8 @@ def train(student, teacher, train_scheduler, z0, sampler, cfg, gen, progress=pri
         yield step, losses
 
 
-def train_alignment(prm, deltas, embeddings, out, method=None):
+def train_alignment(prm: dict, deltas: str | Path, embeddings: str | Path, out: str | Path,
+                    method: str | None = None) -> None:
     """The LoRA stage: align the closed-form-edited UNet (deltas) with the original on the mined set
     (embeddings), checkpointing every CHECKPOINT_EVERY steps and resuming from the last checkpoint;
     writes `out` (diffusers' pytorch_lora_weights.safetensors) and its sidecar."""

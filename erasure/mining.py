@@ -44,7 +44,7 @@ def align(erase_tokens, anchor_tokens, erase_start, anchor_start):
     return erase_tokens[erase_start:erase_start + n], anchor_tokens[anchor_start:anchor_start + n]
 
 
-def principal_directions(bank_tokens, k):
+def principal_directions(bank_tokens: torch.Tensor, k: int) -> torch.Tensor:
     """Top-k principal directions of token embeddings [N, D], scaled by their standard deviation: [k, D]."""
     x = bank_tokens - bank_tokens.mean(0)
     _, s, vh = torch.linalg.svd(x.double(), full_matrices=False)
@@ -122,7 +122,7 @@ def mine(erase, anchor, cfg, seed, basis=None):
     return {"neighbors": neighbors, "anchors": anchors, "beyond": beyond}, stats
 
 
-def project_out(samples, erase):
+def project_out(samples: torch.Tensor, erase: torch.Tensor) -> torch.Tensor:
     """Remove from every sample token its component along the matching erase token.
 
     samples [N, T, D], erase [T, D]. A beyond-concept sample that keeps a component along e asks the

@@ -24,7 +24,8 @@ def step(scheduler, eps, t, latents, eta=0.0, noise=None):
 
 
 @torch.inference_mode()
-def sample(unet, scheduler, cond, null, seeds, latent_shape, steps=25, guidance=5.0, eta=0.0):
+def sample(unet: torch.nn.Module, scheduler, cond: torch.Tensor, null: torch.Tensor, seeds: list[int], latent_shape: tuple,
+           steps: int = 25, guidance: float = 5.0, eta: float = 0.0) -> torch.Tensor:
     """Denoise a batch with classifier-free guidance.
 
     cond: [B, L, D] prompt token embeddings; null: [L, D] embedding of "" (the unconditional branch);

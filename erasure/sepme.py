@@ -89,7 +89,8 @@ def cross_talk(delta, tokens):
     return ((x @ delta.double().T).norm(dim=1) / x.norm(dim=1).clamp_min(1e-12)).max().item()
 
 
-def solve(prm, concepts, inc_dir, given_dir=None, joint=None):
+def solve(prm: dict, concepts: list[str], inc_dir: str | Path, given_dir: str | Path | None = None,
+          joint: str | Path | None = None) -> dict[str, torch.nn.Linear]:
     """Solve and store one increment per concept of `concepts` (inc_dir/<slug>.safetensors + sidecar),
     keeping the concepts of `given_dir`'s increments where they are; `joint` also writes the one joint
     closed-form solve for every concept (not separable). Returns the edited modules."""
@@ -141,11 +142,12 @@ def load_delta(path):
     return load_file(str(path))["delta"].double()
 
 
-def increment_files(inc_dir):
+def increment_files(inc_dir: str | Path) -> dict[str, Path]:
     return {io.read_json(sidecar_path(p))["concept"]: p for p in sorted(Path(inc_dir).glob("*.safetensors"))}
 
 
-def write_composed(inc_dir, names, out, modules=None):
+def write_composed(inc_dir: str | Path, names: list[str] | None, out: str | Path,
+                   modules: dict[str, torch.nn.Linear] | None = None) -> None:
     """The served edit: per-module deltas W0 (sum of the chosen increments; None: every increment in
     inc_dir), or none (W0 itself). `modules`: the edited model's, else loaded from the sidecars."""
     files = increment_files(inc_dir)

@@ -41,7 +41,7 @@ def to_uint8(images):
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def load_miniworld(weights_dir):
+def load_miniworld(weights_dir: str | Path) -> World:
     weights_dir = Path(weights_dir)
     path = weights_dir / "unet.safetensors"
     if not path.is_file():
@@ -90,7 +90,7 @@ def load_sd(model, dtype="float32", device=None, resolution=None):
 
 
 
-def load_text_encoder(params):
+def load_text_encoder(params: dict) -> tuple[TextEncoder, bool]:
     """Only the text encoder of a world (mining needs nothing else)."""
     if params["world"] == "miniworld":
         return MiniLMEncoder(), False
@@ -101,7 +101,7 @@ def load_text_encoder(params):
     return CLIPEncoder(tokenizer, CLIPTextModel.from_pretrained(model, subfolder="text_encoder")), True
 
 
-def load_world_from_params(params):
+def load_world_from_params(params: dict) -> World:
     if params["world"] == "miniworld":
         return load_miniworld(params["miniworld"]["weights"])
     sd = params["sd"]
