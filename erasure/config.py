@@ -38,7 +38,8 @@ def read_config_files(paths: Iterable[str | Path]) -> dict:
     for path in [BASE_CONFIG, *paths]:
         path = Path(path)
         if not path.is_file():
-            raise ConfigError(f"config file {path}: not found")
+            raise ConfigError(f"config file {path}: not found; pass the path of an existing YAML config "
+                              "(the task configs are configs/<task>.yaml)")
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ConfigError(f"config {path}: expected a YAML mapping")
@@ -127,10 +128,10 @@ def check(config: dict) -> dict:
     no_preserve = config["preserve"] != "others" and not config["preserve"]
     for name in config["run_methods"]:
         m = config["methods"].get(name)
-        if no_preserve and m and m["kind"] == "realera" and m["lora"] and m["regularization"] == "none":
-            raise ConfigError(f"config field preserve: empty, and method {name} trains its LoRA without "
-                              "regularization, so its Eq. 9 has nothing to keep; list preserve prompts or use a "
-                              "method with regularization (paper, projected)")
+        if no_preserve and m and m["kind"] == "realera" and m["lora"] and "none" in (m["mining"], m["regularization"]):
+            raise ConfigError(f"config field preserve: empty, and method {name} trains its LoRA without mined "
+                              "beyond-concept samples, so its Eq. 9 has nothing to keep; list preserve prompts or "
+                              "leave that method out")
     for name, members in config["sepme_sets"].items():
         for c in members:
             if c not in concepts:
