@@ -122,6 +122,7 @@ def train_alignment(prm: dict, deltas: str | Path, embeddings: str | Path, out: 
     writes `out` (diffusers' pytorch_lora_weights.safetensors) and its sidecar."""
     cfg = prm["lora"]
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)   # run alone, no Snakemake has made it
     t0 = time.time()
 
     # 1. Teacher (original), student (closed-form edit + LoRA on attn2 to_k / to_v).
