@@ -1,0 +1,39 @@
+"""LoRA's condition sampler (RealEra Eq. 8 and 9) on small random token sets."""
+import pytest
+import torch
+
+from erasure.lora import ConditionSampler
+
+MINING = dict(d1=0.6, d1_anchor=0.3, d2=3.0, s1=0.999, s2=0.3)
+
+
+def sampler(preserve, regularization="paper", mining=MINING):
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randn(2, 6, 8, generator=gen)
+    entry = {"erase": tokens[0, 2:4], "anchor": tokens[1, 2:4], "span_start": 2, "anchor_start": 2}
+    return ConditionSampler(tokens[:1], tokens[1:], entry, mining, regularization, preserve, gen), tokens
+
+
+def test_eq9_mixes_preserve_prompts_and_beyond_samples():
+    preserve = torch.randn(3, 6, 8)
+    s, tokens = sampler(preserve)
+    cond = s.preserve_conditions(4)
+    # half the batch: beyond samples in the erase prompt's span, the rest of it kept; half: preserve prompts
+    assert torch.equal(cond[:2, :2], tokens[0, :2].expand(2, -1, -1))
+    assert not torch.equal(cond[:2, 2:4], tokens[0, 2:4].expand(2, -1, -1))
+    assert all(any(torch.equal(row, p) for p in preserve) for row in cond[2:])
+
+
+def test_eq9_without_preserve_prompts_uses_beyond_samples_alone():
+    """The explicit task's `preserve: []`: every preserved condition is a beyond-concept sample."""
+    s, tokens = sampler(torch.zeros(0, 6, 8))
+    cond = s.preserve_conditions(4)
+    assert cond.shape == (4, 6, 8) and torch.equal(cond[:, :2], tokens[0, :2].expand(4, -1, -1))
+    distance = (cond[:, 2:4] - tokens[0, 2:4]).norm(dim=-1)
+    assert (distance >= s.d1 - 1e-5).all() and (distance <= s.d2 + 1e-5).all()
+
+
+@pytest.mark.parametrize("regularization, mining", [("none", MINING), ("paper", {})])
+def test_without_preserve_prompts_or_beyond_samples_it_says_why(regularization, mining):
+    with pytest.raises(ValueError, match="Eq. 9 has nothing to keep"):
+        sampler(torch.zeros(0, 6, 8), regularization, mining)
