@@ -116,22 +116,7 @@ def check(config: dict) -> dict:
         if m not in BUILTIN_METHODS and m not in config["methods"]:
             raise ConfigError(f"config field run_methods: unknown method {m!r}; "
                               f"define it under methods or use one of {sorted(config['methods'])}")
-    for name, m in config["methods"].items():
-        needed = {"realera": ("mining", "regularization", "lora"), "uce": (), "esd": ("train",), "sepme": ()}[m["kind"]]
-        missing = [k for k in needed if k not in m]
-        if missing:
-            raise ConfigError(f"config field methods.{name}: kind {m['kind']} needs {', '.join(missing)}; "
-                              "add it (the methods in config.yaml show each kind)")
-        for other in m["known"] if m["kind"] == "sepme" else []:
-            if other not in concepts:
-                raise ConfigError(f"config field methods.{name}.known: unknown concept {other!r}; known: {sorted(concepts)}")
-    no_preserve = config["preserve"] != "others" and not config["preserve"]
-    for name in config["run_methods"]:
-        m = config["methods"].get(name)
-        if no_preserve and m and m["kind"] == "realera" and m["lora"] and "none" in (m["mining"], m["regularization"]):
-            raise ConfigError(f"config field preserve: empty, and method {name} trains its LoRA without mined "
-                              "beyond-concept samples, so its Eq. 9 has nothing to keep; list preserve prompts or "
-                              "leave that method out")
+    check_methods(config, concepts)
     for name, members in config["sepme_sets"].items():
         for c in members:
             if c not in concepts:
@@ -161,6 +146,26 @@ def check(config: dict) -> dict:
                           f"known: {sorted(concepts)}")
     prompts.prompt_table(config, datasets=all(Path(p).is_file() for p in prompts.dataset_prompt_files(config)))
     return config
+
+
+def check_methods(config: dict, concepts: dict) -> None:
+    """Each method has its kind's keys and names known concepts; a LoRA has something to preserve."""
+    for name, m in config["methods"].items():
+        needed = {"realera": ("mining", "regularization", "lora"), "uce": (), "esd": ("train",), "sepme": ()}[m["kind"]]
+        missing = [k for k in needed if k not in m]
+        if missing:
+            raise ConfigError(f"config field methods.{name}: kind {m['kind']} needs {', '.join(missing)}; "
+                              "add it (the methods in config.yaml show each kind)")
+        for other in m["known"] if m["kind"] == "sepme" else []:
+            if other not in concepts:
+                raise ConfigError(f"config field methods.{name}.known: unknown concept {other!r}; known: {sorted(concepts)}")
+    no_preserve = config["preserve"] != "others" and not config["preserve"]
+    for name in config["run_methods"]:
+        m = config["methods"].get(name)
+        if no_preserve and m and m["kind"] == "realera" and m["lora"] and "none" in (m["mining"], m["regularization"]):
+            raise ConfigError(f"config field preserve: empty, and method {name} trains its LoRA without mined "
+                              "beyond-concept samples, so its Eq. 9 has nothing to keep; list preserve prompts or "
+                              "leave that method out")
 
 
 def load_config(source: dict | str | Path | Iterable[str | Path]) -> dict:
