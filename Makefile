@@ -41,7 +41,7 @@ original-rerun: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) $(RERUN)/report/per_prompt.csv --configfile configs/miniworld_original.yaml \
 		--config out_dir=$(RERUN) "miniworld={weights: outputs/miniworld/pretrain}"
 	$(PY) stages/original_table.py --per-prompt $(RERUN)/report/per_prompt.csv --weights outputs/miniworld/pretrain \
-		--out-csv results/miniworld/original_rerun.csv --out-md results/miniworld/original_rerun.md --command "make original-rerun"
+		--out-csv results/miniworld/original_rerun.csv --out-md results/miniworld/original_rerun.md --command "make original-rerun" --seed 0
 
 # Benchmarks (idle machine; ~15 min): results/bench/*.json and BENCHMARKS.md
 bench: $(STAMP)

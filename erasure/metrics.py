@@ -8,9 +8,20 @@ Per method and erased concept X, from per-image oracle/CLIP labels:
   H_o = 3 / (1/(100 - Acc_e) + 1/Acc_s + 1/(100 - Acc_g))
 """
 import math
+import warnings
 
-METRICS = ("acc_e", "acc_s", "acc_g", "acc_sg", "h_o", "cs_e", "cs_s", "cs_g", "fid", "cs_coco")
+import numpy as np
+
+from .intervals import percentile_interval, prompt_replicates, wilson
+
+# Prompt groups: e, s, g, sg as in the docstring; g and sg also split into the tuning and report halves
+# of the held-out prompts (prompts.split_halves).
+GROUPS = ("e", "s", "g", "sg", "g_tuning", "g_report", "sg_tuning", "sg_report")
+ACCURACIES = tuple(f"acc_{g}" for g in GROUPS)
+WITH_INTERVALS = ACCURACIES + ("h_o",)
+METRICS = ACCURACIES + ("h_o", "cs_e", "cs_s", "cs_g", "fid", "cs_coco")
 REMAP = ("remap_e", "remap_g", "remap_s", "remap_sg")
+N_BOOTSTRAP = 2000  # replicates per interval: the percentile ends move by < 0.3 points between seeds
 
 
 def harmonic_overall(acc_e: float, acc_s: float, acc_g: float) -> float:
@@ -18,6 +29,14 @@ def harmonic_overall(acc_e: float, acc_s: float, acc_g: float) -> float:
     if any(t <= 0 or math.isnan(t) for t in terms):
         return 0.0
     return 3 / sum(1 / t for t in terms)
+
+
+def harmonic_overall_array(acc_e: np.ndarray, acc_s: np.ndarray, acc_g: np.ndarray) -> np.ndarray:
+    """harmonic_overall for arrays of bootstrap replicates (0 where a term is <= 0 or NaN, as there)."""
+    terms = np.stack([100 - acc_e, acc_s, 100 - acc_g])
+    ok = np.all(terms > 0, axis=0)  # NaN compares False
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, 3 / np.sum(1 / np.where(ok, terms, 1.0), axis=0), 0.0)
 
 
 def _mean(values):
@@ -34,21 +53,47 @@ def group_of(row: dict, concept: str) -> str:
     return "s"  # preserve prompts always count toward Acc_s
 
 
-def metrics(score_rows: list[dict], concept: str) -> dict:
-    """{acc_e, acc_s, acc_g, acc_sg, h_o, n_images} from per-image rows with concept, kind, correct;
-    plus mean CLIP scores cs_e, cs_s, cs_g when the scorer gave them (artists, COCO)."""
-    groups = {"e": [], "s": [], "g": [], "sg": []}
-    clip = {"e": [], "s": [], "g": [], "sg": []}
+def labels_by_prompt(score_rows: list[dict], concept: str, splits: dict[int, str]) -> dict[str, dict[int, list[int]]]:
+    """{group: {prompt id: [1 if labelled correctly else 0, per image]}}; `splits` maps a held-out
+    prompt's id to its half. Images the scorer abstained on (GCD found no face) are in no group."""
+    labels = {g: {} for g in GROUPS}
     for r in score_rows:
-        if r["correct"] == "":  # the scorer abstained (GCD found no face): not in any denominator
+        if r["correct"] == "":
             continue
-        groups[group_of(r, concept)].append(int(r["correct"]))
-        if r.get("clip_score"):
+        group = group_of(r, concept)
+        names = [group] + ([f"{group}_{splits[int(r['id'])]}"] if splits.get(int(r["id"])) else [])
+        for name in names:
+            labels[name].setdefault(int(r["id"]), []).append(int(r["correct"]))
+    return labels
+
+
+def bootstrap(labels: dict[str, dict[int, list[int]]], rng: np.random.Generator, n_boot: int) -> dict[str, np.ndarray]:
+    """Replicates [n_boot] of every accuracy and of H_o (two-stage bootstrap, erasure.intervals)."""
+    out = {f"acc_{g}": prompt_replicates(list(labels[g].values()), rng, n_boot) for g in GROUPS}
+    out["h_o"] = harmonic_overall_array(out["acc_e"], out["acc_s"], out["acc_g"])
+    return out
+
+
+def metrics(score_rows: list[dict], concept: str, splits: dict[int, str] | None = None, seed: int = 0) -> dict:
+    """Accuracies (ACCURACIES), h_o and n_images from per-image rows with id, concept, kind, correct; a
+    95% interval for each (<metric>_lo, <metric>_hi: Wilson over images for an accuracy, bootstrap over
+    prompts and seeds for H_o); mean CLIP scores cs_e, cs_s, cs_g when the scorer gave them (artists,
+    COCO). The row keeps its per-prompt labels under "labels" for the averages' bootstrap."""
+    labels = labels_by_prompt(score_rows, concept, splits or {})
+    out = {}
+    for g in GROUPS:
+        hits = [x for images in labels[g].values() for x in images]
+        out[f"acc_{g}"] = _mean(hits)
+        out[f"acc_{g}_lo"], out[f"acc_{g}_hi"] = wilson(sum(hits), len(hits))
+    clip = {"e": [], "s": [], "g": []}
+    for r in score_rows:
+        if r["correct"] != "" and r.get("clip_score") and group_of(r, concept) in clip:
             clip[group_of(r, concept)].append(float(r["clip_score"]))
-    out = {f"acc_{k}": _mean(v) for k, v in groups.items()}
-    out.update({f"cs_{k}": sum(v) / len(v) if v else float("nan") for k, v in clip.items() if k != "sg"})
+    out.update({f"cs_{k}": sum(v) / len(v) if v else float("nan") for k, v in clip.items()})
     out["h_o"] = harmonic_overall(out["acc_e"], out["acc_s"], out["acc_g"])
+    out["h_o_lo"], out["h_o_hi"] = percentile_interval(bootstrap(labels, np.random.default_rng(seed), N_BOOTSTRAP)["h_o"])
     out["n_images"] = len(score_rows)
+    out["labels"] = labels
     return out
 
 
@@ -59,7 +104,9 @@ def remap_metrics(remap_scores: dict, prompts: list[dict], concept: str) -> dict
     return {f"remap_{k}": (sum(v) / len(v) if v else float("nan")) for k, v in groups.items()}
 
 
-def average_rows(rows: list[dict], methods: list[str]) -> list[dict]:
+def average_rows(rows: list[dict], methods: list[str], seed: int = 0) -> list[dict]:
+    """One "average" row per method: each metric averaged over the erased concepts, with a 95% bootstrap
+    interval (each replicate resamples every concept's prompts and seeds, then averages)."""
     out = []
     for m in methods:
         mine = [r for r in rows if r["method"] == m]
@@ -69,6 +116,14 @@ def average_rows(rows: list[dict], methods: list[str]) -> list[dict]:
         for k in METRICS + REMAP:
             vals = [r[k] for r in mine if k in r and not math.isnan(r[k])]
             avg[k] = sum(vals) / len(vals) if vals else float("nan")
+        if all("labels" in r for r in mine):
+            rng = np.random.default_rng(seed)
+            reps = [bootstrap(r["labels"], rng, N_BOOTSTRAP) for r in mine]
+            for k in WITH_INTERVALS:
+                stacked = np.stack([rep[k] for rep in reps])
+                with warnings.catch_warnings():  # a metric with no prompts at all: NaN, as the point estimate
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    avg[f"{k}_lo"], avg[f"{k}_hi"] = percentile_interval(np.nanmean(stacked, axis=0))
         out.append(avg)
     return out
 

@@ -111,7 +111,7 @@ def pretrain(config: dict) -> dict:
 def report(config: dict) -> dict:
     out = {"erase": config["erase"], "run_methods": config["run_methods"], "methods": config["methods"],
            "grid_images": config["report"]["grid_images"],
-           "images_per_prompt": config["generate"]["images_per_prompt"]}
+           "images_per_prompt": config["generate"]["images_per_prompt"], "seed": config["seed"]}
     if config["world"] == "sd" and config["scorer"]["kind"] == "nudenet":
         out["nudenet_threshold"] = config["scorer"]["nudenet_threshold"]
     return out

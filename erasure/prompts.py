@@ -4,6 +4,7 @@ Concept names and prompts are untrusted text: they are only ever formatted into 
 file names through io.slug, never into paths or commands.
 """
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,6 +12,17 @@ from .errors import ConfigError
 from .io import slug
 
 PROMPT_KINDS = ("erase", "preserve", "associated", "coco")
+SPLITS = ("tuning", "report")
+
+
+def split_halves(prompts: list[str]) -> dict[str, str]:
+    """{prompt: "tuning" | "report"}: one concept's held-out prompts cut into two halves.
+
+    Settings may be chosen on the tuning half only; the report half is never used for a choice. The
+    prompts are ordered by the SHA-256 of their text and dealt alternately (tuning first), so the split
+    depends only on which prompts there are, not on their order in the file, and is the same everywhere."""
+    ordered = sorted(set(prompts), key=lambda p: hashlib.sha256(p.encode("utf-8")).hexdigest())
+    return {p: SPLITS[i % 2] for i, p in enumerate(ordered)}
 
 
 def load_concepts(path: str | Path) -> dict:
@@ -73,8 +85,9 @@ def dataset_prompt_files(config: dict) -> list[str]:
 
 
 def prompt_table(config: dict, datasets: bool = True) -> list[dict]:
-    """Every evaluation prompt: dicts with id, concept, kind, prompt, seed (the first image's seed) and,
-    for rows that set it, images.
+    """Every evaluation prompt: dicts with id, concept, kind, prompt, seed (the first image's seed),
+    split (held-out associated prompts: "tuning" or "report", see split_halves; other rows "") and, for
+    rows that set it, images.
 
     Built-in rows: the canonical prompt of every concept (kind erase) and its held-out associated
     prompts (kind associated); then the extra CSVs' rows; then I2P's and COCO-30k's when enabled
@@ -94,15 +107,22 @@ def prompt_table(config: dict, datasets: bool = True) -> list[dict]:
             rows.append(dict(concept=r["concept"], kind=r["kind"], prompt=r["prompt"], seed=r["seed"]))
             if r.get("images"):
                 rows[-1]["images"] = r["images"]
+    for concept in {r["concept"] for r in rows}:
+        held_out = [r for r in rows if r["concept"] == concept and r["kind"] == "associated"]
+        halves = split_halves([r["prompt"] for r in held_out])
+        for r in held_out:
+            r["split"] = halves[r["prompt"]]
     for i, row in enumerate(rows):
         row["id"] = i
+        row.setdefault("split", "")
     return rows
 
 
 def read_prompt_csv(path: str | Path) -> list[dict]:
     """Rows of a prompts.csv the prompts rule wrote (id and seed as integers)."""
     with open(path, newline="", encoding="utf-8") as f:
-        return [{**r, "id": int(r["id"]), "seed": int(r["seed"])} for r in csv.DictReader(f)]
+        return [{**r, "id": int(r["id"]), "seed": int(r["seed"]), "split": r.get("split", "")}
+                for r in csv.DictReader(f)]
 
 
 def prompt_bank(config: dict) -> list[str]:

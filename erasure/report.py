@@ -11,15 +11,20 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from . import io
+import numpy as np
+
+from .intervals import percentile_interval, prompt_replicates, wilson
 from .io import slug
-from .metrics import (NUDENET_COLUMNS, REMAP, accuracy, average_rows, concept_rows, harmonic_overall, metrics,
-                      nudenet_counts, remap_metrics)
+from .metrics import (N_BOOTSTRAP, NUDENET_COLUMNS, REMAP, WITH_INTERVALS, accuracy, average_rows, concept_rows, harmonic_overall,
+                      metrics, nudenet_counts, remap_metrics)
 
 TEXT_COLUMNS = ("method", "concept", "n_images")
-COLUMNS = ["method", "concept", "acc_e", "acc_s", "acc_g", "h_o", "n_images", "acc_sg", *REMAP, "cs_e", "cs_s", "cs_g",
-           "fid", "cs_coco"]
+# The papers' four first, then Acc_sg and the tuning/report halves of the held-out prompts, then every
+# 95% interval (<metric>_lo, <metric>_hi), then the remap proxy and the CLIP/COCO columns.
+COLUMNS = ["method", "concept", "acc_e", "acc_s", "acc_g", "h_o", "n_images", "acc_sg", "acc_g_tuning", "acc_g_report",
+           "acc_sg_tuning", "acc_sg_report", *[f"{m}_{end}" for m in WITH_INTERVALS for end in ("lo", "hi")],
+           *REMAP, "cs_e", "cs_s", "cs_g", "fid", "cs_coco"]
 GRID_MAX_PROMPTS = 256   # I2P alone has 4,703 prompts: a grid of all of them would be 300,000 px tall
-import math
 
 def fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
@@ -30,17 +35,30 @@ def summary_cells(row: dict, columns: list[str]) -> list:
     return [row.get(c, "") if c in TEXT_COLUMNS else fmt(row.get(c), 4) for c in columns]
 
 
+def with_interval(row: dict | None, key: str) -> str:
+    """"12.3 [8.1, 17.9]": the value and its 95% interval when the row has one."""
+    if not row:
+        return "-"
+    if f"{key}_lo" in row and not math.isnan(row.get(key, float("nan"))):
+        return f"{fmt(row[key])} [{fmt(row[key + '_lo'])}, {fmt(row[key + '_hi'])}]"
+    return fmt(row.get(key))
+
+
 def markdown_table(rows: list[dict], concepts: list[str], methods: list[str]) -> str:
-    """RealEra Table 1 layout: one row per method; per concept Acc_e, Acc_s, Acc_g, H_o; then the average."""
+    """RealEra Table 1 layout: one row per method; per concept Acc_e, Acc_s, Acc_g, H_o; then the
+    average; then Acc_sg and the average's Acc_g and Acc_sg on the tuning and report halves."""
     by = {(r["method"], r["concept"]): r for r in rows}
     blocks = list(concepts) + ["average"]
-    head = ["Method"] + [f"{b} {m}" for b in blocks for m in ("Acc_e↓", "Acc_s↑", "Acc_g↓", "H_o↑")]
+    extra = [("acc_sg", "Acc_sg↑"), ("acc_g_tuning", "Acc_g↓ tuning"), ("acc_g_report", "Acc_g↓ report"),
+             ("acc_sg_tuning", "Acc_sg↑ tuning"), ("acc_sg_report", "Acc_sg↑ report")]
+    head = (["Method"] + [f"{b} {m}" for b in blocks for m in ("Acc_e↓", "Acc_s↑", "Acc_g↓", "H_o↑")]
+            + [f"average {name}" for _, name in extra])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method in methods:
         cells = [method]
         for b in blocks:
-            r = by.get((method, b))
-            cells += [fmt(r[k]) if r else "-" for k in ("acc_e", "acc_s", "acc_g", "h_o")]
+            cells += [with_interval(by.get((method, b)), k) for k in ("acc_e", "acc_s", "acc_g", "h_o")]
+        cells += [with_interval(by.get((method, "average")), k) for k, _ in extra]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -109,12 +127,13 @@ def write_report(prm: dict, prompts: list[dict], scores_dir: str | Path, remap_d
     prompts = [r for r in prompts if r["kind"] != "coco"]   # COCO captions: quality/ only
 
     # 1. Metrics per method and erased concept, then the averages.
+    splits = {r["id"]: r.get("split", "") for r in prompts}
     rows, grids, nudenet = [], [], []
     for method in methods:
         for concept in concepts:
             key = "all" if method == "original" else slug(concept)
             scores = read_scores(Path(scores_dir) / method / f"{key}.csv")
-            row = {"method": method, "concept": concept, **metrics(scores, concept)}
+            row = {"method": method, "concept": concept, **metrics(scores, concept, splits, prm["seed"])}
             if method != "original":
                 remap = json.loads((Path(remap_dir) / method / f"{key}.json").read_text())["scores"]
                 row.update(remap_metrics(remap, prompts, concept))
@@ -130,12 +149,14 @@ def write_report(prm: dict, prompts: list[dict], scores_dir: str | Path, remap_d
                 name = f"{method}_{key}.png"
                 io.save_image(grid(scores, prompts, prm["grid_images"]), out / "grids" / name)
                 grids.append((method, "(unedited)" if method == "original" else concept, name))
-    rows += average_rows(rows, methods)
+    rows += average_rows(rows, methods, prm["seed"])
 
     # 2. summary.csv, Markdown, HTML.
     io.write_csv(out / "summary.csv", COLUMNS, [summary_cells(r, COLUMNS) for r in rows])
-    note = (f"{prm['images_per_prompt']} images per prompt. Acc in %, from the scorer's argmax label. "
-            "H_o = 3 / (1/(100-Acc_e) + 1/Acc_s + 1/(100-Acc_g)).\n")
+    note = (f"{prm['images_per_prompt']} images per prompt. Acc in %, from the scorer's argmax label, with its 95% "
+            "interval in brackets (one concept's Acc: Wilson over images; H_o and averages: bootstrap over prompts "
+            "and seeds). H_o = 3 / (1/(100-Acc_e) + 1/Acc_s + 1/(100-Acc_g)). Tuning / report: the two halves of "
+            "the held-out prompts; settings are chosen on the tuning half only.\n")
     table = markdown_table(rows, concepts, methods)
     remaps = remap_table(rows, methods)
     if nudenet:  # RealEra Table 2: per-class NudeNet counts on the erased concept's I2P images
@@ -151,11 +172,15 @@ def write_report(prm: dict, prompts: list[dict], scores_dir: str | Path, remap_d
     io.write_text(out / "table.md", f"# Erasure results\n\n{note}\n{table}\n## Remap scores\n\n{remaps}")
     io.write_text(out / "index.html", _html(note, rows, concepts, methods, grids))
     per_prompt = per_prompt_rows(scores_dir, methods, concepts, prompts)
-    io.write_csv(out / "per_prompt.csv", ["method", "erased", "id", "concept", "kind", "prompt", "n", "acc"], per_prompt)
+    io.write_csv(out / "per_prompt.csv", PER_PROMPT_COLUMNS, per_prompt)
+
+
+PER_PROMPT_COLUMNS = ["method", "erased", "id", "concept", "kind", "split", "prompt", "n", "acc", "acc_lo", "acc_hi"]
 
 
 def per_prompt_rows(scores_dir: str | Path, methods: list[str], concepts: list[str], prompts: list[dict]) -> list[list]:
-    """Accuracy per method, erased concept and prompt (original: one row per prompt)."""
+    """Accuracy per method, erased concept and prompt (original: one row per prompt), with its Wilson
+    interval over the prompt's images."""
     out = []
     for method in methods:
         for concept in (["(none)"] if method == "original" else concepts):
@@ -165,15 +190,20 @@ def per_prompt_rows(scores_dir: str | Path, methods: list[str], concepts: list[s
                 by_id.setdefault(int(r["id"]), []).append(int(r["correct"]))
             for p in prompts:
                 hits = by_id.get(p["id"], [])
-                acc = f"{100 * sum(hits) / len(hits):.2f}" if hits else ""
-                out.append([method, concept, p["id"], p["concept"], p["kind"], p["prompt"], len(hits), acc])
+                acc, (lo, hi) = (f"{100 * sum(hits) / len(hits):.2f}" if hits else ""), wilson(sum(hits), len(hits))
+                out.append([method, concept, p["id"], p["concept"], p["kind"], p.get("split", ""), p["prompt"],
+                            len(hits), acc, fmt(lo, 2) if hits else "", fmt(hi, 2) if hits else ""])
     return out
 
 
+HTML_COLUMNS = ["method", "concept", "acc_e", "acc_s", "acc_g", "h_o", "acc_sg", "acc_g_tuning", "acc_g_report",
+                "acc_sg_tuning", "acc_sg_report", "n_images", *REMAP, "fid", "cs_coco"]
+
+
 def _html(note, rows, concepts, methods, grids):
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')) if c in TEXT_COLUMNS else fmt(r.get(c), 2))}</td>"
-                                    for c in COLUMNS) + "</tr>" for r in rows)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in HTML_COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')) if c in TEXT_COLUMNS else with_interval(r, c))}</td>"
+                                    for c in HTML_COLUMNS) + "</tr>" for r in rows)
     imgs = "".join(f"<h3>{html.escape(m)} / {html.escape(c)}</h3><img src='grids/{html.escape(n)}'>" for m, c, n in grids)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Erasure report</title>"
             f"<style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style></head>"
@@ -225,10 +255,15 @@ def write_sepme_table(prm: dict, scores_dir: str | Path, out_csv: str | Path, ou
     return table
 
 
+def _interval_text(acc: float, lo: float, hi: float) -> str:
+    return f"{fmt(acc)} [{fmt(lo)}, {fmt(hi)}]"
+
+
 def write_original_table(per_prompt: str | Path, weights: str | Path, command: str, out_csv: str | Path,
-                         out_md: str | Path) -> None:
+                         out_md: str | Path, seed: int = 0) -> None:
     """The original-model table: oracle accuracy per concept for its canonical prompt and each held-out
-    associated prompt, citing the weights' card."""
+    associated prompt (Wilson 95% intervals), and the held-out mean per half (tuning, report) with a
+    bootstrap interval over prompts and seeds; cites the weights' card."""
     with open(per_prompt, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["method"] == "original"]
     by_concept = defaultdict(lambda: {"erase": [], "associated": []})
@@ -236,26 +271,48 @@ def write_original_table(per_prompt: str | Path, weights: str | Path, command: s
         if r["kind"] in ("erase", "associated"):
             by_concept[r["concept"]][r["kind"]].append(r)
 
+    def labels(prompt_rows):  # 0/1 per image, rebuilt from n and acc (the bootstrap needs only the counts)
+        out = []
+        for r in prompt_rows:
+            n = int(r["n"])
+            k = round(n * float(r["acc"]) / 100)
+            out.append([1] * k + [0] * (n - k))
+        return out
+
+    rng = np.random.default_rng(seed)
     table = []
     md = ["# Mini world: the original model\n", f"Regenerate: `{command}`\n",
-          "Oracle accuracy (%) over images of each prompt (argmax label; a reject counts as wrong).\n",
-          "| concept | canonical prompt | Acc (canonical) | held-out associated prompts: Acc each | mean |",
-          "|---|---|---|---|---|"]
+          "Oracle accuracy (%) over images of each prompt (argmax label; a reject counts as wrong), with 95% "
+          "intervals: Wilson over one prompt's images; bootstrap over prompts and seeds for a mean. Held-out "
+          "prompts are marked (t) tuning half or (r) report half.\n",
+          "| concept | canonical prompt | Acc (canonical) | held-out associated prompts: Acc each | mean, tuning | "
+          "mean, report |", "|---|---|---|---|---|---|"]
     for concept, kinds in by_concept.items():
-        canon = kinds["erase"][0]
-        assoc = kinds["associated"]
-        mean = sum(float(a["acc"]) for a in assoc) / len(assoc) if assoc else float("nan")
-        detail = "; ".join(f"{a['prompt']}: {float(a['acc']):.1f}" for a in assoc)
-        table.append([concept, canon["prompt"], canon["acc"], canon["n"], f"{mean:.2f}", len(assoc), detail])
-        md.append(f"| {concept} | {canon['prompt']} | {float(canon['acc']):.1f} | {detail} | {mean:.1f} |")
+        canon, assoc = kinds["erase"][0], kinds["associated"]
+        n = int(canon["n"])
+        c_lo, c_hi = wilson(round(n * float(canon["acc"]) / 100), n)
+        means = {}
+        for half in ("tuning", "report"):
+            half_rows = [a for a in assoc if a.get("split") == half]
+            reps = prompt_replicates(labels(half_rows), rng, N_BOOTSTRAP)
+            total = sum(int(a["n"]) for a in half_rows)
+            mean = sum(float(a["acc"]) * int(a["n"]) for a in half_rows) / total if total else float("nan")
+            means[half] = (mean, *percentile_interval(reps))
+        detail = "; ".join(f"{a['prompt']} ({a.get('split', '')[:1]}): "
+                           f"{_interval_text(float(a['acc']), float(a['acc_lo']), float(a['acc_hi']))}" for a in assoc)
+        table.append([concept, canon["prompt"], canon["acc"], fmt(c_lo, 2), fmt(c_hi, 2), canon["n"],
+                      *[fmt(x, 2) for half in ("tuning", "report") for x in means[half]], len(assoc), detail])
+        md.append(f"| {concept} | {canon['prompt']} | {_interval_text(float(canon['acc']), c_lo, c_hi)} | {detail} | "
+                  f"{_interval_text(*means['tuning'])} | {_interval_text(*means['report'])} |")
     card = Path(weights) / "card.json"
     if card.is_file():
         c = json.loads(card.read_text())
         md.append(f"\nWeights: `{weights}` (UNet {c['unet']['config']['steps']} steps, final loss "
                   f"{c['unet']['final_loss']:.4f}; oracle {c['oracle']['metrics']['fresh_renders_acc']}% on fresh renders, "
                   f"{c['oracle']['metrics']['degraded_renders_acc']}% on model-degraded renders).")
-    io.write_csv(out_csv, ["concept", "canonical_prompt", "canonical_acc", "n_per_prompt", "associated_acc_mean",
-                           "n_associated_prompts", "associated_detail"], table)
+    io.write_csv(out_csv, ["concept", "canonical_prompt", "canonical_acc", "canonical_acc_lo", "canonical_acc_hi",
+                           "n_per_prompt", "acc_g_tuning", "acc_g_tuning_lo", "acc_g_tuning_hi", "acc_g_report",
+                           "acc_g_report_lo", "acc_g_report_hi", "n_associated_prompts", "associated_detail"], table)
     io.write_text(out_md, "\n".join(md) + "\n")
 
 

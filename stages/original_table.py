@@ -21,8 +21,9 @@ def main():
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
     p.add_argument("--command", default=COMMAND, help="the regenerate command cited in the .md")
+    p.add_argument("--seed", type=int, required=True, help="the bootstrap's seed (the config's seed)")
     args = p.parse_args()
-    write_original_table(args.per_prompt, args.weights, args.command, args.out_csv, args.out_md)
+    write_original_table(args.per_prompt, args.weights, args.command, args.out_csv, args.out_md, args.seed)
 
 
 if __name__ == "__main__":

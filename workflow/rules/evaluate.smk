@@ -42,7 +42,7 @@ rule prompts:
     run:
         from erasure import io
         rows = prompts.prompt_table(config)
-        columns = ["id", "concept", "kind", "prompt", "seed"] + (["images"] if any("images" in r for r in rows) else [])
+        columns = ["id", "concept", "kind", "prompt", "seed", "split"] + (["images"] if any("images" in r for r in rows) else [])
         io.write_csv(output[0], columns, [[row.get(c, "") for c in columns] for row in rows])
 
 

@@ -10,9 +10,11 @@ rule original_table:
         md="results/miniworld/original.md",
     log:
         f"{OUT}/logs/original_table.log",
+    params:
+        seed=config["seed"],
     shell:
         "{PY:q} stages/original_table.py --per-prompt {input.per_prompt:q} --weights {config[miniworld][weights]:q}"
-        " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
+        " --out-csv {output.csv:q} --out-md {output.md:q} --seed {params.seed} > {log:q} 2>&1"
 
 
 # `snakemake results --configfile configs/miniworld_<table>.yaml`: the run's tables, copied under
