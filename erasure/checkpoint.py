@@ -2,6 +2,8 @@
 
 A resumed run continues bit-identically to an uninterrupted one (the tests check this).
 """
+from pathlib import Path
+
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -9,7 +11,8 @@ from safetensors.torch import load_file
 from . import io
 
 
-def save(path, params, opt, gen, step, tensors=None, metadata=None):
+def save(path: str | Path, params: list[torch.nn.Parameter], opt: torch.optim.Optimizer, gen: torch.Generator, step: int,
+         tensors: dict[str, torch.Tensor] | None = None, metadata: dict[str, str] | None = None) -> None:
     """Write `params` (a list), their optimizer state, `gen`'s state, `step`, plus extra tensors."""
     out = dict(tensors or {})
     for i, p in enumerate(params):
@@ -22,7 +25,8 @@ def save(path, params, opt, gen, step, tensors=None, metadata=None):
     io.save_safetensors(out, path, metadata={**(metadata or {}), "step": str(step)})
 
 
-def load(path, params, opt, gen):
+def load(path: str | Path, params: list[torch.nn.Parameter], opt: torch.optim.Optimizer,
+         gen: torch.Generator) -> tuple[int, dict[str, torch.Tensor], dict[str, str]]:
     """Restore what `save` wrote into params, opt and gen; returns (step, other tensors, metadata)."""
     tensors = load_file(path)
     with safe_open(path, "pt") as f:

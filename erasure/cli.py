@@ -3,13 +3,14 @@ import argparse
 import json
 import os
 import sys
+from typing import Callable
 
 from .config import load_config
 from .errors import ConfigError
 from .prompts import prompt_table, read_prompt_csv
 
 
-def parser(description, config_required=True):
+def parser(description: str, config_required: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=config_required)
     src.add_argument("--config", action="append",
@@ -22,7 +23,7 @@ def parser(description, config_required=True):
     return p
 
 
-def stage_params(args, derive, *wildcards):
+def stage_params(args: argparse.Namespace, derive: Callable[..., dict], *wildcards: str) -> dict:
     """The stage's parameter dict, from --params or derived from --config via `derive`; with
     --print-params, printed instead and the stage ends here."""
     if args.params is not None:
@@ -41,11 +42,11 @@ def stage_params(args, derive, *wildcards):
     return params
 
 
-def add_prompts_arg(p):
+def add_prompts_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompts", help="prompts CSV (id, concept, kind, prompt, seed); default: built from --config")
 
 
-def read_prompts(args):
+def read_prompts(args: argparse.Namespace) -> list[dict]:
     """Evaluation prompt rows from --prompts, or built from --config."""
     if args.prompts:
         return read_prompt_csv(args.prompts)
@@ -54,13 +55,13 @@ def read_prompts(args):
     return prompt_table(load_config(args.config))
 
 
-def set_threads(n):
+def set_threads(n: int) -> None:
     import torch
     os.environ["OMP_NUM_THREADS"] = str(n)
     torch.set_num_threads(n)
 
 
-def run(main):
+def run(main: Callable[[], None]) -> None:
     """Run a stage's main(); a known bad input ends with one line on stderr and exit code 2."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
@@ -71,5 +72,5 @@ def run(main):
         sys.exit(2)
 
 
-def progress(message):
+def progress(message: str) -> None:
     print(message, flush=True)

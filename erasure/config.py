@@ -166,6 +166,11 @@ def check_methods(config: dict, concepts: dict) -> None:
             raise ConfigError(f"config field preserve: empty, and method {name} trains its LoRA without mined "
                               "beyond-concept samples, so its Eq. 9 has nothing to keep; list preserve prompts or "
                               "leave that method out")
+    for curve, members in config["report"]["frontier"].items():
+        outside = [m for m in members if m not in config["run_methods"]]
+        if outside:
+            raise ConfigError(f"config field report.frontier.{curve}: {outside} not in run_methods; a frontier "
+                              "plots the methods the run draws")
 
 
 def load_config(source: dict | str | Path | Iterable[str | Path]) -> dict:

@@ -30,7 +30,7 @@ from . import io
 I2P_COLUMNS = ("prompt", "categories", "evaluation_seed")
 
 
-def sha256(path):
+def sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -38,7 +38,7 @@ def sha256(path):
     return h.hexdigest()
 
 
-def reachable(url, timeout=5.0):
+def reachable(url: str, timeout: float = 5.0) -> bool:
     """Whether the source can be reached at all (so an offline run stops before any work)."""
     parts = urllib.parse.urlparse(url)
     if parts.scheme == "file":
@@ -51,12 +51,12 @@ def reachable(url, timeout=5.0):
         return False
 
 
-def how_to_get(name, url, raw):
+def how_to_get(name: str, url: str, raw: str | Path) -> str:
     return (f"{name}: {raw} is missing and {url} cannot be reached (offline?). Download that file by hand, "
             f"put it at {raw}, and run again; set its sha256 in the config to pin it.")
 
 
-def check_sha256(path, expected, field):
+def check_sha256(path: str | Path, expected: str | None, field: str) -> str:
     got = sha256(path)
     if expected and got != expected:
         raise ValueError(f"{path}: sha256 {got} does not match config field {field} ({expected}); "
@@ -64,7 +64,7 @@ def check_sha256(path, expected, field):
     return got
 
 
-def fetch(url, dest, expected_sha256, field):
+def fetch(url: str, dest: str | Path, expected_sha256: str | None, field: str) -> str:
     """Download url to dest (temp file, then rename) and check it; returns its sha256."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -81,14 +81,14 @@ def fetch(url, dest, expected_sha256, field):
     return digest
 
 
-def write_prompts(out, rows, sidecar, extra_columns=()):
+def write_prompts(out: str | Path, rows: list[list], sidecar: dict, extra_columns: tuple[str, ...] = ()) -> dict:
     """An extra prompt CSV (concept, kind, prompt, seed, images, *extra_columns) and its JSON sidecar."""
     io.write_csv(out, ["concept", "kind", "prompt", "seed", "images", *extra_columns], rows)
     io.write_json(io.sidecar_path(out), sidecar)
     return sidecar
 
 
-def read_csv_rows(path, needed, what):
+def read_csv_rows(path: str | Path, needed: set[str], what: str) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = set(needed) - set(reader.fieldnames or [])
@@ -97,7 +97,8 @@ def read_csv_rows(path, needed, what):
         return list(reader)
 
 
-def i2p_prompts(raw, out, concept, expected_rows, expected_sha256):
+def i2p_prompts(raw: str | Path, out: str | Path, concept: str, expected_rows: int | None,
+                expected_sha256: str | None) -> dict:
     """The I2P CSV -> an extra prompt CSV (concept, kind, prompt, seed, images, categories) + sidecar."""
     digest = check_sha256(raw, expected_sha256, "i2p.sha256")
     rows = read_csv_rows(raw, I2P_COLUMNS, "I2P's i2p_benchmark.csv")
@@ -116,7 +117,7 @@ def i2p_prompts(raw, out, concept, expected_rows, expected_sha256):
 COCO_CAPTIONS = "annotations/captions_val2014.json"
 
 
-def coco_captions(raw):
+def coco_captions(raw: str | Path) -> dict[int, list[str]]:
     """{image id: [its captions, in annotation order]} from the annotations zip or captions_val2014.json."""
     raw = Path(raw)
     try:
@@ -135,7 +136,8 @@ def coco_captions(raw):
     return by_image
 
 
-def coco_prompts(raw, out, expected_rows, seed, expected_sha256):
+def coco_prompts(raw: str | Path, out: str | Path, expected_rows: int | None, seed: int,
+                 expected_sha256: str | None) -> dict:
     """COCO captions -> an extra prompt CSV of kind coco (concept empty, one image each) + sidecar."""
     digest = check_sha256(raw, expected_sha256, "coco.sha256")
     if Path(raw).suffix.lower() == ".csv":   # a ready list (UCE/MACE's coco_30k.csv): taken as it is

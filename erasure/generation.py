@@ -27,11 +27,13 @@ from .world import load_world_from_params
 MANIFEST_COLUMNS = ["id", "concept", "kind", "prompt", "seed", "file"]
 
 
-def select_prompts(rows: list[dict], concept: str, associated_of: list[str] | None,
-                   other_associated: bool) -> list[dict]:
+def select_prompts(rows: list[dict], concept: str, associated_of: list[str] | None, other_associated: bool,
+                   splits: list[str]) -> list[dict]:
     """The prompt rows a model draws. Acc_e, Acc_s and Acc_g need only the erased concepts' associated
     prompts and every canonical one; `associated_of` names the concepts whose associated prompts to draw
-    (a SepME set), else with other_associated false only `concept`'s ('all': the unedited model, every row)."""
+    (a SepME set), else with other_associated false only `concept`'s ('all': the unedited model, every row).
+    Held-out prompts of a half not in `splits` are left out (a tuning sweep never draws the report half)."""
+    rows = [r for r in rows if not r.get("split") or r["split"] in splits]
     if associated_of:
         return [r for r in rows if r["kind"] != "associated" or r["concept"] in associated_of]
     if concept != "all" and not other_associated:

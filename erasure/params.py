@@ -39,7 +39,10 @@ def closed_form(config: dict, method: str, concept_slug: str) -> dict:
         prompts = [config["prompt_template"].format(concept)] + [t.format(concept) for t in u["expand_templates"]]
         return {**common, "tokens": m["tokens"], "erase_prompts": prompts,
                 "uce": {k: u[k] for k in ("lamb", "erase_scale", "preserve_scale", "guide")}}
-    return {**common, "regularization": m["regularization"], "closed_form": dict(config["closed_form"])}
+    cf = dict(config["closed_form"])
+    if m["reg_weight"] is not None:  # the method sets its own weight (a point of a frontier sweep)
+        cf["reg_weight"] = m["reg_weight"]
+    return {**common, "regularization": m["regularization"], "closed_form": cf}
 
 
 def sepme(config: dict, concepts: list[str]) -> dict:
@@ -112,6 +115,8 @@ def report(config: dict) -> dict:
     out = {"erase": config["erase"], "run_methods": config["run_methods"], "methods": config["methods"],
            "grid_images": config["report"]["grid_images"],
            "images_per_prompt": config["generate"]["images_per_prompt"], "seed": config["seed"]}
+    if config["report"]["frontier"]:
+        out.update(frontier=config["report"]["frontier"], frontier_split=config["report"]["frontier_split"])
     if config["world"] == "sd" and config["scorer"]["kind"] == "nudenet":
         out["nudenet_threshold"] = config["scorer"]["nudenet_threshold"]
     return out

@@ -19,7 +19,7 @@ INCEPTION_FILE = "inception-2015-12-05.pt"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 
-def inception(inception_dir, device="cpu"):
+def inception(inception_dir: str | Path, device: str = "cpu") -> torch.nn.Module:
     """clean-fid's Inception (images in [0, 255] at 299 px -> 2048 features), from a local file."""
     from cleanfid.inception_torchscript import InceptionV3W
     path = Path(inception_dir) / INCEPTION_FILE
@@ -28,7 +28,7 @@ def inception(inception_dir, device="cpu"):
     return InceptionV3W(str(inception_dir), download=False).to(device).eval()
 
 
-def features(paths, model, batch_size=32, device="cpu"):
+def features(paths: list[str | Path], model: torch.nn.Module, batch_size: int = 32, device: str = "cpu") -> np.ndarray:
     """[N, 2048] float64 Inception features of image files, resized the clean-fid way."""
     from cleanfid.fid import get_files_features
     feats = get_files_features([str(p) for p in paths], model=model, num_workers=0, batch_size=batch_size,
@@ -36,30 +36,30 @@ def features(paths, model, batch_size=32, device="cpu"):
     return feats.astype(np.float64)
 
 
-def statistics(feats):
+def statistics(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean [F], covariance [F, F]) of features; FID compares two of these."""
     if len(feats) < 2:
         raise ValueError(f"FID needs at least 2 images, got {len(feats)}")
     return feats.mean(0), np.cov(feats, rowvar=False)
 
 
-def fid(stats, reference):
+def fid(stats: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray, np.ndarray]) -> float:
     from cleanfid.fid import frechet_distance
     return float(frechet_distance(stats[0], stats[1], reference[0], reference[1]))
 
 
-def folder_images(folder):
+def folder_images(folder: str | Path) -> list[Path]:
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"no images in {folder} (config field coco.reference_dir)")
     return files
 
 
-def save_statistics(stats, path, info):
+def save_statistics(stats: tuple[np.ndarray, np.ndarray], path: str | Path, info: dict) -> None:
     io.save_safetensors({"mu": torch.from_numpy(stats[0]), "sigma": torch.from_numpy(stats[1])}, path)
     io.write_json(sidecar_path(path), info)
 
 
-def load_statistics(path):
+def load_statistics(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     t = load_file(str(path))
     return t["mu"].numpy(), t["sigma"].numpy()

@@ -52,7 +52,8 @@ def _polygon(shape, r):
     raise ValueError(f"no polygon for shape {shape!r}")
 
 
-def render(shape, colour, radius, cx, cy, angle, size=32):
+def render(shape: str, colour: tuple[int, int, int], radius: float, cx: float, cy: float, angle: float,
+           size: int = 32) -> np.ndarray:
     """Draw one shape on a white background; geometry is in units of the image side (0..1)."""
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
@@ -76,7 +77,7 @@ def render(shape, colour, radius, cx, cy, angle, size=32):
     return img.resize((size, size), Image.LANCZOS)
 
 
-def random_params(rng, shape=None):
+def random_params(rng: np.random.Generator, shape: str | None = None) -> dict:
     """Draw shape parameters: colour (+-25 jitter), radius 0.24-0.40, position keeping the shape inside."""
     shape = shape or SHAPES[rng.integers(len(SHAPES))]
     name = list(COLOURS)[rng.integers(len(COLOURS))]
@@ -87,7 +88,7 @@ def random_params(rng, shape=None):
     return dict(shape=shape, colour_name=name, colour=colour, radius=radius, cx=cx, cy=cy, angle=angle)
 
 
-def render_batch(n, seed, shapes=SHAPES):
+def render_batch(n: int, seed: int, shapes: tuple[str, ...] = SHAPES) -> tuple[np.ndarray, np.ndarray]:
     """n random renders: uint8 array [n, 32, 32, 3], shape index per image, colour name per image."""
     rng = np.random.default_rng(seed)
     images = np.empty((n, 32, 32, 3), dtype=np.uint8)

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 from . import io
 import numpy as np
 
+from .frontier import frontier_rows, write_frontier
 from .intervals import percentile_interval, prompt_replicates, wilson
 from .io import slug
 from .metrics import (N_BOOTSTRAP, NUDENET_COLUMNS, REMAP, WITH_INTERVALS, accuracy, average_rows, concept_rows, harmonic_overall,
@@ -170,7 +171,10 @@ def write_report(prm: dict, prompts: list[dict], scores_dir: str | Path, remap_d
                    f"the reference folder's real images (clean-fid), CLIP score 100 cos(image, caption).\n\n"
                    f"{quality_table(rows)}")
     io.write_text(out / "table.md", f"# Erasure results\n\n{note}\n{table}\n## Remap scores\n\n{remaps}")
-    io.write_text(out / "index.html", _html(note, rows, concepts, methods, grids))
+    if "frontier" in prm:  # a sweep: Acc_g against Acc_s and Acc_sg, on one held-out half
+        frontier = frontier_rows(rows, prm["frontier"], prm["frontier_split"])
+        write_frontier(frontier, out / "frontier.csv", out / "frontier.png", prm["frontier_split"])
+    io.write_text(out / "index.html", _html(note, rows, concepts, methods, grids, "frontier" in prm))
     per_prompt = per_prompt_rows(scores_dir, methods, concepts, prompts)
     io.write_csv(out / "per_prompt.csv", PER_PROMPT_COLUMNS, per_prompt)
 
@@ -200,7 +204,7 @@ HTML_COLUMNS = ["method", "concept", "acc_e", "acc_s", "acc_g", "h_o", "acc_sg",
                 "acc_sg_tuning", "acc_sg_report", "n_images", *REMAP, "fid", "cs_coco"]
 
 
-def _html(note, rows, concepts, methods, grids):
+def _html(note, rows, concepts, methods, grids, frontier=False):
     head = "".join(f"<th>{html.escape(c)}</th>" for c in HTML_COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')) if c in TEXT_COLUMNS else with_interval(r, c))}</td>"
                                     for c in HTML_COLUMNS) + "</tr>" for r in rows)
@@ -208,6 +212,8 @@ def _html(note, rows, concepts, methods, grids):
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Erasure report</title>"
             f"<style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style></head>"
             f"<body><h1>Erasure report</h1><p>{html.escape(note)}</p><table><tr>{head}</tr>{body}</table>"
+            + ("<h2>Trade-off frontier</h2><p>Average Acc_g against Acc_s and Acc_sg, 95% intervals as bars "
+               "(frontier.csv).</p><img src='frontier.png'>" if frontier else "") +
             f"<h2>Image grids</h2><p>Green border: labelled as the prompt's concept.</p>{imgs}</body></html>\n")
 
 

@@ -3,16 +3,17 @@ import torch
 from diffusers import DDIMScheduler
 
 
-def image_generators(seeds):
+def image_generators(seeds: list[int]) -> list[torch.Generator]:
     """One generator per image, so an image depends only on its own seed (not on its batch)."""
     return [torch.Generator().manual_seed(int(s)) for s in seeds]
 
 
-def draw_noise(generators, shape):
+def draw_noise(generators: list[torch.Generator], shape: tuple) -> torch.Tensor:
     return torch.stack([torch.randn(shape, generator=g) for g in generators])
 
 
-def step(scheduler, eps, t, latents, eta=0.0, noise=None):
+def step(scheduler, eps: torch.Tensor, t: torch.Tensor, latents: torch.Tensor, eta: float = 0.0,
+         noise: torch.Tensor | None = None) -> torch.Tensor:
     """One scheduler step. For DDIM with clip_sample (the mini world), the noise is re-derived from
     the clipped x0, as in GLIDE: diffusers otherwise pairs the clipped x0 with the unclipped noise,
     which leaves grain and turns thin shapes (stars, crosses) into round blobs. eta > 0 (DDIM only)
@@ -52,7 +53,8 @@ def sample(unet: torch.nn.Module, scheduler, cond: torch.Tensor, null: torch.Ten
 
 
 @torch.inference_mode()
-def round_trip(unet, scheduler, x0, cond, null, t_start, seed, steps=25, guidance=5.0):
+def round_trip(unet: torch.nn.Module, scheduler, x0: torch.Tensor, cond: torch.Tensor, null: torch.Tensor, t_start: int,
+               seed: int, steps: int = 25, guidance: float = 5.0) -> torch.Tensor:
     """Noise clean latents x0 to timestep t_start and denoise back with the model (SDEdit): the
     oracle's model-degraded training images.
 

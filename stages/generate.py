@@ -26,7 +26,8 @@ def main():
     args = p.parse_args()
     cli.set_threads(args.threads)
     prm = cli.stage_params(args, params.generate, args.method)
-    rows = select_prompts(cli.read_prompts(args), args.concept, args.associated_of, prm["generate"]["other_associated"])
+    g = prm["generate"]
+    rows = select_prompts(cli.read_prompts(args), args.concept, args.associated_of, g["other_associated"], g["splits"])
     generate(prm, rows, args.deltas, args.lora, args.out, args.threads, f"{prm['method']}/{args.concept}")
 
 

@@ -1,0 +1,115 @@
+"""Protocol v2's prompt selection for the mini world (docs/protocol.md, erasure/selection.py).
+
+Draws every held-out candidate of data/miniworld/candidates.json (100 images each) and every anchor
+candidate (200 images each) with the unedited model, labels them with the oracle, and writes:
+  results/miniworld/prompt_selection.{csv,md}   every candidate's rate with its Wilson interval
+  data/miniworld/concepts.json                  the kept held-out prompts (tuning/report split)
+The anchor it picks is printed and listed in the .md; config.yaml's `anchor` is set from it by hand.
+The selection draws with seeds 10,000,000 + k, never the evaluation's seeds (config seed + k), so no
+table reports images its prompts were chosen on. Resumable: drawn images are kept under --out-dir.
+
+    python scripts/select_prompts.py [--images 100] [--anchor-images 200] [--threads 2]
+"""
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from erasure import cli, io, params  # noqa: E402
+from erasure.config import load_config  # noqa: E402
+from erasure.generation import generate  # noqa: E402
+from erasure.scoring import load_scorer  # noqa: E402
+from erasure.selection import MIN_NONE, MIN_RATE, choose_anchor, choose_held_out, contains_name, rate_rows  # noqa: E402
+
+DATA = ROOT / "data" / "miniworld"
+RESULTS = ROOT / "results" / "miniworld"
+SELECTION_SEED = 10_000_000
+COMMAND = "python scripts/select_prompts.py"
+
+
+def candidate_rows(spec, images, anchor_images):
+    """Prompt rows to draw: the held-out candidates that do not repeat a training name, and the anchors."""
+    rows = []
+    for concept, v in spec["concepts"].items():
+        for prompt in v["candidates"]:
+            if not contains_name(prompt, v["names"]):
+                rows.append({"concept": concept, "kind": "associated", "prompt": prompt, "images": images})
+    rows += [{"concept": "", "kind": "anchor", "prompt": p, "images": anchor_images} for p in spec["anchor_candidates"]]
+    for i, row in enumerate(rows):
+        row.update(id=i, seed=SELECTION_SEED, split="")
+    return rows
+
+
+def draw_and_label(config, rows, out_dir, threads):
+    manifest = Path(out_dir) / "images" / "candidates.csv"
+    generate(params.generate(config, "original"), rows, None, None, manifest, threads, "prompt selection")
+    with open(manifest, newline="", encoding="utf-8") as f:
+        images = list(csv.DictReader(f))
+    scores = load_scorer(params.score(config)).score([r["file"] for r in images], [], None)
+    return [{**r, "label": s["label"]} for r, s in zip(images, scores)]
+
+
+def write_tables(spec, labelled, held_out, anchor_rates, anchor):
+    table, md = [], ["# Mini world: prompt selection (protocol v2)\n", f"Regenerate: `{COMMAND}`\n",
+                     f"Unedited model, seeds from {SELECTION_SEED} (never the evaluation's). A held-out candidate is "
+                     f"kept when the oracle labels at least {MIN_RATE:.0f}% of its images as its concept and it repeats "
+                     f"no training name; the anchor is the candidate labelled none most often (at least {MIN_NONE:.0f}%). "
+                     "Rates in %, Wilson 95% intervals.\n",
+                     "| concept | candidate | images | rate [95% CI] | kept | split |", "|---|---|---|---|---|---|"]
+    for concept, v in spec["concepts"].items():
+        rates = rate_rows([r for r in labelled if r["concept"] == concept], concept)
+        kept = {e["prompt"]: e["split"] for e in held_out[concept]}
+        for prompt in v["candidates"]:
+            if prompt not in rates:
+                table.append([concept, prompt, 0, "", "", "", "repeats a training name", ""])
+                md.append(f"| {concept} | {prompt} | 0 | - | no: repeats a training name | |")
+                continue
+            e = rates[prompt]
+            verdict = "yes" if prompt in kept else "no"
+            table.append([concept, prompt, e["n"], f"{e['rate']:.2f}", f"{e['lo']:.2f}", f"{e['hi']:.2f}", verdict,
+                          kept.get(prompt, "")])
+            md.append(f"| {concept} | {prompt} | {e['n']} | {e['rate']:.1f} [{e['lo']:.1f}, {e['hi']:.1f}] | {verdict} | "
+                      f"{kept.get(prompt, '')} |")
+    md += ["\n## Anchor candidates\n", "| anchor | images | labelled none [95% CI] | labels |", "|---|---|---|---|"]
+    for prompt, e in sorted(anchor_rates.items(), key=lambda kv: -kv[1]["rate"]):
+        labels = ", ".join(f"{k} {100 * n / e['n']:.0f}%" for k, n in sorted(e["labels"].items(), key=lambda kv: -kv[1]))
+        table.append(["(anchor)", prompt, e["n"], f"{e['rate']:.2f}", f"{e['lo']:.2f}", f"{e['hi']:.2f}",
+                      "yes" if prompt == anchor else "no", ""])
+        md.append(f"| {json.dumps(prompt)} | {e['n']} | {e['rate']:.1f} [{e['lo']:.1f}, {e['hi']:.1f}] | {labels} |")
+    md.append(f"\nAnchor chosen: {json.dumps(anchor) if anchor is not None else f'none reaches {MIN_NONE:.0f}%'}.")
+    io.write_csv(RESULTS / "prompt_selection.csv", ["concept", "prompt", "images", "rate", "rate_lo", "rate_hi", "kept",
+                                                    "split"], table)
+    io.write_text(RESULTS / "prompt_selection.md", "\n".join(md) + "\n")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=100, help="images per held-out candidate")
+    p.add_argument("--anchor-images", type=int, default=200, help="images per anchor candidate")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out-dir", default=str(ROOT / "outputs" / "miniworld_selection"))
+    args = p.parse_args()
+    cli.set_threads(args.threads)
+    config = load_config(str(ROOT / "config.yaml"))
+    spec = json.loads((DATA / "candidates.json").read_text())
+    labelled = draw_and_label(config, candidate_rows(spec, args.images, args.anchor_images), args.out_dir, args.threads)
+
+    rates = {c: rate_rows([r for r in labelled if r["concept"] == c], c) for c in spec["concepts"]}
+    held_out = choose_held_out({c: [p for p in v["candidates"] if p in rates[c]] for c, v in spec["concepts"].items()},
+                               {c: v["names"] for c, v in spec["concepts"].items()}, rates)
+    anchor_rates = rate_rows([r for r in labelled if r["kind"] == "anchor"], "none")
+    anchor = choose_anchor(anchor_rates)
+    write_tables(spec, labelled, held_out, anchor_rates, anchor)
+    concepts = {c: {"name": c, "synonyms": v["names"], "associated": held_out[c]} for c, v in spec["concepts"].items()}
+    io.write_text(DATA / "concepts.json", json.dumps({"templates": spec["templates"], "protocol": 2,
+                                                      "concepts": concepts}, indent=1) + "\n")
+    for c, kept in held_out.items():
+        print(f"{c:9s} {len(kept)} kept: {[e['prompt'] for e in kept]}")
+    print(f"anchor: {anchor!r} ({anchor_rates[anchor]['rate']:.1f}% none)" if anchor else "no anchor reaches the bar")
+
+
+if __name__ == "__main__":
+    main()
