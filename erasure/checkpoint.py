@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from . import io
 
 
-def save(path: str | Path, params: list[torch.nn.Parameter], opt: torch.optim.Optimizer, gen: torch.Generator, step: int,
-         tensors: dict[str, torch.Tensor] | None = None, metadata: dict[str, str] | None = None) -> None:
+def save(path: str | Path, params: list[torch.nn.Parameter], opt: torch.optim.Optimizer, gen: torch.Generator,
+         step: int, tensors: dict[str, torch.Tensor] | None = None, metadata: dict[str, str] | None = None) -> None:
     """Write `params` (a list), their optimizer state, `gen`'s state, `step`, plus extra tensors."""
     out = dict(tensors or {})
     for i, p in enumerate(params):

@@ -72,7 +72,8 @@ def remap_score(modules: dict[str, torch.nn.Linear], deltas: dict[str, torch.Ten
     return sum(scores) / len(scores)
 
 
-def least_squares_rows(prompts, preserve_tokens, regularization, reg_weight):
+def least_squares_rows(prompts: list[dict], preserve_tokens: torch.Tensor, regularization: str,
+                       reg_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Stack the rows of the objective from an embedding set's prompts (see embedding_set.load).
 
     Returns erase [N, D], targets [N, D], preserve [P, D], preserve weights [P] and the number of

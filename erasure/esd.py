@@ -6,12 +6,14 @@ i.e. negative guidance away from c. x_t comes from the frozen model's own partia
 (classifier-free guidance `start_guidance`, a random number of DDIM steps). ESD-x trains the
 cross-attention (attn2) parameters, ESD-u every other parameter.
 """
+from typing import Callable, Iterator
+
 import torch
 
 from .sampling import step
 
 
-def trainable_names(unet, train):
+def trainable_names(unet: torch.nn.Module, train: str) -> list[str]:
     """Parameter names ESD-x (train="xattn") or ESD-u (train="unet") updates."""
     in_xattn = [n for n, _ in unet.named_parameters() if ".attn2." in n]
     if train == "xattn":
@@ -20,7 +22,8 @@ def trainable_names(unet, train):
 
 
 @torch.no_grad()
-def partial_sample(teacher, scheduler, cond, null, x, stop, guidance):
+def partial_sample(teacher: torch.nn.Module, scheduler, cond: torch.Tensor, null: torch.Tensor, x: torch.Tensor,
+                   stop: int, guidance: float) -> torch.Tensor:
     """Run the first `stop` DDIM steps of scheduler.timesteps from noise x with guidance."""
     context = torch.cat([null.expand_as(cond), cond])
     for t in scheduler.timesteps[:stop]:
@@ -29,8 +32,10 @@ def partial_sample(teacher, scheduler, cond, null, x, stop, guidance):
     return x
 
 
-def train(student, teacher, scheduler, cond, null, source, cfg, gen, latent_shape, params, opt,
-          start_step=0, progress=print):
+def train(student: torch.nn.Module, teacher: torch.nn.Module, scheduler, cond: torch.Tensor, null: torch.Tensor,
+          source: torch.Tensor, cfg: dict, gen: torch.Generator, latent_shape: tuple, params: list[torch.nn.Parameter],
+          opt: torch.optim.Optimizer, start_step: int = 0,
+          progress: Callable[[str], None] = print) -> Iterator[tuple[int, float]]:
     """ESD iterations start_step+1 .. cfg["iterations"]; yields (iteration, loss) after each.
 
     cond, null, source: [L, D] embeddings of the erased prompt, "" and erase_from.

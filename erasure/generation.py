@@ -22,7 +22,7 @@ from . import cli, io
 from .edits import apply_edit, fingerprint
 from .io import slug
 from .sampling import sample
-from .world import load_world_from_params
+from .world import World, load_world_from_params
 
 MANIFEST_COLUMNS = ["id", "concept", "kind", "prompt", "seed", "file"]
 
@@ -90,7 +90,7 @@ def cpu_workers(threads: int, n_batches: int) -> int:
     return max(1, min(threads, n_batches))
 
 
-def draw(world, g: dict, batches: list[list[tuple[dict, int, Path]]], label: str = "") -> None:
+def draw(world: World, g: dict, batches: list[list[tuple[dict, int, Path]]], label: str = "") -> None:
     """Draw and save the images of `batches` (lists of (prompt row, seed, path)), with progress."""
     prompts = sorted({row["prompt"] for batch in batches for row, _, _ in batch})
     emb = dict(zip(prompts, world.encoder.encode(prompts)))
@@ -109,14 +109,15 @@ def draw(world, g: dict, batches: list[list[tuple[dict, int, Path]]], label: str
                      f"eta {(total - done) / rate:.0f}s")
 
 
-def start_worker(prm, deltas, lora, batches, label):
+def start_worker(prm: dict, deltas: str | None, lora: str | None, batches: list[list],
+                 label: str) -> multiprocessing.Process:
     proc = multiprocessing.get_context("spawn").Process(
         target=worker, args=(prm, deltas, lora, batches, label), daemon=True)
     proc.start()
     return proc
 
 
-def worker(prm, deltas, lora, batches, label):
+def worker(prm: dict, deltas: str | None, lora: str | None, batches: list[list], label: str) -> None:
     """A helper process: its own one-thread copy of the edited model. It ends with its parent, so a
     killed job leaves no process drawing behind it."""
     if sys.platform.startswith("linux"):

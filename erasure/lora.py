@@ -10,6 +10,7 @@ import copy
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from peft import LoraConfig
@@ -26,17 +27,17 @@ CHECKPOINT_EVERY = 20
 TARGETS = ["attn2.to_k", "attn2.to_v"]
 
 
-def add_lora(unet, rank, seed):
+def add_lora(unet: torch.nn.Module, rank: int, seed: int) -> list[torch.nn.Parameter]:
     torch.manual_seed(seed)
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TARGETS))
     return [p for n, p in unet.named_parameters() if "lora_" in n]
 
 
-def lora_state_dict(unet):
+def lora_state_dict(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in get_peft_model_state_dict(unet).items()}
 
 
-def with_span(full, span, start):
+def with_span(full: torch.Tensor, span: torch.Tensor, start: int) -> torch.Tensor:
     """Full prompt embeddings [B, L, D] with positions [start, start + T) replaced by span [B, T, D]."""
     out = full.clone()
     out[:, start:start + span.shape[1]] = span
@@ -58,7 +59,7 @@ class ConditionSampler:
             raise ValueError("LoRA: no preserve prompts and no beyond-concept samples, so Eq. 9 has nothing to "
                              "keep; give preserve prompts or use a method with regularization")
 
-    def erase_pair(self, n):
+    def erase_pair(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(student conditions, teacher conditions) [n, L, D] for Eq. 8."""
         if not self.mining:
             return self.erase_full.expand(n, -1, -1), self.anchor_full.expand(n, -1, -1)
@@ -68,7 +69,7 @@ class ConditionSampler:
         return (with_span(self.erase_full.expand(n, -1, -1), e, self.start),
                 with_span(self.anchor_full.expand(n, -1, -1), a, self.anchor_start))
 
-    def preserve_conditions(self, n):
+    def preserve_conditions(self, n: int) -> torch.Tensor:
         """Conditions [n, L, D] for Eq. 9: preserve prompts, with beyond samples in half the batch when
         regularizing; beyond samples alone when there are no preserve prompts (the explicit task's
         `preserve: []`)."""
@@ -86,8 +87,10 @@ class ConditionSampler:
         return cond
 
 
-def train(student, teacher, train_scheduler, z0, sampler, cfg, gen, progress=print, start_step=0,
-          opt=None, params=None):
+def train(student: torch.nn.Module, teacher: torch.nn.Module, train_scheduler, z0: torch.Tensor,
+          sampler: "ConditionSampler", cfg: dict, gen: torch.Generator, progress: Callable[[str], None] = print,
+          start_step: int = 0, opt: torch.optim.Optimizer | None = None,
+          params: list[torch.nn.Parameter] | None = None) -> list[float]:
     """Alternate Eq. 8 (odd steps) and Eq. 9 (even steps); returns the loss history."""
     losses = []
     t0 = time.time()

@@ -10,8 +10,10 @@ Samplers (the direction a perturbation takes before its radius is applied):
 """
 import torch
 
+from .text import TextEncoder
 
-def edit_span(encoder, prompt, word, causal):
+
+def edit_span(encoder: TextEncoder, prompt: str, word: str, causal: bool) -> int:
     """First token position of the edited span. A causal encoder (CLIP) hides the concept from the
     tokens before it, so the span starts at the concept word; a bidirectional one (MiniLM) spreads it
     over every token, so the whole sequence is edited."""
@@ -19,7 +21,7 @@ def edit_span(encoder, prompt, word, causal):
     return start if causal else 0
 
 
-def anchor_span_start(encoder, anchor, causal):
+def anchor_span_start(encoder: TextEncoder, anchor: str, causal: bool) -> int:
     """First token position of the anchor's span: after the start token for a causal encoder."""
     if not causal:
         return 0
@@ -27,7 +29,8 @@ def anchor_span_start(encoder, anchor, causal):
     return 1 if ids and ids[0] in encoder.tokenizer.all_special_ids else 0
 
 
-def clean_rows(encoder, prompts, word, anchor, causal):
+def clean_rows(encoder: TextEncoder, prompts: list[str], word: str, anchor: str,
+               causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Erase-span tokens of each prompt paired with the anchor's tokens: [N, D], [N, D] (no mining)."""
     emb = encoder.encode(list(prompts) + [anchor])
     a_start = anchor_span_start(encoder, anchor, causal)
@@ -35,7 +38,8 @@ def clean_rows(encoder, prompts, word, anchor, causal):
     return torch.cat([e for e, _ in pairs]), torch.cat([a for _, a in pairs])
 
 
-def align(erase_tokens, anchor_tokens, erase_start, anchor_start):
+def align(erase_tokens: torch.Tensor, anchor_tokens: torch.Tensor, erase_start: int,
+          anchor_start: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pair erase-span tokens with anchor tokens position by position from each span's start.
 
     erase_tokens, anchor_tokens: [L, D]. Returns two [n, D] tensors with n = the shorter span.
@@ -62,7 +66,9 @@ def _directions(e, count, gen, basis):
     return d / d.norm(dim=-1, keepdim=True)
 
 
-def perturb(e, count, r_min, r_max, cos_min, cos_max, gen, basis=None, batch=None, max_rounds=50):
+def perturb(e: torch.Tensor, count: int, r_min: float, r_max: float, cos_min: float, cos_max: float,
+            gen: torch.Generator, basis: torch.Tensor | None = None, batch: int | None = None,
+            max_rounds: int = 50) -> tuple[torch.Tensor, dict]:
     """`count` perturbed copies of tokens e [T, D] with every token's |delta| in [r_min, r_max) and
     cos(e, e + delta) in [cos_min, cos_max].
 
@@ -105,7 +111,8 @@ def _stats(e, samples, requested, drawn, accepted):
             "acceptance_rate": round(accepted / drawn, 5), "distance": summary(dist), "cosine": summary(cos)}
 
 
-def mine(erase, anchor, cfg, seed, basis=None):
+def mine(erase: torch.Tensor, anchor: torch.Tensor, cfg: dict, seed: int,
+         basis: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """One embedding set for one erase/anchor pair of aligned token spans [T, D].
 
     cfg: num_neighbors (M), num_beyond (N), d1, d1_anchor, d2 (relative to the mean token norm of

@@ -6,8 +6,12 @@ VAE plays in Stable Diffusion, so the sampler and trainers treat both worlds ali
 """
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:  # diffusers costs seconds to import; the schedulers' types only name it
+    from diffusers import DDIMScheduler, DDPMScheduler
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCEPTS_FILE = ROOT / "data" / "miniworld" / "concepts.json"
@@ -29,7 +33,7 @@ UNET_CONFIG = dict(
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon")
 
 
-def build_unet(seed=0):
+def build_unet(seed: int = 0) -> torch.nn.Module:
     # diffusers is imported in these functions, not at the top: it costs seconds a process, and the
     # stages that only encode text (mine, audit) never need it.
     from diffusers import UNet2DConditionModel
@@ -37,33 +41,33 @@ def build_unet(seed=0):
     return UNet2DConditionModel(**UNET_CONFIG)
 
 
-def train_scheduler():
+def train_scheduler() -> "DDPMScheduler":
     from diffusers import DDPMScheduler
     return DDPMScheduler(**SCHEDULE, clip_sample=True)
 
 
-def sample_scheduler():
+def sample_scheduler() -> "DDIMScheduler":
     from diffusers import DDIMScheduler
     return DDIMScheduler(**SCHEDULE, clip_sample=True, set_alpha_to_one=True)
 
 
-def load_concepts(path=CONCEPTS_FILE):
+def load_concepts(path: str | Path = CONCEPTS_FILE) -> dict:
     """The concept data file: {name: {name, synonyms, associated: [{prompt, similarity, ...}]}} and templates."""
     return json.loads(Path(path).read_text())
 
 
-def training_captions(concepts):
+def training_captions(concepts: dict) -> dict[str, list[list[list[str]]]]:
     """Every training caption, indexed [concept][name][template][colour] -> str."""
     from .render import COLOURS
     return {c: [[[t.format(colour=col, name=n) for col in COLOURS] for t in concepts["templates"]]
                 for n in v["synonyms"]] for c, v in concepts["concepts"].items()}
 
 
-def pack(images):
+def pack(images: torch.Tensor) -> torch.Tensor:
     """Images [B, 3, 32, 32] in [-1, 1] -> model space [B, 12, 16, 16]."""
     return torch.nn.functional.pixel_unshuffle(images, 2)
 
 
-def unpack(latents):
+def unpack(latents: torch.Tensor) -> torch.Tensor:
     """Model space [B, 12, 16, 16] -> images [B, 3, 32, 32]."""
     return torch.nn.functional.pixel_shuffle(latents, 2)

@@ -9,6 +9,7 @@ oracle that learned "noisy background = none" rejected well-drawn shapes.
 """
 import math
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -32,19 +33,19 @@ class Oracle(nn.Module):
                                       block(64, 96), nn.MaxPool2d(2), block(96, 128))
         self.head = nn.Linear(128, n_classes)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, 3, 32, 32] in [-1, 1] -> logits [B, 9]."""
         return self.head(self.features(x).mean(dim=(2, 3)))
 
 
 @torch.inference_mode()
-def classify(oracle, images, batch_size=512):
+def classify(oracle: torch.nn.Module, images: torch.Tensor, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """Label index per image (REJECT for "none") and the softmax probabilities [B, 9]."""
     probs = torch.cat([oracle(images[i:i + batch_size]).softmax(-1) for i in range(0, len(images), batch_size)])
     return probs.argmax(-1), probs
 
 
-def reject_images(n, seed):
+def reject_images(n: int, seed: int) -> np.ndarray:
     """Images that show none of the concepts: irregular blobs and shapes cut off by the border."""
     rng = np.random.default_rng(seed)
     out = np.empty((n, 32, 32, 3), dtype=np.uint8)
@@ -71,7 +72,7 @@ def reject_images(n, seed):
     return out
 
 
-def augment(x, gen):
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Blur, background tint and pixel noise of random strength; x: [B, 3, 32, 32] in [-1, 1]."""
     b = len(x)
     tint = (torch.rand(b, 3, 1, 1, generator=gen) - 0.5) * 0.4 * (torch.rand(b, 1, 1, 1, generator=gen) < 0.5)
@@ -82,7 +83,8 @@ def augment(x, gen):
     return (x + tint + noise).clamp(-1, 1)
 
 
-def train_oracle(train_x, train_y, cfg, progress=print):
+def train_oracle(train_x: torch.Tensor, train_y: torch.Tensor, cfg: dict,
+                 progress: Callable[[str], None] = print) -> "Oracle":
     """Train the CNN on prepared tensors; returns the model in eval mode."""
     gen = torch.Generator().manual_seed(cfg["seed"])
     torch.manual_seed(cfg["seed"])

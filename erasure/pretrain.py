@@ -7,14 +7,17 @@ import copy
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+
 from . import checkpoint, io
 from .miniworld import build_unet, load_concepts, pack, train_scheduler, training_captions
 from .render import COLOURS, SHAPES, render_batch
+from .text import MiniLMEncoder
 
-def learning_rate(step, cfg):
+def learning_rate(step: int, cfg: dict) -> float:
     """Linear warm-up, constant, then a cosine decay to 10% from `decay_start` to the last step."""
     if step < cfg["warmup"]:
         return cfg["lr"] * (step + 1) / cfg["warmup"]
@@ -24,12 +27,12 @@ def learning_rate(step, cfg):
     return cfg["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def images_to_tensor(images):
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 [N, 32, 32, 3] -> float [N, 3, 32, 32] in [-1, 1]."""
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def caption_table(encoder, concepts):
+def caption_table(encoder: MiniLMEncoder, concepts: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings of every training caption [C, names, templates, colours, L, D] and of "" [L, D]."""
     captions = training_captions(concepts)
     flat = [captions[c][n][t][k] for c in SHAPES for n in range(3) for t in range(len(concepts["templates"]))
@@ -39,7 +42,7 @@ def caption_table(encoder, concepts):
     return table, encoder.encode([""])[0]
 
 
-def train_unet(encoder, out_dir, cfg, progress=print):
+def train_unet(encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict, progress: Callable[[str], None] = print) -> dict:
     """Noise-prediction training with EMA and caption dropout. Writes unet.safetensors (the EMA weights).
     cfg: the config's pretrain.unet (schema defaults filled)."""
     out_dir = Path(out_dir)
@@ -109,7 +112,8 @@ def train_unet(encoder, out_dir, cfg, progress=print):
                 loss_curve=[round(float(np.mean(losses[i:i + 100])), 5) for i in range(0, len(losses), 100)])
 
 
-def degraded_renders(unet, encoder, n, seed, cfg, progress=print, batch=100):
+def degraded_renders(unet: torch.nn.Module, encoder: MiniLMEncoder, n: int, seed: int, cfg: dict,
+                     progress: Callable[[str], None] = print, batch: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """Renders pushed through the model: noised to a random timestep in [t_min, t_max] and denoised
     back under their own caption (SDEdit). Returns uint8 images [n, 32, 32, 3] and labels [n]."""
     from .miniworld import sample_scheduler, unpack
@@ -137,7 +141,8 @@ def degraded_renders(unet, encoder, n, seed, cfg, progress=print, batch=100):
     return out, labels
 
 
-def train_oracle_stage(unet, encoder, out_dir, cfg, progress=print):
+def train_oracle_stage(unet: torch.nn.Module, encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict,
+                       progress: Callable[[str], None] = print) -> dict:
     """Build the oracle's training data (clean, model-degraded, reject), train it, measure it.
     cfg: the config's pretrain.oracle (schema defaults filled)."""
     from .oracle import REJECT, classify, reject_images, train_oracle

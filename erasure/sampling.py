@@ -25,8 +25,8 @@ def step(scheduler, eps: torch.Tensor, t: torch.Tensor, latents: torch.Tensor, e
 
 
 @torch.inference_mode()
-def sample(unet: torch.nn.Module, scheduler, cond: torch.Tensor, null: torch.Tensor, seeds: list[int], latent_shape: tuple,
-           steps: int = 25, guidance: float = 5.0, eta: float = 0.0) -> torch.Tensor:
+def sample(unet: torch.nn.Module, scheduler, cond: torch.Tensor, null: torch.Tensor, seeds: list[int],
+           latent_shape: tuple, steps: int = 25, guidance: float = 5.0, eta: float = 0.0) -> torch.Tensor:
     """Denoise a batch with classifier-free guidance.
 
     cond: [B, L, D] prompt token embeddings; null: [L, D] embedding of "" (the unconditional branch);

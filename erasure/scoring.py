@@ -31,7 +31,8 @@ class OracleScorer:
         self.model.eval()
 
     @torch.inference_mode()
-    def score(self, paths, concepts, prompts=None, batch_size=512):
+    def score(self, paths: list[str], concepts: list[str], prompts: list[str] | None = None,
+              batch_size: int = 512) -> list[dict]:
         rows = []
         for i in range(0, len(paths), batch_size):
             x = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths[i:i + batch_size]])
@@ -73,7 +74,8 @@ class ClipScorer:
         unique = sorted(set(prompts))
         return dict(zip(unique, self._text(unique)))
 
-    def score(self, paths, concepts, prompts=None, batch_size=64):
+    def score(self, paths: list[str], concepts: list[str], prompts: list[str] | None = None,
+              batch_size: int = 64) -> list[dict]:
         classes = self._text([self.template.format(c) for c in concepts])
         own = self._own_prompts(prompts) if prompts else {}
         rows = []
@@ -87,7 +89,7 @@ class ClipScorer:
                 rows.append(row)
         return rows
 
-    def clip_scores(self, paths, prompts, batch_size=64):
+    def clip_scores(self, paths: list[str], prompts: list[str], batch_size: int = 64) -> list[float]:
         """100 * cos(image, its own prompt) per image (COCO captions: no concepts to classify)."""
         own = self._own_prompts(prompts)
         out = []
@@ -111,7 +113,8 @@ class NudeNetScorer:
         self.detector = NudeDetector()
         self.threshold, self.concept = threshold, concept
 
-    def score(self, paths, concepts=None, prompts=None):
+    def score(self, paths: list[str], concepts: list[str] | None = None,
+              prompts: list[str] | None = None) -> list[dict]:
         rows = []
         for p in paths:
             found = [d for d in self.detector.detect(str(p))
@@ -126,7 +129,7 @@ class NudeNetScorer:
 NO_FACE = "no_face"
 
 
-def gcd_name(label):
+def gcd_name(label: str) -> str:
     """GCD labels are folder names ("Leonardo_DiCaprio"); compare them with concept names this way."""
     return " ".join(label.replace("_", " ").replace("-", " ").split()).lower()
 
@@ -144,7 +147,7 @@ class GcdScorer:
         self.request = {"resources": str(resources), "weights_file": weights_file, "face_margin": face_margin,
                         "face_size": face_size, "use_cuda": torch.cuda.is_available()}
 
-    def score(self, paths, concepts, prompts=None):
+    def score(self, paths: list[str], concepts: list[str], prompts: list[str] | None = None) -> list[dict]:
         by_name = {gcd_name(c): c for c in concepts}
         worker = Path(__file__).with_name("gcd_worker.py")
         with tempfile.TemporaryDirectory() as tmp:
@@ -166,7 +169,7 @@ class GcdScorer:
         return rows
 
 
-def load_scorer(params):
+def load_scorer(params: dict) -> "OracleScorer | ClipScorer | NudeNetScorer | GcdScorer":
     if params["world"] == "miniworld":
         return OracleScorer(params["miniworld"]["weights"])
     s = params["scorer"]

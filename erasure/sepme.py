@@ -35,7 +35,7 @@ from .mining import clean_rows
 from .world import load_world_from_params
 
 
-def cir_targets(erase, anchor, preserve, components):
+def cir_targets(erase: torch.Tensor, anchor: torch.Tensor, preserve: torch.Tensor, components: int) -> torch.Tensor:
     """G-CiR targets [N, D]: the anchor plus the erase-anchor difference inside the unrelated subspace."""
     if components <= 0:
         return anchor
@@ -45,7 +45,9 @@ def cir_targets(erase, anchor, preserve, components):
     return (anchor.double() + diff @ u @ u.T).to(anchor.dtype)
 
 
-def increments(rows, preserve, lam, known_weight, ridge, given=None):
+def increments(rows: dict[str, tuple[torch.Tensor, torch.Tensor]], preserve: torch.Tensor, lam: float,
+               known_weight: float, ridge: float,
+               given: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """{concept: Delta_k [D, D] float64} for every concept in `rows` ({concept: (erase, targets)}).
 
     `given` ({concept: (erase, Delta)}) are concepts erased earlier: their tokens count as known
@@ -68,12 +70,12 @@ def increments(rows, preserve, lam, known_weight, ridge, given=None):
     return out
 
 
-def module_increments(modules, delta):
+def module_increments(modules: dict[str, torch.nn.Linear], delta: torch.Tensor) -> dict[str, torch.Tensor]:
     """{module name: W0 Delta} in float32, the weight-delta format every stage reads."""
     return {name: (m.weight.detach().double() @ delta).float().contiguous() for name, m in modules.items()}
 
 
-def compose(deltas):
+def compose(deltas: list[torch.Tensor]) -> torch.Tensor:
     """Sum of the chosen concepts' increments ({concept: Delta [D, D]}) in a fixed (sorted) order, in
     float64, so the result does not depend on the order they are given in; None when none is chosen."""
     total = None
@@ -82,7 +84,7 @@ def compose(deltas):
     return total
 
 
-def cross_talk(delta, tokens):
+def cross_talk(delta: torch.Tensor, tokens: torch.Tensor) -> float:
     """Largest relative move ||Delta x|| / ||x|| an increment makes to token rows x [N, D]. Every
     layer's keys and values see the token as W0 (I + Delta) x, so this is the change all of them inherit."""
     x = tokens.double()
@@ -138,7 +140,7 @@ def solve(prm: dict, concepts: list[str], inc_dir: str | Path, given_dir: str | 
     return modules
 
 
-def load_delta(path):
+def load_delta(path: str | Path) -> torch.Tensor:
     return load_file(str(path))["delta"].double()
 
 

@@ -17,12 +17,12 @@ class TextEncoder:
     max_length = None
     dim = None
 
-    def tokenize(self, prompts):
+    def tokenize(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         return self.tokenizer(list(prompts), padding="max_length", max_length=self.max_length,
                               truncation=True, return_tensors="pt")
 
     @torch.inference_mode()
-    def encode(self, prompts, batch_size=256):
+    def encode(self, prompts: list[str], batch_size: int = 256) -> torch.Tensor:
         """Token embeddings [B, L, D] (float32) for a list of prompts."""
         out = []
         for i in range(0, len(prompts), batch_size):
@@ -32,7 +32,7 @@ class TextEncoder:
     def _forward(self, tokens):
         raise NotImplementedError
 
-    def token_span(self, prompt, word):
+    def token_span(self, prompt: str, word: str) -> tuple[int, int]:
         """(start, end) token positions of `word` inside `prompt`; the last occurrence if repeated.
 
         Raises ValueError naming both when the word's tokens do not appear in the prompt.
@@ -50,7 +50,7 @@ class TextEncoder:
         special = set(self.tokenizer.all_special_ids)
         return [i for i in ids if i not in special]
 
-    def vocabulary_embeddings(self):
+    def vocabulary_embeddings(self) -> tuple[torch.Tensor, list[str]]:
         """Input token-embedding table [V, D] and the token strings, for the audit's nearest tokens."""
         table = self.model.get_input_embeddings().weight.detach().float()
         tokens = self.tokenizer.convert_ids_to_tokens(list(range(table.shape[0])))
@@ -75,7 +75,7 @@ class MiniLMEncoder(TextEncoder):
         return self.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).last_hidden_state
 
     @torch.inference_mode()
-    def pooled(self, prompts):
+    def pooled(self, prompts: list[str]) -> torch.Tensor:
         """Mean-pooled sentence embeddings [B, D], unit norm (sentence-transformers pooling)."""
         tokens = self.tokenize(prompts)
         hidden = self._forward(tokens)

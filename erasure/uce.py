@@ -11,14 +11,17 @@ c_j with lam = s_p, and ridge = lamb. The two public versions pick different tok
 """
 import torch
 
+from .text import TextEncoder
 
-def last_index(encoder, prompts):
+
+def last_index(encoder: TextEncoder, prompts: list[str]) -> torch.Tensor:
     """Position of the last token before the end token of each prompt: [B]."""
     mask = encoder.tokenize(prompts)["attention_mask"]
     return mask.sum(1) - 2
 
 
-def rows(encoder, erase_prompts, guide, preserve_prompts, tokens):
+def rows(encoder: TextEncoder, erase_prompts: list[str], guide: str, preserve_prompts: list[str],
+         tokens: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Erase rows [N, D], their guide rows [N, D] and preserve rows [P, D]."""
     emb = encoder.encode(list(erase_prompts) + [guide])
     erase_emb, guide_emb = emb[:-1], emb[-1]

@@ -27,16 +27,16 @@ class World:
     encode_images: Callable       # float images [B, 3, H, W] in [-1, 1] -> latents
     causal_text: bool             # CLIP is causal: tokens before the concept word do not see it
 
-    def null_embedding(self):
+    def null_embedding(self) -> torch.Tensor:
         return self.encoder.encode([""])[0]
 
-    def edit_modules(self):
+    def edit_modules(self) -> dict[str, torch.nn.Linear]:
         """The cross-attention projections every closed-form edit touches: {name: nn.Linear}."""
         return {name: m for name, m in self.unet.named_modules()
                 if name.endswith(("attn2.to_k", "attn2.to_v")) and isinstance(m, torch.nn.Linear)}
 
 
-def to_uint8(images):
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """[B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3]."""
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
@@ -55,7 +55,7 @@ def load_miniworld(weights_dir: str | Path) -> World:
                  encode_images=miniworld.pack, causal_text=False)
 
 
-def load_sd(model, dtype="float32", device=None, resolution=None):
+def load_sd(model: str, dtype: str = "float32", device: str | None = None, resolution: int | None = None) -> "World":
     """Load an SD v1.x/v2.x diffusers model: text encoder, UNet, VAE and scheduler."""
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
