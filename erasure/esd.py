@@ -38,20 +38,26 @@ def train(student: torch.nn.Module, teacher: torch.nn.Module, scheduler, cond: t
           progress: Callable[[str], None] = print) -> Iterator[tuple[int, float]]:
     """ESD iterations start_step+1 .. cfg["iterations"]; yields (iteration, loss) after each.
 
-    cond, null, source: [L, D] embeddings of the erased prompt, "" and erase_from.
+    cond, null, source: [L, D] embeddings of the erased prompt, "" and erase_from. The teacher runs in
+    its own dtype and device; the student (float32 master weights) gets the same inputs in its dtype; the
+    loss is taken in float32. Noise is drawn on the CPU generator, so every device draws the same.
     """
+    teacher_at = next(teacher.parameters())
+    student_dtype = next(student.parameters()).dtype
     scheduler.set_timesteps(cfg["ddim_steps"])
     b = cfg["batch_size"]
-    c, n, s = (e.expand(b, -1, -1) for e in (cond, null, source))
+    c, n, s = (e.to(teacher_at.device, teacher_at.dtype).expand(b, -1, -1) for e in (cond, null, source))
     for it in range(start_step + 1, cfg["iterations"] + 1):
         stop = int(torch.randint(0, cfg["ddim_steps"], (1,), generator=gen))
         noise = torch.randn(b, *latent_shape, generator=gen) * scheduler.init_noise_sigma
-        x = partial_sample(teacher, scheduler, c, n, noise, stop, cfg["start_guidance"])
+        x = partial_sample(teacher, scheduler, c, n, noise.to(teacher_at.device, teacher_at.dtype), stop,
+                           cfg["start_guidance"])
         t = scheduler.timesteps[stop]
         with torch.no_grad():
-            e_src, e_c, e_0 = teacher(torch.cat([x, x, x]), t, torch.cat([s, c, n])).sample.chunk(3)
+            e_src, e_c, e_0 = teacher(torch.cat([x, x, x]), t, torch.cat([s, c, n])).sample.float().chunk(3)
             target = e_src - cfg["eta"] * (e_c - e_0)
-        loss = torch.nn.functional.mse_loss(student(x, t, c).sample, target)
+        prediction = student(x.to(student_dtype), t, c.to(student_dtype)).sample
+        loss = torch.nn.functional.mse_loss(prediction.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

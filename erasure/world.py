@@ -36,7 +36,7 @@ class World:
                 if name.endswith(("attn2.to_k", "attn2.to_v")) and isinstance(m, torch.nn.Linear)}
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
+def to_uint8(images: torch.Tensor) -> "numpy.ndarray":
     """[B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3]."""
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 

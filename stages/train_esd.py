@@ -31,10 +31,11 @@ def main():
     out = Path(args.out)
     t0 = time.time()
 
-    # 1. Frozen teacher; the student trains only the chosen parameters.
+    # 1. Frozen teacher in the world's dtype; the student is a float32 copy that trains only the chosen
+    # parameters (float32 master weights, as the reference trains: Adam's small updates vanish in float16).
     world = load_world_from_params(prm)
     teacher = copy.deepcopy(world.unet).eval().requires_grad_(False)
-    student = world.unet.train().requires_grad_(False)
+    student = world.unet.float().train().requires_grad_(False)
     names = esd.trainable_names(student, prm["train"])
     named = dict(student.named_parameters())
     params = [named[n] for n in names]
@@ -43,7 +44,8 @@ def main():
         q.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=cfg["lr"])
     gen = torch.Generator().manual_seed(prm["seed"])
-    cond, null, source = world.encoder.encode([prm["prompt"], "", cfg["erase_from"]])
+    # clone(): the encoder runs in inference mode, and inference tensors cannot be saved for backward.
+    cond, null, source = (e.clone() for e in world.encoder.encode([prm["prompt"], "", cfg["erase_from"]]))
 
     # 2. Resume from a checkpoint if one exists, then train.
     ckpt = out.with_name(out.stem + ".checkpoint.safetensors")

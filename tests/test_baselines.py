@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from conftest import filled_config, ROOT, run_stage
 from erasure import esd, uce
 from erasure.closed_form import mixing_matrix
+from erasure.config import defaults
 
 
 def test_uce_last_token_rows(minilm):
@@ -78,3 +79,17 @@ def test_esd_stage_trains_only_its_parameters(tmp_path, method, part):
     after = dict(world.unet.named_parameters())
     for n, d in deltas.items():
         assert torch.allclose(after[n], before[n] + d)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_esd_trains_a_half_precision_sd_at_the_references_batch_size(tiny_sd, tmp_path, dtype):
+    # The SD task configs load the model in float16; the references train ESD at batch size 1.
+    prm = {"world": "sd", "sd": {"model": str(tiny_sd), "dtype": dtype, "resolution": None}, "concept": "heart",
+           "train": "xattn", "prompt": "a heart", "seed": 0,
+           "esd": {**defaults("esd"), "iterations": 2, "batch_size": 1, "ddim_steps": 2}}
+    out = tmp_path / "esd.safetensors"
+    run_stage("train_esd", "--params", json.dumps(prm), "--out", out)
+    deltas = load_file(out)
+    assert deltas and all(d.dtype == torch.float32 for d in deltas.values())   # float32 master weights
+    assert any(d.abs().max() > 0 for d in deltas.values())
+    assert all(torch.isfinite(d).all() for d in deltas.values())
