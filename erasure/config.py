@@ -6,6 +6,7 @@ whichever way the pipeline is started. Several files merge as Snakemake merges t
 first, then each file in order, nested mappings key by key.
 """
 import copy
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -101,12 +102,40 @@ def validate(config: dict) -> dict:
     return config
 
 
+def check_out_dir(out_dir: str) -> None:
+    """An output directory the run can own: not a filesystem root, not a file, no control characters
+    (every shell line quotes it, but a newline in a path breaks logs and tools that read them)."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in out_dir):
+        raise ConfigError(f"config field out_dir: {out_dir!r} contains a control character; use a plain path")
+    path = Path(out_dir).expanduser()
+    if path.resolve() == Path(path.resolve().anchor):
+        raise ConfigError(f"config field out_dir: {out_dir!r} is a filesystem root; name a directory for this run")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"config field out_dir: {out_dir!r} is an existing file; name a directory")
+
+
+def check_finite(value: object, field: str = "") -> None:
+    """No NaN or infinity anywhere: the schema's bounds let them through (NaN compares false with every
+    bound), and a NaN guidance scale draws black images that are then scored as if they meant something."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config field {field}: {value} is not a finite number; give a number")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        check_finite(item, f"{field}.{key}" if field else str(key))
+
+
 def check(config: dict) -> dict:
     """Cross-field checks the schema cannot express."""
+    check_finite(config)
+    check_out_dir(config["out_dir"])
     concepts = prompts.load_concepts(config["concepts_file"])
     for name in config["erase"]:
         if name not in concepts:
             raise ConfigError(f"config field erase: unknown concept {name!r}; known: {sorted(concepts)}")
+        if config["prompt_template"].format(name).lower() in config["anchor"].lower():
+            raise ConfigError(f"config field anchor: {config['anchor']!r} contains the erased prompt "
+                              f"{config['prompt_template'].format(name)!r}, so the edit would map it onto itself; "
+                              "choose an anchor that shows none of the erased concepts")
     slugs = {}
     for name in concepts:
         if io.slug(name) in slugs:

@@ -16,6 +16,9 @@ import torch
 from conftest import ROOT, miniworld_config, run_stage, write_config
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--nolock", "--cores", "2"]
+# The complete run writes under an out_dir that would inject a command into any unquoted shell line
+# (issue 25's): it must run the DAG, land every file under that directory, and run nothing else.
+HOSTILE_OUT = "out dir --help;touch PWNED;#"
 CODE = ["Snakefile", "config.yaml", "workflow", "stages", "erasure", "data/miniworld"]
 
 
@@ -55,20 +58,28 @@ def finished_run(tmp_path_factory):
     repo = copy_repo(tmp / "repo")
     config = miniworld_config(tmp, run_methods=["original", "cf", "cf_na", "cf_na_mine", "realera"])  # Table 3
     config["miniworld"]["weights"] = str(shutil.copytree(ROOT / "weights/miniworld", tmp / "weights"))
+    config["out_dir"] = str(tmp / HOSTILE_OUT)
     path = write_config(tmp, config)
     proc = snakemake(path, "all", repo=repo)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return tmp, config, path, repo
 
 
+def test_a_hostile_out_dir_runs_nothing_and_holds_every_output(finished_run):
+    tmp, _, _, repo = finished_run
+    assert not any(p.name == "PWNED" for where in (tmp, repo, ROOT) for p in where.rglob("PWNED"))
+    assert (tmp / HOSTILE_OUT / "report" / "summary.csv").is_file()
+    assert not (tmp / "out").exists() and not (tmp / "out dir").exists()
+
+
 def test_report_has_the_papers_columns(finished_run):
     tmp, config, _, _ = finished_run
-    with open(tmp / "out/report/summary.csv") as f:
+    with open(tmp / HOSTILE_OUT / "report/summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert {"method", "concept", "acc_e", "acc_s", "acc_g", "h_o", "n_images"} <= set(rows[0])
     assert {(r["method"], r["concept"]) for r in rows} >= {("original", "heart"), ("cf", "heart"), ("realera", "heart")}
-    assert (tmp / "out/report/index.html").read_text().count("<img") >= 3
-    table = (tmp / "out/report/table.md").read_text()
+    assert (tmp / HOSTILE_OUT / "report/index.html").read_text().count("<img") >= 3
+    table = (tmp / HOSTILE_OUT / "report/table.md").read_text()
     assert "| realera |" in table and "COCO-30k" not in table   # no COCO captions in the mini world
 
 
@@ -76,7 +87,7 @@ def test_the_four_table3_variants_give_different_weights(finished_run):
     from erasure.edits import apply_edit
     from erasure.world import load_miniworld
     tmp, config, _, _ = finished_run
-    out = tmp / "out"
+    out = tmp / HOSTILE_OUT
     weights = {}
     for method in ("cf", "cf_na", "cf_na_mine", "realera"):
         lora = out / "lora" / method / "heart"
@@ -93,7 +104,7 @@ def test_the_stages_run_again_by_hand_give_identical_bytes(finished_run, tmp_pat
     gives the same outputs, and a stage run alone derives exactly the Snakefile's parameters."""
     import hashlib
     tmp, _, path, _ = finished_run
-    out, again = tmp / "out", tmp_path
+    out, again = tmp / HOSTILE_OUT, tmp_path
     common = ["--config", path, "--concept", "heart"]
     run_stage("mine", *common, "--sampler", "paper", "--out", again / "mine.safetensors")
     run_stage("closed_form", *common, "--method", "realera", "--embeddings", again / "mine.safetensors",
