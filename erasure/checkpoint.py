@@ -1,14 +1,28 @@
 """Training checkpoints as safetensors: parameters, AdamW moments, the RNG state and the step.
 
-A resumed run continues bit-identically to an uninterrupted one (the tests check this).
+A resumed run continues bit-identically to an uninterrupted one (the tests check this). Each checkpoint
+records its owner, a fingerprint of the settings and input files that made it: a run with other
+settings (a changed learning rate, step count or rank) starts over instead of resuming someone else's.
 """
+import hashlib
+import json
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from . import io
+
+
+def owner(settings: dict, *files: str | Path | None) -> str:
+    """Fingerprint of a training run: its settings and the bytes of its input files."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for f in files:
+        if f:
+            h.update(Path(f).read_bytes())
+    return h.hexdigest()[:20]
 
 
 def save(path: str | Path, params: list[torch.nn.Parameter], opt: torch.optim.Optimizer, gen: torch.Generator,
@@ -39,3 +53,19 @@ def load(path: str | Path, params: list[torch.nn.Parameter], opt: torch.optim.Op
                             "step": tensors.pop(f"adam.{i}.step").reshape(())}
     gen.set_state(tensors.pop("rng"))
     return int(metadata["step"]), tensors, metadata
+
+
+def resume(path: str | Path, params: list[torch.nn.Parameter], opt: torch.optim.Optimizer, gen: torch.Generator,
+           run_owner: str, progress: Callable[[str], None]) -> tuple[int, dict[str, torch.Tensor], dict[str, str]]:
+    """(step, other tensors, metadata) from the checkpoint at `path` when `run_owner` made it; (0, {}, {})
+    when there is none, or when other settings made it (the file is removed, and the run says so)."""
+    path = Path(path)
+    if not path.exists():
+        return 0, {}, {}
+    with safe_open(path, "pt") as f:
+        made_by = f.metadata().get("owner")
+    if made_by != run_owner:
+        progress(f"checkpoint {path} was made with other settings or inputs; starting over")
+        path.unlink()
+        return 0, {}, {}
+    return load(path, params, opt, gen)

@@ -160,15 +160,15 @@ def train_alignment(prm: dict, deltas: str | Path, embeddings: str | Path, out: 
 
     # 4. Resume from a checkpoint if one exists, then train.
     ckpt = out.parent / "checkpoint.safetensors"
-    start = 0
-    if ckpt.exists():
-        start, _, _ = checkpoint.load(ckpt, params, opt, gen)
+    run_owner = checkpoint.owner(prm, deltas, embeddings)
+    start, _, _ = checkpoint.resume(ckpt, params, opt, gen, run_owner, cli.progress)
+    if start:
         cli.progress(f"resuming LoRA training at step {start}")
     losses = []
     for step, losses in train(student, teacher, world.make_train_scheduler(), z0, sampler, cfg, gen,
                                    cli.progress, start, opt, params):
         if step % CHECKPOINT_EVERY == 0 and step < cfg["steps"]:
-            checkpoint.save(ckpt, params, opt, gen, step)
+            checkpoint.save(ckpt, params, opt, gen, step, metadata={"owner": run_owner})
 
     # 5. Save in diffusers' LoRA format (atomic: write in a temp dir, then rename).
     from diffusers import StableDiffusionPipeline

@@ -64,8 +64,9 @@ def train_unet(encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict, progress:
     start, elapsed, losses = 0, 0.0, []
 
     ckpt = out_dir / "unet_checkpoint.safetensors"
-    if ckpt.exists():  # resume: weights, EMA, optimizer moments and RNG come back exactly
-        start, extra, meta = checkpoint.load(ckpt, list(unet.parameters()), opt, gen)
+    run_owner = checkpoint.owner(cfg)
+    start, extra, meta = checkpoint.resume(ckpt, list(unet.parameters()), opt, gen, run_owner, progress)
+    if start:  # resume: weights, EMA, optimizer moments and RNG come back exactly
         ema.load_state_dict({k[4:]: v for k, v in extra.items() if k.startswith("ema.")})
         elapsed, losses = float(meta["elapsed"]), extra["losses"].tolist()
         progress(f"resuming UNet training at step {start}")
@@ -104,7 +105,7 @@ def train_unet(encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict, progress:
             ema_state = {f"ema.{k}": v.contiguous() for k, v in ema.state_dict().items()}
             checkpoint.save(ckpt, list(unet.parameters()), opt, gen, step + 1,
                             {**ema_state, "losses": torch.tensor(losses, dtype=torch.float64)},
-                            {"elapsed": str(time.time() - t0)})
+                            {"elapsed": str(time.time() - t0), "owner": run_owner})
 
     io.save_safetensors({k: v.contiguous() for k, v in ema.state_dict().items()}, out_dir / "unet.safetensors")
     ckpt.unlink(missing_ok=True)

@@ -49,16 +49,16 @@ def main():
 
     # 2. Resume from a checkpoint if one exists, then train.
     ckpt = out.with_name(out.stem + ".checkpoint.safetensors")
-    start = 0
-    if ckpt.exists():
-        start, _, _ = checkpoint.load(ckpt, params, opt, gen)
+    run_owner = checkpoint.owner(prm)
+    start, _, _ = checkpoint.resume(ckpt, params, opt, gen, run_owner, cli.progress)
+    if start:
         cli.progress(f"resuming ESD training at iteration {start}")
     losses = []
     for it, loss in esd.train(student, teacher, world.make_scheduler(), cond, null, source, cfg, gen,
                               world.latent_shape, params, opt, start, cli.progress):
         losses.append(loss)
         if it % CHECKPOINT_EVERY == 0 and it < cfg["iterations"]:
-            checkpoint.save(ckpt, params, opt, gen, it)
+            checkpoint.save(ckpt, params, opt, gen, it, metadata={"owner": run_owner})
 
     # 3. Deltas of the trained parameters, and the sidecar.
     deltas = {n: (named[n].detach() - original[n]).contiguous() for n in names}
