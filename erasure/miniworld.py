@@ -56,11 +56,15 @@ def load_concepts(path: str | Path = CONCEPTS_FILE) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def training_captions(concepts: dict) -> dict[str, list[list[list[str]]]]:
-    """Every training caption, indexed [concept][name][template][colour] -> str."""
+def training_captions(concepts: dict, none_names: list[str] = ()) -> dict[str, list[list[list[str]]]]:
+    """Every training caption, indexed [concept][name][template][colour] -> str; with none_names, also
+    "none": the captions of the blobs that are none of the concepts."""
     from .render import COLOURS
-    return {c: [[[t.format(colour=col, name=n) for col in COLOURS] for t in concepts["templates"]]
-                for n in v["synonyms"]] for c, v in concepts["concepts"].items()}
+    names = {c: v["synonyms"] for c, v in concepts["concepts"].items()}
+    if none_names:
+        names["none"] = list(none_names)
+    return {c: [[[t.format(colour=col, name=n) for col in COLOURS] for t in concepts["templates"]] for n in ns]
+            for c, ns in names.items()}
 
 
 def pack(images: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,31 @@ def classify(oracle: torch.nn.Module, images: torch.Tensor, batch_size: int = 51
     return probs.argmax(-1), probs
 
 
+def blob(rng: np.random.Generator, colour: tuple[int, int, int]) -> Image.Image:
+    """An irregular blob (a polygon of random radii around a centre), 32 x 32 on white."""
+    img = Image.new("RGB", (64, 64), (255, 255, 255))
+    k = int(rng.integers(5, 10))
+    cx, cy = rng.uniform(20, 44, size=2)
+    angles = np.sort(rng.uniform(0, 2 * math.pi, k))
+    radii = rng.uniform(4, 22, k)
+    ImageDraw.Draw(img).polygon([(cx + r * math.cos(a), cy + r * math.sin(a)) for a, r in zip(angles, radii)],
+                                fill=colour)
+    return img.resize((32, 32), Image.LANCZOS)
+
+
+def blob_renders(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """n irregular blobs in the named colours: uint8 [n, 32, 32, 3] and each one's colour name (the UNet's
+    none class: a prompt the model draws as none of the concepts, for an anchor)."""
+    rng = np.random.default_rng(seed)
+    names = list(COLOURS)
+    out, colours = np.empty((n, 32, 32, 3), dtype=np.uint8), []
+    for i in range(n):
+        name = names[rng.integers(len(names))]
+        out[i] = np.asarray(blob(rng, tuple(int(c) for c in COLOURS[name])))
+        colours.append(name)
+    return out, colours
+
+
 def reject_images(n: int, seed: int) -> np.ndarray:
     """Images that show none of the concepts: irregular blobs and shapes cut off by the border."""
     rng = np.random.default_rng(seed)
@@ -53,14 +78,7 @@ def reject_images(n: int, seed: int) -> np.ndarray:
         kind = rng.integers(2)
         colour = tuple(int(c) for c in list(COLOURS.values())[rng.integers(len(COLOURS))])
         if kind == 0:  # irregular blob: random radii around a centre
-            img = Image.new("RGB", (64, 64), (255, 255, 255))
-            k = int(rng.integers(5, 10))
-            cx, cy = rng.uniform(20, 44, size=2)
-            angles = np.sort(rng.uniform(0, 2 * math.pi, k))
-            radii = rng.uniform(4, 22, k)
-            ImageDraw.Draw(img).polygon([(cx + r * math.cos(a), cy + r * math.sin(a)) for a, r in zip(angles, radii)],
-                                        fill=colour)
-            img = img.resize((32, 32), Image.LANCZOS)
+            img = blob(rng, colour)
         else:  # a shape mostly outside the canvas
             p = random_params(rng)
             img = render(p["shape"], p["colour"], p["radius"], 0.5, 0.5, p["angle"])

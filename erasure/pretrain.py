@@ -14,6 +14,7 @@ import torch
 
 from . import checkpoint, io
 from .miniworld import build_unet, load_concepts, pack, train_scheduler, training_captions
+from .oracle import blob_renders
 from .render import COLOURS, SHAPES, render_batch
 from .text import MiniLMEncoder
 
@@ -32,14 +33,30 @@ def images_to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def caption_table(encoder: MiniLMEncoder, concepts: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings of every training caption [C, names, templates, colours, L, D] and of "" [L, D]."""
-    captions = training_captions(concepts)
-    flat = [captions[c][n][t][k] for c in SHAPES for n in range(3) for t in range(len(concepts["templates"]))
+def caption_table(encoder: MiniLMEncoder, concepts: dict, none_names: list[str] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings of every training caption [C, names, templates, colours, L, D] and of "" [L, D]; the
+    classes are SHAPES in order, then "none" (index 8, the oracle's REJECT) when none_names are given."""
+    captions = training_captions(concepts, none_names)
+    classes = list(SHAPES) + (["none"] if none_names else [])
+    flat = [captions[c][n][t][k] for c in classes for n in range(3) for t in range(len(concepts["templates"]))
             for k in range(len(COLOURS))]
     emb = encoder.encode(flat)
-    table = emb.reshape(len(SHAPES), 3, len(concepts["templates"]), len(COLOURS), *emb.shape[1:])
+    table = emb.reshape(len(classes), 3, len(concepts["templates"]), len(COLOURS), *emb.shape[1:])
     return table, encoder.encode([""])[0]
+
+
+def training_images(cfg: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pool: pixels [N, 3, 32, 32], class index (blobs of the none class: len(SHAPES)) and colour index.
+    A share none_fraction of it is blobs when none_names are given."""
+    n_none = round(cfg["pool_size"] * cfg["none_fraction"]) if cfg["none_names"] else 0
+    images, labels, colour_names = render_batch(cfg["pool_size"] - n_none, seed=cfg["seed"])
+    if n_none:
+        blobs, blob_colours = blob_renders(n_none, seed=cfg["seed"] + 1)
+        images = np.concatenate([images, blobs])
+        labels = np.concatenate([labels, np.full(n_none, len(SHAPES))])
+        colour_names = list(colour_names) + blob_colours
+    colour_idx = torch.tensor([list(COLOURS).index(c) for c in colour_names])
+    return images_to_tensor(images), torch.from_numpy(labels), colour_idx
 
 
 def train_unet(encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict, progress: Callable[[str], None] = print) -> dict:
@@ -48,13 +65,9 @@ def train_unet(encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict, progress:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     concepts = load_concepts()
-    table, null = caption_table(encoder, concepts)
+    table, null = caption_table(encoder, concepts, cfg["none_names"])
     n_templates = table.shape[2]
-
-    images, labels, colour_names = render_batch(cfg["pool_size"], seed=cfg["seed"])
-    pixels = images_to_tensor(images)
-    colour_idx = torch.tensor([list(COLOURS).index(c) for c in colour_names])
-    labels = torch.from_numpy(labels)
+    pixels, labels, colour_idx = training_images(cfg)
 
     unet = build_unet(seed=cfg["seed"]).train()
     ema = copy.deepcopy(unet).eval().requires_grad_(False)

@@ -15,6 +15,7 @@ from .prompts import split_halves
 
 MIN_RATE = 50.0   # % of the unedited model's images labelled as the concept
 MIN_NONE = 80.0   # % of the anchor's images labelled none of the concepts
+MIN_PROMPTS, MIN_CONCEPTS = 3, 7   # held-out prompts per concept, for this many of the concepts
 
 
 def contains_name(prompt: str, names: list[str]) -> bool:
@@ -58,3 +59,14 @@ def choose_anchor(anchor_rates: dict[str, dict], min_none: float = MIN_NONE) -> 
     """The anchor candidate drawn as none of the concepts most often, if that reaches min_none."""
     best = max(anchor_rates, key=lambda p: (anchor_rates[p]["rate"], p))
     return best if anchor_rates[best]["rate"] >= min_none else None
+
+
+def protocol_met(held_out: dict[str, list[dict]], anchor: str | None) -> list[str]:
+    """What keeps a selection from protocol v2 ([] when it meets it): an anchor, and MIN_PROMPTS
+    held-out prompts for at least MIN_CONCEPTS concepts."""
+    problems = [] if anchor is not None else [f"no anchor candidate is labelled none at {MIN_NONE:.0f}% or more"]
+    short = sorted(c for c, kept in held_out.items() if len(kept) < MIN_PROMPTS)
+    if len(held_out) - len(short) < MIN_CONCEPTS:
+        problems.append(f"only {len(held_out) - len(short)} concepts have {MIN_PROMPTS} held-out prompts "
+                        f"(need {MIN_CONCEPTS}; short: {', '.join(short)})")
+    return problems

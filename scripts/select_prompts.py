@@ -2,8 +2,10 @@
 
 Draws every held-out candidate of data/miniworld/candidates.json (100 images each) and every anchor
 candidate (200 images each) with the unedited model, labels them with the oracle, and writes:
-  results/miniworld/prompt_selection.{csv,md}   every candidate's rate with its Wilson interval
-  data/miniworld/concepts.json                  the kept held-out prompts (tuning/report split)
+  results/miniworld/prompt_selection.{csv,md}   every candidate's rate with its Wilson interval, and
+                                                whether the selection meets the protocol
+  data/miniworld/concepts.json                  the kept held-out prompts (tuning/report split), only
+                                                when it does (else the file in force stays)
 The anchor it picks is printed and listed in the .md; config.yaml's `anchor` is set from it by hand.
 The selection draws with seeds 10,000,000 + k, never the evaluation's seeds (config seed + k), so no
 table reports images its prompts were chosen on. Resumable: drawn images are kept under --out-dir.
@@ -22,7 +24,8 @@ from erasure import cli, io, params  # noqa: E402
 from erasure.config import load_config  # noqa: E402
 from erasure.generation import generate  # noqa: E402
 from erasure.scoring import load_scorer  # noqa: E402
-from erasure.selection import MIN_NONE, MIN_RATE, choose_anchor, choose_held_out, contains_name, rate_rows  # noqa: E402
+from erasure.selection import (MIN_NONE, MIN_RATE, choose_anchor, choose_held_out, contains_name,  # noqa: E402
+                               protocol_met, rate_rows)
 
 DATA = ROOT / "data" / "miniworld"
 RESULTS = ROOT / "results" / "miniworld"
@@ -52,7 +55,7 @@ def draw_and_label(config, rows, out_dir, threads):
     return [{**r, "label": s["label"]} for r, s in zip(images, scores)]
 
 
-def write_tables(spec, labelled, held_out, anchor_rates, anchor):
+def write_tables(spec, labelled, held_out, anchor_rates, anchor, problems):
     table, md = [], ["# Mini world: prompt selection (protocol v2)\n", f"Regenerate: `{COMMAND}`\n",
                      f"Unedited model, seeds from {SELECTION_SEED} (never the evaluation's). A held-out candidate is "
                      f"kept when the oracle labels at least {MIN_RATE:.0f}% of its images as its concept and it repeats "
@@ -80,6 +83,8 @@ def write_tables(spec, labelled, held_out, anchor_rates, anchor):
                       "yes" if prompt == anchor else "no", ""])
         md.append(f"| {json.dumps(prompt)} | {e['n']} | {e['rate']:.1f} [{e['lo']:.1f}, {e['hi']:.1f}] | {labels} |")
     md.append(f"\nAnchor chosen: {json.dumps(anchor) if anchor is not None else f'none reaches {MIN_NONE:.0f}%'}.")
+    md.append("\nProtocol v2 " + ("met: data/miniworld/concepts.json was written from this selection." if not problems
+                                  else "not met, so data/miniworld/concepts.json was left as it was: " + "; ".join(problems) + "."))
     io.write_csv(RESULTS / "prompt_selection.csv", ["concept", "prompt", "images", "rate", "rate_lo", "rate_hi", "kept",
                                                     "split"], table)
     io.write_text(RESULTS / "prompt_selection.md", "\n".join(md) + "\n")
@@ -102,13 +107,16 @@ def main():
                                {c: v["names"] for c, v in spec["concepts"].items()}, rates)
     anchor_rates = rate_rows([r for r in labelled if r["kind"] == "anchor"], "none")
     anchor = choose_anchor(anchor_rates)
-    write_tables(spec, labelled, held_out, anchor_rates, anchor)
-    concepts = {c: {"name": c, "synonyms": v["names"], "associated": held_out[c]} for c, v in spec["concepts"].items()}
-    io.write_text(DATA / "concepts.json", json.dumps({"templates": spec["templates"], "protocol": 2,
-                                                      "concepts": concepts}, indent=1) + "\n")
+    problems = protocol_met(held_out, anchor)
+    write_tables(spec, labelled, held_out, anchor_rates, anchor, problems)
+    if not problems:
+        concepts = {c: {"name": c, "synonyms": v["names"], "associated": held_out[c]} for c, v in spec["concepts"].items()}
+        io.write_text(DATA / "concepts.json", json.dumps({"templates": spec["templates"], "protocol": 2,
+                                                          "concepts": concepts}, indent=1) + "\n")
     for c, kept in held_out.items():
         print(f"{c:9s} {len(kept)} kept: {[e['prompt'] for e in kept]}")
     print(f"anchor: {anchor!r} ({anchor_rates[anchor]['rate']:.1f}% none)" if anchor else "no anchor reaches the bar")
+    print("protocol v2 met" if not problems else "protocol v2 not met: " + "; ".join(problems))
 
 
 if __name__ == "__main__":

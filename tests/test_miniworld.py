@@ -111,3 +111,24 @@ def test_unet_training_is_deterministic_and_resumes(minilm, tmp_path, monkeypatc
     assert "resuming UNet training at step 3" in messages
     a, b, c = (load_file(tmp_path / d / "unet.safetensors") for d in "abc")
     assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
+
+
+def test_the_none_class_trains_blobs_under_their_own_captions(minilm):
+    """The UNet's pool gets a share of blobs (the oracle's reject class) captioned with the none names,
+    so an anchor such as "a blob" has something to draw that is none of the concepts."""
+    from erasure import pretrain
+    from erasure.config import defaults
+    from erasure.oracle import REJECT, classify
+    from erasure.render import SHAPES
+    from erasure.scoring import OracleScorer
+    cfg = {**defaults("pretrain", "unet"), "pool_size": 40, "none_fraction": 0.25}
+    pixels, labels, colours = pretrain.training_images(cfg)
+    assert pixels.shape == (40, 3, 32, 32) and (labels == len(SHAPES)).sum() == 10 and len(colours) == 40
+    pred, _ = classify(OracleScorer(WEIGHTS).model, pixels[labels == len(SHAPES)])
+    assert (pred == REJECT).float().mean() >= 0.8   # the oracle calls the blobs none
+    concepts = json.loads((ROOT / "data/miniworld/concepts.json").read_text())
+    table, _ = pretrain.caption_table(minilm, concepts, cfg["none_names"])
+    assert table.shape[0] == len(SHAPES) + 1
+    assert torch.equal(table[-1, 0, 1, 0], minilm.encode([f"a {cfg['none_names'][0]}"])[0])   # template "a {name}"
+    plain = pretrain.training_images({**cfg, "none_names": []})[1]
+    assert (plain < len(SHAPES)).all()

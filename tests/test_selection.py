@@ -2,10 +2,9 @@
 import csv
 import json
 
-import pytest
-
 from conftest import ROOT
-from erasure.selection import MIN_NONE, MIN_RATE, choose_anchor, choose_held_out, contains_name, rate_rows
+from erasure.selection import (MIN_NONE, MIN_RATE, choose_anchor, choose_held_out, contains_name, protocol_met,
+                               rate_rows)
 
 
 def test_training_names_count_only_as_whole_words():
@@ -35,21 +34,32 @@ def test_the_anchor_must_be_drawn_as_none_often_enough():
     assert choose_anchor(rate_rows(labelled("a shape", ["circle"] * 7 + ["none"] * 3), "none")) is None
 
 
-def test_the_committed_selection_meets_the_protocol():
-    """The committed concepts file against the committed selection table it was written from: every kept
-    prompt was drawn as its concept at >= MIN_RATE, and the anchor config.yaml uses, read from the
-    table, was labelled none at >= MIN_NONE."""
-    table = ROOT / "results/miniworld/prompt_selection.csv"
-    if not table.is_file():
-        pytest.skip("no prompt selection committed yet (python scripts/select_prompts.py)")
-    with open(table, newline="", encoding="utf-8") as f:
+def test_the_committed_concepts_file_follows_the_committed_selection():
+    """The concepts file is protocol v2's exactly when the committed selection table (images scored by
+    the oracle) meets the protocol: then every kept prompt was drawn as its concept at >= MIN_RATE and the
+    anchor config.yaml uses was labelled none at >= MIN_NONE, as the table says, not as a constant says."""
+    with open(ROOT / "results/miniworld/prompt_selection.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    concepts = json.loads((ROOT / "data/miniworld/concepts.json").read_text())["concepts"]
+    anchors = {r["prompt"]: r for r in rows if r["concept"] == "(anchor)"}
+    anchor = max(anchors, key=lambda p: float(anchors[p]["rate"]))
     kept = {(r["concept"], r["prompt"]): r for r in rows if r["kept"] == "yes" and r["concept"] != "(anchor)"}
-    listed = {(c, a["prompt"]) for c, v in concepts.items() for a in v["associated"]}
-    assert listed == set(kept)
-    assert all(float(r["rate"]) >= MIN_RATE for r in kept.values())
+    counts = {c: sum(1 for k in kept if k[0] == c) for c in {r["concept"] for r in rows} - {"(anchor)"}}
+    held_out = {c: [None] * n for c, n in counts.items()}
+    problems = protocol_met(held_out, anchor if float(anchors[anchor]["rate"]) >= MIN_NONE else None)
+    data = json.loads((ROOT / "data/miniworld/concepts.json").read_text())
+    assert (data.get("protocol") == 2) == (not problems), problems
+    if problems:
+        return
+    listed = {(c, a["prompt"]) for c, v in data["concepts"].items() for a in v["associated"]}
+    assert listed == set(kept) and all(float(r["rate"]) >= MIN_RATE for r in kept.values())
     import yaml
-    anchor = yaml.safe_load((ROOT / "config.yaml").read_text())["anchor"]
-    (row,) = [r for r in rows if r["concept"] == "(anchor)" and r["prompt"] == anchor]
-    assert row["kept"] == "yes" and float(row["rate"]) >= MIN_NONE
+    assert yaml.safe_load((ROOT / "config.yaml").read_text())["anchor"] == anchor
+
+
+def test_protocol_needs_an_anchor_and_enough_held_out_prompts():
+    full = {c: [{}] * 3 for c in "abcdefgh"}
+    assert protocol_met(full, "a blob") == []
+    assert "no anchor" in protocol_met(full, None)[0]
+    two_short = {**full, "g": [{}], "h": [{}, {}]}
+    assert "only 6 concepts" in protocol_met(two_short, "a blob")[0]
+    assert protocol_met({**full, "h": []}, "a blob") == []   # 7 of 8 is enough
