@@ -25,18 +25,23 @@ N_BOOTSTRAP = 2000  # replicates per interval: the percentile ends move by < 0.3
 
 
 def harmonic_overall(acc_e: float, acc_s: float, acc_g: float) -> float:
+    """H_o; 0 when a term is 0 (nothing erased, or nothing kept); NaN when a metric has no images (a
+    concept without held-out prompts): "n/a", never a number that ranks a perfect erasure last."""
     terms = (100 - acc_e, acc_s, 100 - acc_g)
-    if any(t <= 0 or math.isnan(t) for t in terms):
+    if any(math.isnan(t) for t in terms):
+        return float("nan")
+    if any(t <= 0 for t in terms):
         return 0.0
     return 3 / sum(1 / t for t in terms)
 
 
 def harmonic_overall_array(acc_e: np.ndarray, acc_s: np.ndarray, acc_g: np.ndarray) -> np.ndarray:
-    """harmonic_overall for arrays of bootstrap replicates (0 where a term is <= 0 or NaN, as there)."""
+    """harmonic_overall for arrays of bootstrap replicates (NaN and 0 where it gives them)."""
     terms = np.stack([100 - acc_e, acc_s, 100 - acc_g])
     ok = np.all(terms > 0, axis=0)  # NaN compares False
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(ok, 3 / np.sum(1 / np.where(ok, terms, 1.0), axis=0), 0.0)
+        h = np.where(ok, 3 / np.sum(1 / np.where(ok, terms, 1.0), axis=0), 0.0)
+    return np.where(np.any(np.isnan(terms), axis=0), np.nan, h)
 
 
 def _mean(values):

@@ -101,3 +101,13 @@ def test_split_halves_are_disjoint_balanced_and_independent_of_order():
     shuffled = prompts[:]
     random.Random(1).shuffle(shuffled)
     assert split_halves(shuffled) == halves
+
+
+def test_h_o_is_not_a_number_without_held_out_prompts():
+    import math
+    from erasure.metrics import harmonic_overall, harmonic_overall_array
+    assert math.isnan(harmonic_overall(0.0, 100.0, float("nan")))      # no data: n/a, not 0
+    assert harmonic_overall(100.0, 90.0, 0.0) == 0.0                    # nothing erased: 0
+    assert harmonic_overall(0.0, 100.0, 0.0) == pytest.approx(100.0)
+    got = harmonic_overall_array(np.array([0.0, 100.0]), np.array([100.0, 90.0]), np.array([np.nan, 0.0]))
+    assert np.isnan(got[0]) and got[1] == 0.0
