@@ -42,6 +42,10 @@ class TextEncoder:
         for start in range(len(ids) - len(word_ids), -1, -1):
             if ids[start:start + len(word_ids)] == word_ids:
                 return start, start + len(word_ids)
+        full = len(self.tokenizer(prompt)["input_ids"])
+        if full > self.max_length:
+            raise ValueError(f"prompt {prompt!r} is {full} tokens and the text encoder keeps {self.max_length}: "
+                             f"the concept word {word!r} falls past the cut; shorten the prompt")
         raise ValueError(f"concept word {word!r} does not occur in prompt {prompt!r}: "
                          "put the concept word in the prompt, or fix the concept's name")
 

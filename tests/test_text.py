@@ -25,6 +25,12 @@ def test_span_of_an_absent_word_names_both(minilm):
         minilm.token_span("a heart", "crescent")
 
 
+def test_a_concept_word_past_the_encoders_cut_says_so(minilm):
+    long = "a picture drawn very carefully and slowly with many small details and bright colours of a heart"
+    with pytest.raises(ValueError, match=r"is \d+ tokens and the text encoder keeps 16: the concept word 'heart' falls"):
+        minilm.token_span(long, "heart")
+
+
 def test_synonyms_sit_nearer_their_concept(minilm):
     pooled = minilm.pooled(["a heart", "a love heart", "a square"])
     assert pooled[0] @ pooled[1] > pooled[0] @ pooled[2]
