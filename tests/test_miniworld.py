@@ -121,7 +121,8 @@ def test_the_none_class_trains_blobs_under_their_own_captions(minilm):
     from erasure.oracle import REJECT, classify
     from erasure.render import SHAPES
     from erasure.scoring import OracleScorer
-    cfg = {**defaults("pretrain", "unet"), "pool_size": 40, "none_fraction": 0.25}
+    cfg = {**defaults("pretrain", "unet"), "pool_size": 40, "none_fraction": 0.25,
+           "none_names": ["blob", "irregular blob", "splotch"]}
     pixels, labels, colours = pretrain.training_images(cfg)
     assert pixels.shape == (40, 3, 32, 32) and (labels == len(SHAPES)).sum() == 10 and len(colours) == 40
     pred, _ = classify(OracleScorer(WEIGHTS).model, pixels[labels == len(SHAPES)])
