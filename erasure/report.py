@@ -295,8 +295,7 @@ def write_original_table(per_prompt: str | Path, weights: str | Path, command: s
           "mean, report |", "|---|---|---|---|---|---|"]
     for concept, kinds in by_concept.items():
         canon, assoc = kinds["erase"][0], kinds["associated"]
-        n = int(canon["n"])
-        c_lo, c_hi = wilson(round(n * float(canon["acc"]) / 100), n)
+        c_lo, c_hi = float(canon["acc_lo"]), float(canon["acc_hi"])   # per_prompt.csv's Wilson interval
         means = {}
         for half in ("tuning", "report"):
             half_rows = [a for a in assoc if a.get("split") == half]

@@ -55,7 +55,7 @@ def draw_and_label(config, rows, out_dir, threads):
     return [{**r, "label": s["label"]} for r, s in zip(images, scores)]
 
 
-def write_tables(spec, labelled, held_out, anchor_rates, anchor, problems):
+def write_tables(spec, rates, held_out, anchor_rates, anchor, problems):
     table, md = [], ["# Mini world: prompt selection (protocol v2)\n", f"Regenerate: `{COMMAND}`\n",
                      f"Unedited model, seeds from {SELECTION_SEED} (never the evaluation's). A held-out candidate is "
                      f"kept when the oracle labels at least {MIN_RATE:.0f}% of its images as its concept and it repeats "
@@ -63,14 +63,13 @@ def write_tables(spec, labelled, held_out, anchor_rates, anchor, problems):
                      "Rates in %, Wilson 95% intervals.\n",
                      "| concept | candidate | images | rate [95% CI] | kept | split |", "|---|---|---|---|---|---|"]
     for concept, v in spec["concepts"].items():
-        rates = rate_rows([r for r in labelled if r["concept"] == concept], concept)
         kept = {e["prompt"]: e["split"] for e in held_out[concept]}
         for prompt in v["candidates"]:
-            if prompt not in rates:
+            if prompt not in rates[concept]:
                 table.append([concept, prompt, 0, "", "", "", "repeats a training name", ""])
                 md.append(f"| {concept} | {prompt} | 0 | - | no: repeats a training name | |")
                 continue
-            e = rates[prompt]
+            e = rates[concept][prompt]
             verdict = "yes" if prompt in kept else "no"
             table.append([concept, prompt, e["n"], f"{e['rate']:.2f}", f"{e['lo']:.2f}", f"{e['hi']:.2f}", verdict,
                           kept.get(prompt, "")])
@@ -108,7 +107,7 @@ def main():
     anchor_rates = rate_rows([r for r in labelled if r["kind"] == "anchor"], "none")
     anchor = choose_anchor(anchor_rates)
     problems = protocol_met(held_out, anchor)
-    write_tables(spec, labelled, held_out, anchor_rates, anchor, problems)
+    write_tables(spec, rates, held_out, anchor_rates, anchor, problems)
     if not problems:
         concepts = {c: {"name": c, "synonyms": v["names"], "associated": held_out[c]} for c, v in spec["concepts"].items()}
         io.write_text(DATA / "concepts.json", json.dumps({"templates": spec["templates"], "protocol": 2,
