@@ -11,6 +11,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/results.smk"
 include: "workflow/rules/sepme.smk"
+include: "workflow/rules/attacks.smk"
 
 
 # Cheap bookkeeping rules run where snakemake runs, not as cluster jobs.
@@ -29,3 +30,4 @@ rule all:
         f"{REPORT}/summary.csv",
         f"{REPORT}/index.html",
         AUDITS,
+        ROBUSTNESS,

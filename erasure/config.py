@@ -146,6 +146,7 @@ def check(config: dict) -> dict:
             raise ConfigError(f"config field run_methods: unknown method {m!r}; "
                               f"define it under methods or use one of {sorted(config['methods'])}")
     check_methods(config, concepts)
+    check_attacks(config)
     for name, members in config["sepme_sets"].items():
         for c in members:
             if c not in concepts:
@@ -200,6 +201,22 @@ def check_methods(config: dict, concepts: dict) -> None:
         if outside:
             raise ConfigError(f"config field report.frontier.{curve}: {outside} not in run_methods; a frontier "
                               "plots the methods the run draws")
+
+
+def check_attacks(config: dict) -> None:
+    """Attacked methods are run methods; every template takes exactly one name."""
+    a = config["attacks"]
+    for m in a["methods"] or []:
+        if m not in config["run_methods"]:
+            raise ConfigError(f"config field attacks.methods: {m!r} is not in run_methods; an attack needs the "
+                              "method's model, which the run builds")
+    for t in a["templates"]:
+        if t.count("{}") != 1 or t.replace("{}", "").count("{") or t.replace("{}", "").count("}"):
+            raise ConfigError(f"config field attacks.templates: {t!r} must hold exactly one {{}} (where the name "
+                              "or the learned tokens go) and no other braces")
+    if a["inversion"]["init_word"].lower() in [c.lower() for c in config["erase"]]:
+        raise ConfigError(f"config field attacks.inversion.init_word: {a['inversion']['init_word']!r} is an erased "
+                          "concept; start from a neutral word so that what is found owes nothing to the name")
 
 
 def load_config(source: dict | str | Path | Iterable[str | Path]) -> dict:

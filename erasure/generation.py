@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from . import cli, io
+from . import cli, io, placeholders
 from .edits import apply_edit, fingerprint
 from .io import slug
 from .sampling import sample
@@ -42,31 +42,32 @@ def select_prompts(rows: list[dict], concept: str, associated_of: list[str] | No
 
 
 def image_jobs(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str | None,
-               out: str | Path) -> list[tuple[dict, int, Path]]:
+               out: str | Path, tokens: str | None = None) -> list[tuple[dict, int, Path]]:
     """Every (prompt row, seed, png path) of a manifest. The cache directory beside `out` is keyed by
     what changes pixels only (batch size and image count do not: image k uses seed + k); file names hash
     the prompt text, so adding or reordering prompts never reuses another prompt's image."""
     g = prm["generate"]
     pixels = {"model": prm[prm["world"]], "steps": g["steps"], "guidance": g["guidance"], "eta": g["eta"]}
-    key = fingerprint(deltas, lora, extra=json.dumps(pixels, sort_keys=True))
+    key = fingerprint(deltas, lora, tokens, extra=json.dumps(pixels, sort_keys=True))
     cache = Path(out).parent / f"{Path(out).stem}-{key}"
     return [(row, row["seed"] + k, cache / f"{_prompt_key(row['prompt'])}_{row['seed'] + k}.png")
             for row in prompt_rows for k in range(images_for(row, g, prm.get("erase")))]
 
 
 def generate(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str | None, out: str | Path,
-             threads: int, label: str) -> None:
-    """Draw every missing image of `prompt_rows` with the edited model, then write the manifest `out`."""
+             threads: int, label: str, tokens: str | None = None) -> None:
+    """Draw every missing image of `prompt_rows` with the edited model, then write the manifest `out`.
+    `tokens`: an attack's placeholder-token file (erasure.placeholders) its prompts use."""
     g = prm["generate"]
-    jobs = image_jobs(prm, prompt_rows, deltas, lora, out)
+    jobs = image_jobs(prm, prompt_rows, deltas, lora, out, tokens)
     todo = [j for j in jobs if not _complete(j[2])]
     cli.progress(f"generate {label}: {len(jobs) - len(todo)} of {len(jobs)} images done")
     if todo:
         # The model with the method's edits (a bad edit file stops here, before any image is drawn).
-        world = apply_edit(load_world_from_params(prm), deltas, lora)
+        world = edited_world(prm, deltas, lora, tokens)
         batches = [todo[i:i + g["batch_size"]] for i in range(0, len(todo), g["batch_size"])]
         workers = cpu_workers(threads, len(batches))
-        helpers = [start_worker(prm, deltas, lora, batches[w::workers], f"worker {w + 1}/{workers}")
+        helpers = [start_worker(prm, (deltas, lora, tokens), batches[w::workers], f"worker {w + 1}/{workers}")
                    for w in range(1, workers)]
         if helpers:
             cli.set_threads(1)
@@ -109,21 +110,29 @@ def draw(world: World, g: dict, batches: list[list[tuple[dict, int, Path]]], lab
                      f"eta {(total - done) / rate:.0f}s")
 
 
-def start_worker(prm: dict, deltas: str | None, lora: str | None, batches: list[list],
-                 label: str) -> multiprocessing.Process:
+def edited_world(prm: dict, deltas: str | None, lora: str | None, tokens: str | None) -> World:
+    """The world with a method's edits, and an attack's placeholder tokens taught to its text encoder."""
+    world = apply_edit(load_world_from_params(prm), deltas, lora)
+    if tokens:
+        names, vectors = placeholders.load(tokens, placeholders.input_dim(world.encoder))
+        placeholders.install(world.encoder, names, vectors)
+    return world
+
+
+def start_worker(prm: dict, edit: tuple, batches: list[list], label: str) -> multiprocessing.Process:
     proc = multiprocessing.get_context("spawn").Process(
-        target=worker, args=(prm, deltas, lora, batches, label), daemon=True)
+        target=worker, args=(prm, edit, batches, label), daemon=True)
     proc.start()
     return proc
 
 
-def worker(prm: dict, deltas: str | None, lora: str | None, batches: list[list], label: str) -> None:
+def worker(prm: dict, edit: tuple, batches: list[list], label: str) -> None:
     """A helper process: its own one-thread copy of the edited model. It ends with its parent, so a
     killed job leaves no process drawing behind it."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     cli.set_threads(1)
-    world = apply_edit(load_world_from_params(prm), deltas, lora)
+    world = edited_world(prm, *edit)
     draw(world, prm["generate"], batches, label)
 
 

@@ -5,6 +5,7 @@ stages that read it), and each stage CLI run with `--config` derives the very sa
 """
 import hashlib
 
+from .io import slug
 from .prompts import concept_by_slug, load_concepts, preserve_prompts, prompt_bank
 
 
@@ -70,6 +71,38 @@ def train_lora(config: dict, method: str, concept_slug: str) -> dict:
             "regularization": config["methods"][method]["regularization"],
             "preserve_prompts": preserve_prompts(config, concept),
             "seed": derived_seed(config, "lora", method, concept)}
+
+
+def attack(config: dict, attack_name: str, method: str, concept_slug: str) -> dict:
+    """An attack on one method's model for one erased concept: only its own budget section, so a changed
+    inversion budget reruns the inversions and nothing else."""
+    concept = concept_by_slug(config, concept_slug)
+    a = config["attacks"]
+    out = {**world_params(config), "attack": attack_name, "method": method, "concept": concept,
+           "concept_slug": concept_slug, "templates": list(a["templates"]), "images_per_prompt": a["images_per_prompt"],
+           "image_seed": config["seed"] + a["image_seed"],
+           "seed": derived_seed(config, "attack", a["seed"], attack_name, method, concept)}
+    if attack_name == "inversion":
+        g = config["generate"]
+        out.update(inversion=dict(a["inversion"]), target_prompt=config["prompt_template"].format(concept),
+                   generate={k: g[k] for k in ("steps", "guidance", "eta")})
+    if attack_name == "ringabell":
+        names = load_concepts(config["concepts_file"])[concept].get("synonyms", [concept])
+        rb = dict(a["ringabell"])
+        rb["neutral"] = rb["neutral"] if rb["neutral"] is not None else config["anchor"]
+        out.update(ringabell=rb, names=sorted({concept, *names}))
+    return out
+
+
+def attacked_methods(config: dict) -> list[str]:
+    return list(config["attacks"]["methods"] or config["run_methods"])
+
+
+def robustness(config: dict) -> dict:
+    a = config["attacks"]
+    return {"attacks": list(a["run"]), "methods": attacked_methods(config),
+            "concepts": [slug(c) for c in config["erase"]], "transfer": a["transfer"],
+            "images_per_prompt": a["images_per_prompt"]}
 
 
 def generate(config: dict, method: str) -> dict:

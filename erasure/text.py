@@ -29,6 +29,10 @@ class TextEncoder:
             out.append(self._forward(self.tokenize(prompts[i:i + batch_size])).float())
         return torch.cat(out) if out else torch.empty(0, self.max_length, self.dim)
 
+    def encode_with_grad(self, prompts: list[str]) -> torch.Tensor:
+        """Token embeddings [B, L, D] with autograd on (an attack's learned input embeddings train through it)."""
+        return self._forward(self.tokenize(prompts)).float()
+
     def _forward(self, tokens):
         raise NotImplementedError
 

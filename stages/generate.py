@@ -18,6 +18,7 @@ def main():
     p.add_argument("--concept", default="all", help="erased concept (slug); 'all' for the unedited model")
     p.add_argument("--deltas", help="closed-form weight deltas (.safetensors)")
     p.add_argument("--lora", help="LoRA directory (pytorch_lora_weights.safetensors)")
+    p.add_argument("--tokens", help="an attack's placeholder tokens (.safetensors) its prompts use")
     p.add_argument("--associated-of", action="append",
                    help="draw associated prompts only of this concept (repeatable); without it and with "
                         "generate.other_associated false, only --concept's")
@@ -28,7 +29,8 @@ def main():
     prm = cli.stage_params(args, params.generate, args.method)
     g = prm["generate"]
     rows = select_prompts(cli.read_prompts(args), args.concept, args.associated_of, g["other_associated"], g["splits"])
-    generate(prm, rows, args.deltas, args.lora, args.out, args.threads, f"{prm['method']}/{args.concept}")
+    generate(prm, rows, args.deltas, args.lora, args.out, args.threads, f"{prm['method']}/{args.concept}",
+             args.tokens)
 
 
 if __name__ == "__main__":

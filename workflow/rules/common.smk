@@ -96,6 +96,7 @@ DEFAULT_RESOURCES = {
     "train_esd": dict(mem_mb=32000, runtime=240, gpu=1, threads=1),
     "sepme": dict(mem_mb=16000, runtime=30, gpu=0, threads=1),
     "sepme_set": dict(mem_mb=16000, runtime=30, gpu=0, threads=1),
+    "attack": dict(mem_mb=32000, runtime=240, gpu=1, threads=1),
     "generate": dict(mem_mb=32000, runtime=720, gpu=1, threads=1),
     "score": dict(mem_mb=16000, runtime=120, gpu=1, threads=1),
     "remap": dict(mem_mb=16000, runtime=30, gpu=0, threads=1),

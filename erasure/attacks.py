@@ -1,0 +1,104 @@
+"""Attacks that try to bring an erased concept back (docs/attacks.md), as one stage per (attack, model).
+
+Every attack writes the same artefact to its directory: prompts.csv (rows in the evaluation prompts'
+format: id, concept, kind "attack", prompt, seed, split, images), attack.json (its parameters and
+statistics) and, when its prompts use learned tokens, tokens.safetensors (erasure.placeholders). The
+generate and score stages then draw and label its prompts on any model, so one method's artefact can be
+replayed on another's.
+
+    none       the attack templates filled with the concept's name: the pre-attack ASR
+    inversion  concept inversion through the attacked model's UNet (erasure.inversion)
+    ringabell  Ring-A-Bell's prompts from the text encoder alone (erasure.ringabell): model-agnostic
+"""
+import time
+from pathlib import Path
+
+import torch
+
+from . import checkpoint, cli, inversion, io, placeholders, ringabell
+from .edits import apply_edit
+from .sampling import sample
+from .world import load_text_encoder, load_world_from_params
+
+ATTACKS = ("none", "inversion", "ringabell")
+MODEL_AGNOSTIC = ("none", "ringabell")   # their artefacts do not depend on the model: found once, on "original"
+PROMPT_COLUMNS = ["id", "concept", "kind", "prompt", "seed", "split", "images"]
+CHECKPOINT_EVERY = 50
+SEED_STRIDE = 10_000   # prompt i's images use seeds first_seed + SEED_STRIDE * i + k (schema: images <= 10,000)
+
+
+def prompt_rows(prm: dict, prompts: list[str]) -> list[list]:
+    """The artefact's rows. Prompt i uses the same seeds in every attack, so the pre-attack template i
+    and an attack's prompt i start from the same noise."""
+    first = prm["image_seed"]
+    return [[i, prm["concept"], "attack", p, first + SEED_STRIDE * i, "", prm["images_per_prompt"]]
+            for i, p in enumerate(prompts)]
+
+
+def run(prm: dict, out_dir: str | Path, deltas: str | None = None, lora: str | None = None) -> None:
+    """Run attack prm["attack"] against the model (the world plus deltas / LoRA) and write its artefact."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    attack = prm["attack"]
+    if attack == "none":
+        prompts, stats = [t.format(prm["concept"]) for t in prm["templates"]], {}
+    elif attack == "inversion":
+        prompts, stats = run_inversion(prm, out_dir, deltas, lora)
+    elif attack == "ringabell":
+        prompts, stats = run_ringabell(prm)
+    else:
+        raise ValueError(f"attack {attack!r}: not one of {', '.join(ATTACKS)}")
+    io.write_csv(out_dir / "prompts.csv", PROMPT_COLUMNS, prompt_rows(prm, prompts))
+    io.write_json(out_dir / "attack.json", {**prm, "prompts": prompts, **stats,
+                                            "wall_time_s": round(time.time() - t0, 1)})
+    cli.progress(f"attack {attack} on {prm['method']}/{prm['concept']}: {len(prompts)} prompts")
+
+
+def run_inversion(prm: dict, out_dir: Path, deltas: str | None, lora: str | None) -> tuple[list[str], dict]:
+    """Learn the placeholder tokens against the edited model; checkpointed, resumed after a kill."""
+    cfg, g = prm["inversion"], prm["generate"]
+    world = load_world_from_params(prm)
+    enc = world.encoder
+
+    # 1. Target latents: what the unedited model draws for the concept's prompt (seeded).
+    seeds = [prm["seed"] + k for k in range(cfg["target_images"])]
+    cond = enc.encode([prm["target_prompt"]]).expand(len(seeds), -1, -1)
+    z0 = sample(world.unet, world.make_scheduler(), cond, world.null_embedding(), seeds, world.latent_shape,
+                steps=g["steps"], guidance=g["guidance"], eta=g["eta"])
+
+    # 2. The attacked model, and the tokens to learn (from a neutral word).
+    apply_edit(world, deltas, lora)
+    tokens = inversion.token_names(prm["concept_slug"], cfg["vectors"])
+    vectors = inversion.install_trainable(enc, tokens, inversion.initial_vectors(enc, cfg["init_word"], cfg["vectors"]))
+    opt = torch.optim.Adam([vectors], lr=cfg["lr"])
+    gen = torch.Generator().manual_seed(prm["seed"])
+
+    # 3. Resume, train, save (the checkpoint belongs to these settings and edit files only).
+    ckpt = out_dir / "checkpoint.safetensors"
+    run_owner = checkpoint.owner(prm, deltas, *(sorted(Path(lora).glob("*.safetensors")) if lora else []))
+    start, _, _ = checkpoint.resume(ckpt, [vectors], opt, gen, run_owner, cli.progress)
+    if start:
+        cli.progress(f"resuming inversion at step {start}")
+    losses = []
+    for step, loss in inversion.train(world.unet, enc, world.make_train_scheduler(), z0, prm["templates"], tokens,
+                                      vectors, opt, cfg, gen, start, cli.progress):
+        losses.append(loss)
+        if step % CHECKPOINT_EVERY == 0 and step < cfg["steps"]:
+            checkpoint.save(ckpt, [vectors], opt, gen, step, metadata={"owner": run_owner})
+    placeholders.save(out_dir / "tokens.safetensors", tokens, vectors)
+    ckpt.unlink(missing_ok=True)
+    phrase = " ".join(tokens)
+    return [t.format(phrase) for t in prm["templates"]], {
+        "tokens": tokens, "vector_norms": [round(v, 4) for v in vectors.detach().norm(dim=-1).tolist()],
+        "steps_run": cfg["steps"] - start, "final_losses": [round(x, 6) for x in losses[-10:]]}
+
+
+def run_ringabell(prm: dict) -> tuple[list[str], dict]:
+    cfg = prm["ringabell"]
+    enc, _ = load_text_encoder(prm)
+    direction = ringabell.concept_direction(enc, prm["names"], prm["templates"])
+    target = enc.encode([cfg["neutral"]])[0] + cfg["eta"] * direction
+    vocabulary = ringabell.word_vocabulary(enc, prm["names"])
+    found = ringabell.search(enc, target, vocabulary, cfg, torch.Generator().manual_seed(prm["seed"]), cli.progress)
+    return [p for p, _ in found], {"distances": [round(d, 6) for _, d in found], "vocabulary_size": len(vocabulary)}

@@ -1,0 +1,124 @@
+"""Attack success rates (docs/attacks.md): the robustness and transfer tables.
+
+ASR of a set of images = the share the scorer labels as the erased concept, in percent, with a 95%
+Wilson interval over the images (as every accuracy of the erasure tables). Pre-attack ASR: the attack
+templates filled with the concept's name (attack "none"); post-attack ASR: the attack's own prompts,
+found on (inversion) or for (Ring-A-Bell: the text encoder alone) the attacked model and drawn with it.
+Images the scorer abstained on count toward neither.
+"""
+import csv
+from pathlib import Path
+
+from .attacks import MODEL_AGNOSTIC
+from .intervals import wilson
+from .report import with_interval
+
+COLUMNS = ["method", "concept", "attack", "pre_asr", "pre_asr_lo", "pre_asr_hi", "post_asr", "post_asr_lo",
+           "post_asr_hi", "n_prompts", "n_images"]
+TRANSFER_COLUMNS = ["attack", "source", "method", "concept", "post_asr", "post_asr_lo", "post_asr_hi", "n_images"]
+PROMPT_COLUMNS = ["attack", "source", "method", "concept", "prompt", "n_images", "asr", "asr_lo", "asr_hi"]
+
+
+def source_of(attack: str, method: str) -> str:
+    """The model an attack's artefact was found on when `method` is attacked."""
+    return "original" if attack in MODEL_AGNOSTIC else method
+
+
+def scores_path(scores_dir: str | Path, attack: str, source: str, method: str, concept: str) -> Path:
+    return Path(scores_dir) / attack / source / method / f"{concept}.csv"
+
+
+def asr(labels: list[int]) -> tuple[float, float, float]:
+    """(rate, lo, hi) in percent of 0/1 labels (1: labelled as the concept)."""
+    if not labels:
+        return float("nan"), float("nan"), float("nan")
+    return (100 * sum(labels) / len(labels), *wilson(sum(labels), len(labels)))
+
+
+def read_labels(path: str | Path) -> dict[str, list[int]]:
+    """{prompt: [1 if labelled as the concept else 0, per image]} from a score CSV."""
+    out = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            if r["correct"] != "":
+                out.setdefault(r["prompt"], []).append(int(r["correct"]))
+    return out
+
+
+def robustness_rows(scores_dir: str | Path, attacks: list[str], methods: list[str],
+                    concepts: list[str]) -> tuple[list[dict], list[dict]]:
+    """(table rows, per-prompt rows): per method, concept and attack, plus each method and attack pooled
+    over the concepts (concept "all")."""
+    rows, per_prompt = [], []
+    for method in methods:
+        for attack in attacks:
+            pooled_pre, pooled_post, n_prompts = [], [], 0
+            for concept in concepts:
+                pre = read_labels(scores_path(scores_dir, "none", "original", method, concept))
+                post = read_labels(scores_path(scores_dir, attack, source_of(attack, method), method, concept))
+                pre_all, post_all = _flat(pre), _flat(post)
+                rows.append(_row(method, concept, attack, pre_all, post_all, len(post)))
+                pooled_pre += pre_all
+                pooled_post += post_all
+                n_prompts += len(post)
+                per_prompt += _prompt_rows(attack, source_of(attack, method), method, concept, post)
+            if len(concepts) > 1:
+                rows.append(_row(method, "all", attack, pooled_pre, pooled_post, n_prompts))
+        per_prompt += [r for c in concepts for r in _prompt_rows(
+            "none", "original", method, c, read_labels(scores_path(scores_dir, "none", "original", method, c)))]
+    return rows, per_prompt
+
+
+def transfer_rows(scores_dir: str | Path, methods: list[str], concepts: list[str], attack: str = "inversion") -> list[dict]:
+    """Post-attack ASR of every attacked method's artefact (source) replayed on every attacked model."""
+    rows = []
+    for source in methods:
+        for method in methods:
+            for concept in concepts:
+                labels = _flat(read_labels(scores_path(scores_dir, attack, source, method, concept)))
+                rate, lo, hi = asr(labels)
+                rows.append(dict(attack=attack, source=source, method=method, concept=concept, post_asr=rate,
+                                 post_asr_lo=lo, post_asr_hi=hi, n_images=len(labels)))
+    return rows
+
+
+def _flat(labels):
+    return [x for images in labels.values() for x in images]
+
+
+def _row(method, concept, attack, pre, post, n_prompts):
+    row = dict(method=method, concept=concept, attack=attack, n_prompts=n_prompts, n_images=len(post))
+    for name, labels in (("pre_asr", pre), ("post_asr", post)):
+        row[name], row[f"{name}_lo"], row[f"{name}_hi"] = asr(labels)
+    return row
+
+
+def _prompt_rows(attack, source, method, concept, labels):
+    return [dict(attack=attack, source=source, method=method, concept=concept, prompt=p, n_images=len(v),
+                 **dict(zip(("asr", "asr_lo", "asr_hi"), asr(v)))) for p, v in labels.items()]
+
+
+def markdown(rows: list[dict], attacks: list[str]) -> str:
+    """One line per method and concept: pre-attack ASR, then each attack's post-attack ASR."""
+    by = {(r["method"], r["concept"], r["attack"]): r for r in rows}
+    keys = list(dict.fromkeys((r["method"], r["concept"]) for r in rows))
+    lines = ["| method | concept | pre-attack ASR | " + " | ".join(f"{a} ASR" for a in attacks) + " |",
+             "|---|---|---|" + "---|" * len(attacks)]
+    for method, concept in keys:
+        first = by[(method, concept, attacks[0])]
+        cells = [with_interval(by.get((method, concept, a)), "post_asr") for a in attacks]
+        lines.append(f"| {method} | {concept} | {with_interval(first, 'pre_asr')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def transfer_markdown(rows: list[dict], methods: list[str], concepts: list[str]) -> str:
+    """Rows: the model the tokens were learned on; columns: the model they are drawn with."""
+    by = {(r["source"], r["method"], r["concept"]): r for r in rows}
+    lines = []
+    for concept in concepts:
+        lines += [f"**{concept}** (rows: learned on; columns: drawn with)", "",
+                  "| learned on | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        lines += [f"| {s} | " + " | ".join(with_interval(by.get((s, m, concept)), "post_asr") for m in methods) + " |"
+                  for s in methods]
+        lines.append("")
+    return "\n".join(lines)

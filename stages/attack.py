@@ -1,0 +1,29 @@
+"""Attack stage: try to bring an erased concept back on one method's model (erasure/attacks.py).
+
+Writes the attack's artefact to --out-dir: prompts.csv (the prompts to draw, in the evaluation prompts'
+format), attack.json (parameters and statistics) and, for inversion, tokens.safetensors (the learned
+token embeddings). The generate stage draws them (--prompts prompts.csv --tokens tokens.safetensors) on
+any model; inversion checkpoints every 50 steps and resumes after a kill.
+
+    python stages/attack.py --config config.yaml --attack inversion --method cf --concept heart \\
+        --deltas outputs/miniworld/edit/cf/heart.safetensors --out-dir outputs/miniworld/attacks/inversion/cf/heart
+"""
+from erasure import attacks, cli, params
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument("--attack", required=True, choices=attacks.ATTACKS)
+    p.add_argument("--method", required=True, help="the attacked method (original: the unedited model)")
+    p.add_argument("--concept", required=True, help="erased concept (slug)")
+    p.add_argument("--deltas", help="the method's weight deltas (.safetensors)")
+    p.add_argument("--lora", help="the method's LoRA directory")
+    p.add_argument("--out-dir", required=True)
+    args = p.parse_args()
+    cli.set_threads(args.threads)
+    prm = cli.stage_params(args, params.attack, args.attack, args.method, args.concept)
+    attacks.run(prm, args.out_dir, args.deltas, args.lora)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,46 @@
+"""Robustness stage: attack success rates of every attacked method (erasure/robustness.py).
+
+Reads the attack images' score CSVs (<scores-dir>/<attack>/<found on>/<method>/<concept>.csv) and writes
+robustness.csv, robustness.md and robustness_prompts.csv to --out (and transfer.csv / transfer.md when
+the run replays each method's inversion tokens on every other model).
+
+    python stages/robustness.py --config config.yaml --scores-dir outputs/miniworld/attack_scores \\
+        --out outputs/miniworld/report
+"""
+from pathlib import Path
+
+from erasure import cli, io, params, robustness
+from erasure.report import fmt
+
+
+def write(path, columns, rows):
+    io.write_csv(path, columns, [[r[c] if isinstance(r[c], (str, int)) else fmt(r[c], 2) for c in columns] for r in rows])
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument("--scores-dir", required=True)
+    p.add_argument("--out", required=True, help="directory (the run's report)")
+    args = p.parse_args()
+    prm = cli.stage_params(args, params.robustness)
+    out = Path(args.out)
+
+    # 1. Pre- and post-attack ASR per method, concept and attack; per prompt.
+    rows, per_prompt = robustness.robustness_rows(args.scores_dir, prm["attacks"], prm["methods"], prm["concepts"])
+    write(out / "robustness.csv", robustness.COLUMNS, rows)
+    write(out / "robustness_prompts.csv", robustness.PROMPT_COLUMNS, per_prompt)
+    header = (f"Attack success rate (ASR, %): share of {prm['images_per_prompt']} images per attack prompt labelled as "
+              "the erased concept, 95% Wilson interval; definitions in docs/attacks.md.\n\n")
+    io.write_text(out / "robustness.md", header + robustness.markdown(rows, prm["attacks"]))
+
+    # 2. Transfer: each method's inversion tokens drawn with every attacked model.
+    if prm["transfer"]:
+        rows = robustness.transfer_rows(args.scores_dir, prm["methods"], prm["concepts"])
+        write(out / "transfer.csv", robustness.TRANSFER_COLUMNS, rows)
+        io.write_text(out / "transfer.md", "Inversion ASR (%) of tokens learned on one model and drawn with another, "
+                      "95% Wilson interval.\n\n" + robustness.transfer_markdown(rows, prm["methods"], prm["concepts"]))
+    cli.progress(f"robustness: {len(prm['methods'])} methods x {len(prm['concepts'])} concepts x {len(prm['attacks'])} attacks")
+
+
+if __name__ == "__main__":
+    cli.run(main)
