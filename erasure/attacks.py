@@ -9,18 +9,19 @@ replayed on another's.
     none       the attack templates filled with the concept's name: the pre-attack ASR
     inversion  concept inversion through the attacked model's UNet (erasure.inversion)
     ringabell  Ring-A-Bell's prompts from the text encoder alone (erasure.ringabell): model-agnostic
+    unlearndiff  UnlearnDiffAtk's word prefixes through the attacked model's UNet (erasure.unlearndiff)
 """
 import time
 from pathlib import Path
 
 import torch
 
-from . import checkpoint, cli, inversion, io, placeholders, ringabell
+from . import checkpoint, cli, inversion, io, placeholders, ringabell, unlearndiff
 from .edits import apply_edit
 from .sampling import sample
 from .world import load_text_encoder, load_world_from_params
 
-ATTACKS = ("none", "inversion", "ringabell")
+ATTACKS = ("none", "inversion", "ringabell", "unlearndiff")
 MODEL_AGNOSTIC = ("none", "ringabell")   # their artefacts do not depend on the model: found once, on "original"
 PROMPT_COLUMNS = ["id", "concept", "kind", "prompt", "seed", "split", "images"]
 CHECKPOINT_EVERY = 50
@@ -47,6 +48,8 @@ def run(prm: dict, out_dir: str | Path, deltas: str | None = None, lora: str | N
         prompts, stats = run_inversion(prm, out_dir, deltas, lora)
     elif attack == "ringabell":
         prompts, stats = run_ringabell(prm)
+    elif attack == "unlearndiff":
+        prompts, stats = run_unlearndiff(prm, deltas, lora)
     else:
         raise ValueError(f"attack {attack!r}: not one of {', '.join(ATTACKS)}")
     io.write_csv(out_dir / "prompts.csv", PROMPT_COLUMNS, prompt_rows(prm, prompts))
@@ -57,15 +60,12 @@ def run(prm: dict, out_dir: str | Path, deltas: str | None = None, lora: str | N
 
 def run_inversion(prm: dict, out_dir: Path, deltas: str | None, lora: str | None) -> tuple[list[str], dict]:
     """Learn the placeholder tokens against the edited model; checkpointed, resumed after a kill."""
-    cfg, g = prm["inversion"], prm["generate"]
+    cfg = prm["inversion"]
     world = load_world_from_params(prm)
     enc = world.encoder
 
-    # 1. Target latents: what the unedited model draws for the concept's prompt (seeded).
-    seeds = [prm["seed"] + k for k in range(cfg["target_images"])]
-    cond = enc.encode([prm["target_prompt"]]).expand(len(seeds), -1, -1)
-    z0 = sample(world.unet, world.make_scheduler(), cond, world.null_embedding(), seeds, world.latent_shape,
-                steps=g["steps"], guidance=g["guidance"], eta=g["eta"])
+    # 1. Target latents: what the unedited model draws for the concept's prompt.
+    z0 = target_latents(world, prm, cfg["target_images"])
 
     # 2. The attacked model, and the tokens to learn (from a neutral word).
     apply_edit(world, deltas, lora)
@@ -92,6 +92,43 @@ def run_inversion(prm: dict, out_dir: Path, deltas: str | None, lora: str | None
     return [t.format(phrase) for t in prm["templates"]], {
         "tokens": tokens, "vector_norms": [round(v, 4) for v in vectors.detach().norm(dim=-1).tolist()],
         "steps_run": cfg["steps"] - start, "final_losses": [round(x, 6) for x in losses[-10:]]}
+
+
+def target_latents(world, prm: dict, n: int) -> torch.Tensor:
+    """[n, *latent] images the unedited world draws for the concept's canonical prompt (seeds from the
+    attack's seed, the run's generate settings): what a white-box attack asks the attacked model to
+    reconstruct."""
+    g = prm["generate"]
+    seeds = [prm["seed"] + k for k in range(n)]
+    cond = world.encoder.encode([prm["target_prompt"]]).expand(n, -1, -1)
+    return sample(world.unet, world.make_scheduler(), cond, world.null_embedding(), seeds, world.latent_shape,
+                  steps=g["steps"], guidance=g["guidance"], eta=g["eta"])
+
+
+def run_unlearndiff(prm: dict, deltas: str | None, lora: str | None) -> tuple[list[str], dict]:
+    """One word prefix per attack template, learned through the attacked model (no checkpoint: a few
+    dozen steps per prompt; a rerun gives the same prompts)."""
+    cfg = prm["unlearndiff"]
+    world = load_world_from_params(prm)
+    enc = world.encoder
+    z0 = target_latents(world, prm, cfg["target_images"])
+    apply_edit(world, deltas, lora)
+    words = ringabell.word_vocabulary(enc, prm["names"])
+    table = unlearndiff.vocabulary_table(enc, words)
+    gen = torch.Generator().manual_seed(prm["seed"])
+    prompts, losses = [], []
+    for i, template in enumerate(prm["templates"]):
+        prompt = template.format(prm["concept"])
+        tokens = [f"<{prm['concept_slug']}-uda-{i}-{k}>" for k in range(cfg["prefix"])]
+        prefix = unlearndiff.ProjectedPrefix(table[torch.randint(len(table), (cfg["prefix"],), generator=gen)], table)
+        handle = placeholders.install(enc, tokens, prefix)
+        opt = torch.optim.Adam([prefix.continuous], lr=cfg["lr"])
+        run_losses = [loss for _, loss in unlearndiff.train(world.unet, enc, world.make_train_scheduler(), z0, prompt,
+                                                            tokens, prefix, opt, cfg, gen, cli.progress)]
+        handle.remove()
+        prompts.append(" ".join(words[j] for j in prefix.nearest().tolist()) + " " + prompt)
+        losses.append([round(x, 6) for x in run_losses[-5:]])
+    return prompts, {"final_losses": losses, "vocabulary_size": len(words)}
 
 
 def run_ringabell(prm: dict) -> tuple[list[str], dict]:

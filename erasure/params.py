@@ -82,15 +82,17 @@ def attack(config: dict, attack_name: str, method: str, concept_slug: str) -> di
            "concept_slug": concept_slug, "templates": list(a["templates"]), "images_per_prompt": a["images_per_prompt"],
            "image_seed": config["seed"] + a["image_seed"],
            "seed": derived_seed(config, "attack", a["seed"], attack_name, method, concept)}
-    if attack_name == "inversion":
+    names = sorted({concept, *load_concepts(config["concepts_file"])[concept].get("synonyms", [concept])})
+    if attack_name in ("inversion", "unlearndiff"):   # white box: reconstruct the unedited model's images
         g = config["generate"]
-        out.update(inversion=dict(a["inversion"]), target_prompt=config["prompt_template"].format(concept),
+        out.update({attack_name: dict(a[attack_name])}, target_prompt=config["prompt_template"].format(concept),
                    generate={k: g[k] for k in ("steps", "guidance", "eta")})
+    if attack_name == "unlearndiff":
+        out["names"] = names
     if attack_name == "ringabell":
-        names = load_concepts(config["concepts_file"])[concept].get("synonyms", [concept])
         rb = dict(a["ringabell"])
         rb["neutral"] = rb["neutral"] if rb["neutral"] is not None else config["anchor"]
-        out.update(ringabell=rb, names=sorted({concept, *names}))
+        out.update(ringabell=rb, names=names)
     return out
 
 

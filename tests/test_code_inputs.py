@@ -54,7 +54,8 @@ def every_job(tmp_path_factory, tiny_sd):
     mini = miniworld_config(tmp, run_methods=["original", "cf", "realera", "uce", "esd_x", "sepme"],
                             sepme_sets={"k2": ["heart", "star"]}, sepme_restore="heart")
     mini["report"].update(results=str(tmp / "results/table"), command="snakemake results")
-    jobs = planned_jobs("all", "sepme_table", "results", "pretrain", "original_table",
+    mini["attacks"].update(run=["inversion", "ringabell", "unlearndiff"], transfer=True, results=str(tmp / "results/robust"))
+    jobs = planned_jobs("all", "sepme_table", "results", "robustness_results", "pretrain", "original_table",
                         "--configfile", str(write_config(tmp, mini, "mini.yaml")))
 
     raw = tmp / "i2p.csv"
@@ -88,7 +89,8 @@ def test_every_rule_lists_each_module_its_stage_imports(every_job):
         needed = ({f"stages/{stage}.py"} | stage_imports(stage)) if stage else RUN_BLOCKS[rule]
         assert needed <= inputs, f"rule {rule} misses {sorted(needed - inputs)}"
         checked.add(rule)
-    assert {"mine", "closed_form", "train_lora", "train_esd", "sepme", "generate", "score", "quality"} <= checked
+    assert {"mine", "closed_form", "train_lora", "train_esd", "sepme", "generate", "score", "quality",
+            "attack_inversion", "attack_unlearndiff", "attack_prompts", "replay", "robustness"} <= checked
 
 
 def test_the_gaps_found_by_hand_are_closed(every_job):

@@ -66,6 +66,28 @@ rule attack_inversion:
         " --concept {wildcards.concept} {params.edit} --out-dir {params.out:q} --threads {threads} > {log:q} 2>&1"
 
 
+rule attack_unlearndiff:
+    input:
+        unpack(edit_inputs),
+        code=code_inputs("attack"),
+        weights=UNET_WEIGHTS,
+    output:
+        prompts=f"{OUT}/attacks/unlearndiff/{{method}}/{{concept}}/prompts.csv",
+        sidecar=f"{OUT}/attacks/unlearndiff/{{method}}/{{concept}}/attack.json",
+    params:
+        p=as_json(lambda w: P.attack(config, "unlearndiff", w.method, w.concept)),
+        edit=lambda w, input: edit_args(input),
+        out=lambda w: attack_dir("unlearndiff", w.method, w.concept),
+    log:
+        f"{OUT}/logs/attack/unlearndiff/{{method}}/{{concept}}.log",
+    threads: res("attack", "threads")
+    resources:
+        **resources_of("attack"),
+    shell:
+        "{PY:q} stages/attack.py --params {params.p:q} --attack unlearndiff --method {wildcards.method}"
+        " --concept {wildcards.concept} {params.edit} --out-dir {params.out:q} --threads {threads} > {log:q} 2>&1"
+
+
 def replay_inputs(w):
     """The model's edit files, the attack's prompts and, for inversion, its learned tokens."""
     files = {**edit_inputs(w), "prompts": f"{attack_dir(w.attack, w.source, w.concept)}/prompts.csv"}

@@ -1,0 +1,209 @@
+"""Attacks (docs/attacks.md): placeholder tokens, concept inversion, Ring-A-Bell, and their stage."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import ROOT, miniworld_config, write_config  # noqa: E402
+from erasure import inversion, params, placeholders, ringabell, unlearndiff  # noqa: E402
+from erasure.config import load_config  # noqa: E402
+
+
+def test_a_placeholder_set_to_a_words_embedding_encodes_exactly_as_that_word(minilm):
+    row = minilm.model.get_input_embeddings().weight[minilm._content_ids("square")[0]].clone()
+    handle = placeholders.install(minilm, ["<test-square>"], row[None])
+    try:
+        assert torch.equal(minilm.encode(["a red <test-square>"]), minilm.encode(["a red square"]))
+        assert not torch.equal(minilm.encode(["a red <test-square>"]), minilm.encode(["a red circle"]))
+    finally:
+        handle.remove()
+
+
+def test_a_placeholder_that_is_already_a_word_is_refused(minilm):
+    with pytest.raises(ValueError, match="already a word"):
+        placeholders.install(minilm, ["heart"], torch.zeros(1, placeholders.input_dim(minilm)))
+
+
+def test_token_files_of_another_width_are_refused(tmp_path):
+    path = tmp_path / "tokens.safetensors"
+    placeholders.save(path, ["<a>"], torch.zeros(1, 8))
+    with pytest.raises(ValueError, match="made for another world"):
+        placeholders.load(path, 384)
+
+
+@pytest.fixture(scope="module")
+def unedited_world():
+    from erasure.world import load_miniworld
+    return load_miniworld(ROOT / "weights/miniworld")
+
+
+def fixed_batch_loss(world, z0, prompt, seed=123, n=64):
+    """Denoising loss on one fixed draw of (x0, t, noise): comparable before and after training."""
+    gen = torch.Generator().manual_seed(seed)
+    sched = world.make_train_scheduler()
+    x0 = z0[torch.randint(len(z0), (n,), generator=gen)]
+    noise = torch.randn(x0.shape, generator=gen)
+    t = torch.randint(sched.config.num_train_timesteps, (n,), generator=gen)
+    with torch.no_grad():
+        eps = world.unet(sched.add_noise(x0, noise, t), t, world.encoder.encode([prompt]).expand(n, -1, -1)).sample
+    return torch.nn.functional.mse_loss(eps, noise).item()
+
+
+def oracle_rate(world, prompt, concept, n=24):
+    """Share of n images drawn for `prompt` that the oracle labels `concept`."""
+    from erasure.oracle import LABELS, Oracle
+    from erasure.sampling import sample
+    oracle = Oracle()
+    oracle.load_state_dict(load_file(ROOT / "weights/miniworld/oracle.safetensors"))
+    latents = sample(world.unet, world.make_scheduler(), world.encoder.encode([prompt]).expand(n, -1, -1),
+                     world.null_embedding(), list(range(5000, 5000 + n)), world.latent_shape, steps=25, guidance=5.0, eta=1.0)
+    images = torch.from_numpy(world.decode(latents)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        labels = oracle.eval()(images).argmax(-1)
+    return (labels == LABELS.index(concept)).float().mean().item()
+
+
+def test_inversion_loss_falls_and_its_token_draws_the_concept_more_often_than_a_random_token(unedited_world):
+    from erasure.sampling import sample
+    world, enc = unedited_world, unedited_world.encoder
+    z0 = sample(world.unet, world.make_scheduler(), enc.encode(["a heart"]).expand(16, -1, -1), world.null_embedding(),
+                list(range(16)), world.latent_shape, steps=25, guidance=5.0, eta=1.0)
+    tokens = ["<heart-test-0>"]
+    init = inversion.initial_vectors(enc, "object", 1)
+    vectors = inversion.install_trainable(enc, tokens, init)
+    before = fixed_batch_loss(world, z0, "a <heart-test-0>")
+    opt = torch.optim.Adam([vectors], lr=0.005)
+    cfg = {"steps": 120, "batch_size": 16}
+    for _ in inversion.train(world.unet, enc, world.make_train_scheduler(), z0, ["a {}"], tokens, vectors, opt, cfg,
+                             torch.Generator().manual_seed(0), progress=lambda m: None):
+        pass
+    after = fixed_batch_loss(world, z0, "a <heart-test-0>")
+    assert after < before
+
+    # A random direction of the learned vector's norm, as a second placeholder.
+    random = torch.randn(1, init.shape[1], generator=torch.Generator().manual_seed(1))
+    random = random / random.norm() * vectors.detach().norm()
+    placeholders.install(enc, ["<random-test-0>"], random)
+    learned_rate = oracle_rate(world, "a <heart-test-0>", "heart")
+    random_rate = oracle_rate(world, "a <random-test-0>", "heart")
+    assert learned_rate > random_rate + 0.25, (learned_rate, random_rate)
+
+
+def test_ringabell_direction_points_at_its_own_concept_more_than_at_others(minilm):
+    templates = ["a {}", "a red {}"]
+    direction = ringabell.concept_direction(minilm, ["heart", "love heart"], templates)
+    probe = ["a drawing of a {}"]   # a template the direction was not built from
+
+    def cosine(name):
+        diff = ringabell.concept_direction(minilm, [name], probe)
+        return torch.nn.functional.cosine_similarity(direction.flatten(), diff.flatten(), dim=0).item()
+
+    own = cosine("heart")
+    assert own > 0
+    assert all(own > cosine(other) for other in ("circle", "square", "star", "crescent"))
+
+
+def test_ringabell_vocabulary_leaves_out_the_concepts_words_and_search_is_seeded(minilm):
+    vocab = ringabell.word_vocabulary(minilm, ["heart", "love heart"])
+    assert "heart" not in vocab and "hearts" not in vocab and "love" not in vocab and "circle" in vocab
+    target = minilm.encode(["a shape"])[0] + 3 * ringabell.concept_direction(minilm, ["heart"], ["a {}"])
+    cfg = {"population": 16, "generations": 5, "length": 3, "mutation": 0.25, "prompts": 2}
+    first = ringabell.search(minilm, target, vocab[:2000], cfg, torch.Generator().manual_seed(7), lambda m: None)
+    again = ringabell.search(minilm, target, vocab[:2000], cfg, torch.Generator().manual_seed(7), lambda m: None)
+    assert first == again and len(first) == 2 and first[0][1] <= first[1][1]
+    longer = ringabell.search(minilm, target, vocab[:2000], {**cfg, "generations": 15}, torch.Generator().manual_seed(7),
+                              lambda m: None)
+    assert longer[0][1] <= first[0][1]   # elitism: the best never gets worse
+
+
+def test_unlearndiff_prefix_is_words_in_the_forward_and_trains_straight_through(minilm):
+    words = ringabell.word_vocabulary(minilm, ["heart"])[:500]
+    table = unlearndiff.vocabulary_table(minilm, words)
+    prefix = unlearndiff.ProjectedPrefix(table[:2] + 0.01, table)
+    tokens = ["<uda-test-0>", "<uda-test-1>"]
+    handle = placeholders.install(minilm, tokens, prefix)
+    try:
+        found = " ".join(words[i] for i in prefix.nearest().tolist())
+        assert torch.equal(minilm.encode([f"{' '.join(tokens)} a heart"]), minilm.encode([f"{found} a heart"]))
+        minilm.encode_with_grad([f"{' '.join(tokens)} a heart"]).sum().backward()
+        assert prefix.continuous.grad is not None and prefix.continuous.grad.abs().sum() > 0
+    finally:
+        handle.remove()
+
+
+def attack_command(config_path, out_dir, steps):
+    prm = params.attack(load_config(str(config_path)), "inversion", "original", "heart")
+    prm["inversion"]["steps"] = steps
+    return [sys.executable, str(ROOT / "stages/attack.py"), "--params", json.dumps(prm), "--attack", "inversion",
+            "--method", "original", "--concept", "heart", "--out-dir", str(out_dir)]
+
+
+@pytest.fixture(scope="module")
+def attack_config(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("attack")
+    config = miniworld_config(tmp)
+    config["attacks"].update(templates=["a {}"], images_per_prompt=2)
+    config["attacks"]["inversion"].update(batch_size=2, target_images=2)
+    return write_config(tmp, config)
+
+
+def test_inversion_killed_with_sigkill_resumes_to_the_same_tokens(attack_config, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    whole = tmp_path / "whole"
+    subprocess.run(attack_command(attack_config, whole, 70), check=True, capture_output=True, env=env)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(attack_command(attack_config, killed, 70), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while not (killed / "checkpoint.safetensors").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (killed / "checkpoint.safetensors").exists() and not (killed / "tokens.safetensors").exists()
+    resumed = subprocess.run(attack_command(attack_config, killed, 70), check=True, capture_output=True, text=True, env=env)
+    assert "resuming inversion at step 50" in resumed.stdout
+    a, b = load_file(whole / "tokens.safetensors"), load_file(killed / "tokens.safetensors")
+    assert list(a) == ["<heart-inv-0>"] and torch.equal(a["<heart-inv-0>"], b["<heart-inv-0>"])
+    with open(killed / "prompts.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["prompt"] for r in rows] == ["a <heart-inv-0>"] and rows[0]["images"] == "2"
+
+
+@pytest.mark.slow
+def test_attacks_replay_on_every_model_and_fill_the_robustness_and_transfer_tables(tmp_path):
+    """The DAG: each model's inversion tokens are drawn with its own model and the other's; Ring-A-Bell's
+    prompts (found once) and the pre-attack prompts with both."""
+    config = miniworld_config(tmp_path, run_methods=["original", "cf"])
+    config["attacks"].update(run=["inversion", "ringabell", "unlearndiff"], transfer=True, templates=["a {}"],
+                             images_per_prompt=2)
+    config["attacks"]["inversion"].update(steps=4, batch_size=2, target_images=2)
+    config["attacks"]["unlearndiff"].update(steps=2, batch_size=2, target_images=2)
+    config["attacks"]["ringabell"].update(population=8, generations=2, prompts=1)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", "robustness",
+                           "--configfile", str(write_config(tmp_path, config))], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = tmp_path / "out" / "report"
+    with open(report / "robustness.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["method"], r["attack"]) for r in rows] == [(m, a) for m in ("original", "cf")
+                                                          for a in ("inversion", "ringabell", "unlearndiff")]
+    assert all(r["n_images"] == "2" and 0 <= float(r["post_asr"]) <= 100 for r in rows)
+    assert all(float(r["post_asr_lo"]) <= float(r["post_asr"]) <= float(r["post_asr_hi"]) for r in rows)
+    with open(report / "transfer.csv", newline="") as f:
+        pairs = {(r["source"], r["method"]) for r in csv.DictReader(f)}
+    assert pairs == {("original", "original"), ("original", "cf"), ("cf", "original"), ("cf", "cf")}
+    sidecar = json.loads((tmp_path / "out/attacks/inversion/cf/heart/attack.json").read_text())
+    assert sidecar["prompts"] == ["a <heart-inv-0>"] and sidecar["steps_run"] == 4
+    found = json.loads((tmp_path / "out/attacks/unlearndiff/cf/heart/attack.json").read_text())["prompts"]
+    assert len(found) == 1 and found[0].endswith(" a heart") and len(found[0].split()) == 5 + 2
