@@ -181,11 +181,15 @@ def check(config: dict) -> dict:
 def check_methods(config: dict, concepts: dict) -> None:
     """Each method has its kind's keys and names known concepts; a LoRA has something to preserve."""
     for name, m in config["methods"].items():
-        needed = {"realera": ("mining", "regularization", "lora"), "uce": (), "esd": ("train",), "sepme": ()}[m["kind"]]
+        needed = {"realera": ("mining", "regularization", "lora"), "uce": (), "esd": ("train",), "sepme": (), "rece": ()}[m["kind"]]
         missing = [k for k in needed if k not in m]
         if missing:
             raise ConfigError(f"config field methods.{name}: kind {m['kind']} needs {', '.join(missing)}; "
                               "add it (the methods in config.yaml show each kind)")
+        base = config["methods"].get(m.get("base")) if m["kind"] == "rece" else None
+        if m["kind"] == "rece" and (base is None or base["kind"] != "uce"):
+            raise ConfigError(f"config field methods.{name}.base: {m['base']!r} is not a method of kind uce; RECE's "
+                              "rounds start from a UCE edit (config.yaml names one, uce)")
         for other in m["known"] if m["kind"] == "sepme" else []:
             if other not in concepts:
                 raise ConfigError(f"config field methods.{name}.known: unknown concept {other!r}; known: {sorted(concepts)}")

@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 import torch
 
 from . import placeholders
+from .sampling import noised_batch
 from .text import TextEncoder
 
 
@@ -45,15 +46,11 @@ def train(unet: torch.nn.Module, encoder: TextEncoder, train_scheduler, z0: torc
     own dtype and device; the loss is taken in float32; every random draw comes from `gen` on the CPU.
     """
     at = next(unet.parameters())
-    n_t = train_scheduler.config.num_train_timesteps
     phrase = " ".join(tokens)
     t0 = time.time()
     for step in range(start_step + 1, cfg["steps"] + 1):
         b = cfg["batch_size"]
-        x0 = z0[torch.randint(len(z0), (b,), generator=gen)]
-        noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(n_t, (b,), generator=gen)
-        xt = train_scheduler.add_noise(x0, noise, t)
+        xt, noise, t = noised_batch(z0, b, train_scheduler, gen)
         picks = torch.randint(len(templates), (b,), generator=gen).tolist()
         cond = encoder.encode_with_grad([templates[i].format(phrase) for i in picks])
         eps = unet(xt.to(at.device, at.dtype), t.to(at.device), cond.to(at.device, at.dtype)).sample

@@ -19,7 +19,7 @@ from peft.utils import get_peft_model_state_dict
 from . import checkpoint, cli, embedding_set, io
 from .edits import apply_edit
 from .mining import perturb, principal_directions, project_out
-from .sampling import sample
+from .sampling import noised_batch, sample
 from .world import load_world_from_params
 
 CHECKPOINT_EVERY = 20
@@ -94,13 +94,9 @@ def train(student: torch.nn.Module, teacher: torch.nn.Module, train_scheduler, z
     """Alternate Eq. 8 (odd steps) and Eq. 9 (even steps); returns the loss history."""
     losses = []
     t0 = time.time()
-    n_t = train_scheduler.config.num_train_timesteps
     for step in range(start_step + 1, cfg["steps"] + 1):
         bs = cfg["batch_size"]
-        x0 = z0[torch.randint(len(z0), (bs,), generator=gen)]
-        noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(n_t, (bs,), generator=gen)
-        xt = train_scheduler.add_noise(x0, noise, t)
+        xt, _, t = noised_batch(z0, bs, train_scheduler, gen)
         if step % 2 == 1:
             student_cond, teacher_cond = sampler.erase_pair(bs)
         else:

@@ -46,6 +46,14 @@ def closed_form(config: dict, method: str, concept_slug: str) -> dict:
     return {**common, "regularization": m["regularization"], "closed_form": cf}
 
 
+def rece(config: dict, method: str, concept_slug: str) -> dict:
+    """RECE's rounds from the base UCE edit: the base's guide, the run's preserve prompts."""
+    concept = concept_by_slug(config, concept_slug)
+    return {**world_params(config), "concept": concept, "base": config["methods"][method]["base"],
+            "guide": config["uce"]["guide"], "preserve_prompts": preserve_prompts(config, concept),
+            "rece": dict(config["rece"])}
+
+
 def sepme(config: dict, concepts: list[str]) -> dict:
     """SepME increments for a known set of concepts: everything not in the set is preserved."""
     return {**world_params(config), "concepts": list(concepts), "anchor": config["anchor"],
@@ -83,7 +91,7 @@ def attack(config: dict, attack_name: str, method: str, concept_slug: str) -> di
            "image_seed": config["seed"] + a["image_seed"],
            "seed": derived_seed(config, "attack", a["seed"], attack_name, method, concept)}
     names = sorted({concept, *load_concepts(config["concepts_file"])[concept].get("synonyms", [concept])})
-    if attack_name in ("inversion", "unlearndiff"):   # white box: reconstruct the unedited model's images
+    if attack_name in ("inversion", "unlearndiff", "revival"):   # white box: the unedited model's images
         g = config["generate"]
         out.update({attack_name: dict(a[attack_name])}, target_prompt=config["prompt_template"].format(concept),
                    generate={k: g[k] for k in ("steps", "guidance", "eta")})
@@ -104,7 +112,8 @@ def robustness(config: dict) -> dict:
     a = config["attacks"]
     return {"attacks": list(a["run"]), "methods": attacked_methods(config),
             "concepts": [slug(c) for c in config["erase"]], "transfer": a["transfer"],
-            "images_per_prompt": a["images_per_prompt"]}
+            "images_per_prompt": a["images_per_prompt"],
+            "revival_steps": sorted(a["revival"]["checkpoints"]) if "revival" in a["run"] else []}
 
 
 def generate(config: dict, method: str) -> dict:

@@ -71,3 +71,13 @@ def round_trip(unet: torch.nn.Module, scheduler, x0: torch.Tensor, cond: torch.T
         eps_uncond, eps_cond = unet(torch.cat([latents, latents]), t, context).sample.chunk(2)
         latents = scheduler.step(eps_uncond + guidance * (eps_cond - eps_uncond), t, latents).prev_sample
     return latents
+
+
+def noised_batch(z0: torch.Tensor, batch: int, train_scheduler,
+                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_t, noise, t) for `batch` latents drawn from z0 with replacement, the training loss's inputs.
+    Draws come from `gen` in this order (rows, noise, timesteps), so a seed gives the same batches."""
+    x0 = z0[torch.randint(len(z0), (batch,), generator=gen)]
+    noise = torch.randn(x0.shape, generator=gen)
+    t = torch.randint(train_scheduler.config.num_train_timesteps, (batch,), generator=gen)
+    return train_scheduler.add_noise(x0, noise, t), noise, t

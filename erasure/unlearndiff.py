@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from .sampling import noised_batch
 from .text import TextEncoder
 
 
@@ -55,15 +56,11 @@ def train(unet: torch.nn.Module, encoder: TextEncoder, train_scheduler, z0: torc
           progress: Callable[[str], None] = print) -> Iterator[tuple[int, float]]:
     """Steps 1 .. cfg["steps"] on the prefix (installed for `tokens`, placed before `prompt`); yields (step, loss)."""
     at = next(unet.parameters())
-    n_t = train_scheduler.config.num_train_timesteps
     text = " ".join(tokens) + " " + prompt
     t0 = time.time()
     for step in range(1, cfg["steps"] + 1):
         b = cfg["batch_size"]
-        x0 = z0[torch.randint(len(z0), (b,), generator=gen)]
-        noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(n_t, (b,), generator=gen)
-        xt = train_scheduler.add_noise(x0, noise, t)
+        xt, noise, t = noised_batch(z0, b, train_scheduler, gen)
         cond = encoder.encode_with_grad([text]).expand(b, -1, -1)
         eps = unet(xt.to(at.device, at.dtype), t.to(at.device), cond.to(at.device, at.dtype)).sample
         loss = torch.nn.functional.mse_loss(eps.float(), noise.to(eps.device))

@@ -2,7 +2,8 @@
 
 Reads the attack images' score CSVs (<scores-dir>/<attack>/<found on>/<method>/<concept>.csv) and writes
 robustness.csv, robustness.md and robustness_prompts.csv to --out (and transfer.csv / transfer.md when
-the run replays each method's inversion tokens on every other model).
+the run replays each method's inversion tokens on every other model; revival.csv, the ASR after each
+fine-tuning checkpoint, from <revival-dir>/<method>/<concept>/step_<k>.csv, when the run revives).
 
     python stages/robustness.py --config config.yaml --scores-dir outputs/miniworld/attack_scores \\
         --out outputs/miniworld/report
@@ -20,18 +21,28 @@ def write(path, columns, rows):
 def main():
     p = cli.parser(__doc__)
     p.add_argument("--scores-dir", required=True)
+    p.add_argument("--revival-dir", help="the revival checkpoints' score CSVs (needed when attacks.run has revival)")
     p.add_argument("--out", required=True, help="directory (the run's report)")
     args = p.parse_args()
     prm = cli.stage_params(args, params.robustness)
     out = Path(args.out)
 
-    # 1. Pre- and post-attack ASR per method, concept and attack; per prompt.
-    rows, per_prompt = robustness.robustness_rows(args.scores_dir, prm["attacks"], prm["methods"], prm["concepts"])
+    # 1. Pre- and post-attack ASR per method, concept and attack; per prompt; revival's curve.
+    prompt_attacks = [a for a in prm["attacks"] if a != "revival"]
+    rows, per_prompt = robustness.robustness_rows(args.scores_dir, prompt_attacks, prm["methods"], prm["concepts"])
+    if prm["revival_steps"]:
+        if not args.revival_dir:
+            raise ValueError("--revival-dir is required when attacks.run has revival")
+        revival_rows, curve = robustness.revival_rows(args.scores_dir, args.revival_dir, prm["methods"],
+                                                      prm["concepts"], prm["revival_steps"])
+        rows += revival_rows
+        write(out / "revival.csv", robustness.REVIVAL_COLUMNS, curve)
     write(out / "robustness.csv", robustness.COLUMNS, rows)
     write(out / "robustness_prompts.csv", robustness.PROMPT_COLUMNS, per_prompt)
     header = (f"Attack success rate (ASR, %): share of {prm['images_per_prompt']} images per attack prompt labelled as "
               "the erased concept, 95% Wilson interval; definitions in docs/attacks.md.\n\n")
-    io.write_text(out / "robustness.md", header + robustness.markdown(rows, prm["attacks"]))
+    io.write_text(out / "robustness.md", header + robustness.markdown(rows, prm["attacks"],
+                                                                            max(prm["revival_steps"], default=None)))
 
     # 2. Transfer: each method's inversion tokens drawn with every attacked model.
     if prm["transfer"]:

@@ -184,8 +184,9 @@ def test_attacks_replay_on_every_model_and_fill_the_robustness_and_transfer_tabl
     """The DAG: each model's inversion tokens are drawn with its own model and the other's; Ring-A-Bell's
     prompts (found once) and the pre-attack prompts with both."""
     config = miniworld_config(tmp_path, run_methods=["original", "cf"])
-    config["attacks"].update(run=["inversion", "ringabell", "unlearndiff"], transfer=True, templates=["a {}"],
-                             images_per_prompt=2)
+    config["attacks"].update(run=["inversion", "ringabell", "unlearndiff", "revival"], transfer=True,
+                             templates=["a {}"], images_per_prompt=2)
+    config["attacks"]["revival"].update(shots=2, batch_size=2, checkpoints=[1, 2])
     config["attacks"]["inversion"].update(steps=4, batch_size=2, target_images=2)
     config["attacks"]["unlearndiff"].update(steps=2, batch_size=2, target_images=2)
     config["attacks"]["ringabell"].update(population=8, generations=2, prompts=1)
@@ -196,9 +197,12 @@ def test_attacks_replay_on_every_model_and_fill_the_robustness_and_transfer_tabl
     report = tmp_path / "out" / "report"
     with open(report / "robustness.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["method"], r["attack"]) for r in rows] == [(m, a) for m in ("original", "cf")
-                                                          for a in ("inversion", "ringabell", "unlearndiff")]
+    assert [(r["method"], r["attack"]) for r in rows] == [(m, a) for m in ("original", "cf") for a in (
+        "inversion", "ringabell", "unlearndiff")] + [("original", "revival"), ("cf", "revival")]
     assert all(r["n_images"] == "2" and 0 <= float(r["post_asr"]) <= 100 for r in rows)
+    with open(report / "revival.csv", newline="") as f:
+        assert [(r["method"], r["step"]) for r in csv.DictReader(f)] == [(m, k) for m in ("original", "cf")
+                                                                         for k in ("0", "1", "2")]
     assert all(float(r["post_asr_lo"]) <= float(r["post_asr"]) <= float(r["post_asr_hi"]) for r in rows)
     with open(report / "transfer.csv", newline="") as f:
         pairs = {(r["source"], r["method"]) for r in csv.DictReader(f)}
@@ -207,3 +211,95 @@ def test_attacks_replay_on_every_model_and_fill_the_robustness_and_transfer_tabl
     assert sidecar["prompts"] == ["a <heart-inv-0>"] and sidecar["steps_run"] == 4
     found = json.loads((tmp_path / "out/attacks/unlearndiff/cf/heart/attack.json").read_text())["prompts"]
     assert len(found) == 1 and found[0].endswith(" a heart") and len(found[0].split()) == 5 + 2
+
+
+def test_revival_deltas_rebuild_the_fine_tuned_model_on_a_fresh_world(unedited_world, tmp_path):
+    from erasure import revival
+    from erasure.edits import apply_edit
+    from erasure.world import load_miniworld
+    world = load_miniworld(ROOT / "weights/miniworld")
+    original = {n: p.detach().float().clone() for n, p in world.unet.named_parameters()}
+    params_ = revival.trainable(world)
+    for p in params_:
+        p.requires_grad_(True)
+    z0 = torch.randn(4, *world.latent_shape, generator=torch.Generator().manual_seed(0))
+    cond = world.encoder.encode(["a heart"])
+    steps = list(revival.train(world.unet, world.make_train_scheduler(), z0, cond, torch.optim.Adam(params_, lr=1e-3),
+                               3, 2, torch.Generator().manual_seed(0), progress=lambda m: None))
+    assert [s for s, _ in steps] == [1, 2, 3]
+    deltas = revival.model_deltas(world.unet, original)
+    assert deltas and all(k.endswith(("attn2.to_k.weight", "attn2.to_v.weight")) for k in deltas)
+    path = tmp_path / "step.safetensors"
+    from erasure import io
+    io.save_safetensors(deltas, path)
+    rebuilt = apply_edit(load_miniworld(ROOT / "weights/miniworld"), str(path))
+    x, t = z0[:1], torch.tensor([500])
+    with torch.no_grad():
+        assert torch.allclose(rebuilt.unet(x, t, cond).sample, world.unet(x, t, cond).sample, atol=1e-5)
+        assert not torch.allclose(unedited_world.unet(x, t, cond).sample, world.unet(x, t, cond).sample, atol=1e-5)
+
+
+def revival_command(config_path, out_dir):
+    prm = params.attack(load_config(str(config_path)), "revival", "original", "heart")
+    return [sys.executable, str(ROOT / "stages/revival.py"), "--params", json.dumps(prm),
+            "--method", "original", "--concept", "heart", "--out-dir", str(out_dir)]
+
+
+def test_revival_killed_with_sigkill_resumes_to_the_same_models(tmp_path):
+    config = miniworld_config(tmp_path)
+    config["attacks"].update(templates=["a {}"], images_per_prompt=2)
+    config["attacks"]["revival"].update(shots=2, batch_size=2, checkpoints=[2, 70])
+    path = write_config(tmp_path, config)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(revival_command(path, whole), check=True, capture_output=True, env=env)
+
+    proc = subprocess.Popen(revival_command(path, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while not (killed / "partial/step_2.safetensors").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    while not (killed / "checkpoint.safetensors").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "step_70.safetensors").exists()
+    resumed = subprocess.run(revival_command(path, killed), check=True, capture_output=True, text=True, env=env)
+    assert "resuming revival at step" in resumed.stdout
+    for k in (2, 70):
+        a, b = load_file(whole / f"step_{k}.safetensors"), load_file(killed / f"step_{k}.safetensors")
+        assert list(a) == list(b) and all(torch.equal(a[n], b[n]) for n in a)
+    assert not (killed / "partial").exists() and not (killed / "checkpoint.safetensors").exists()
+
+
+def write_scores(path, rates, n=10):
+    """A score CSV whose prompt p has rates[p] * n images labelled as the concept."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["prompt", "correct"])
+        for prompt, rate in rates.items():
+            w.writerows([prompt, int(i < rate * n)] for i in range(n))
+
+
+def test_revival_steps_to_50_is_the_first_checkpoint_at_or_above_half(tmp_path):
+    from erasure import robustness
+    scores, revived = tmp_path / "scores", tmp_path / "revival"
+    curves = {"heart": {0: 0.0, 10: 0.2, 25: 0.5, 50: 0.9}, "crescent": {0: 0.0, 10: 0.0, 25: 0.1, 50: 0.3}}
+    for concept, curve in curves.items():
+        write_scores(scores / "none/original/cf" / f"{concept}.csv", {"a x": curve[0]})
+        for k in (10, 25, 50):
+            write_scores(revived / "cf" / concept / f"step_{k}.csv", {"a x": curve[k]})
+    write_scores(scores / "none/original/original/heart.csv", {"a x": 1.0})
+    write_scores(scores / "none/original/original/crescent.csv", {"a x": 0.6})
+    for concept in curves:
+        for k in (10, 25, 50):
+            write_scores(revived / "original" / concept / f"step_{k}.csv", {"a x": 0.0})
+    rows, curve = robustness.revival_rows(scores, revived, ["original", "cf"], ["heart", "crescent"], [10, 25, 50])
+    by = {(r["method"], r["concept"]): r for r in rows}
+    assert by[("cf", "heart")]["steps_to_50"] == 25 and by[("cf", "heart")]["post_asr"] == 90.0
+    assert by[("cf", "crescent")]["steps_to_50"] == ""          # never reached
+    assert by[("cf", "all")]["steps_to_50"] == 50               # pooled: 45% at 25, 60% at 50
+    assert by[("original", "heart")]["steps_to_50"] == 0        # already there before any step
+    assert len(curve) == 2 * 3 * 4
+    table = robustness.markdown(rows, ["revival"], 50)
+    assert "| cf | crescent | 0.0 [0.0, 27.8] | > 50 (30.0 [" in table

@@ -93,3 +93,67 @@ def test_esd_trains_a_half_precision_sd_at_the_references_batch_size(tiny_sd, tm
     assert deltas and all(d.dtype == torch.float32 for d in deltas.values())   # float32 master weights
     assert any(d.abs().max() > 0 for d in deltas.values())
     assert all(torch.isfinite(d).all() for d in deltas.values())
+
+
+def test_rece_adversarial_embedding_regenerates_the_concept_better_than_its_own_embedding():
+    """RECE step 1: with the unedited weights it returns the concept's own embedding; after an edit it
+    returns an embedding whose keys/values under the edit are closer to the unedited ones of the concept."""
+    from erasure import rece
+    gen = torch.Generator().manual_seed(0)
+    w0 = {f"l{i}": torch.randn(6, 4, generator=gen, dtype=torch.float64) for i in range(3)}
+    c = torch.randn(5, 4, generator=gen, dtype=torch.float64)
+    assert torch.allclose(rece.adversarial_embedding(w0, w0, c, 1e-9), c, atol=1e-6)
+    edited = {k: w @ (torch.eye(4, dtype=torch.float64) + 0.5 * torch.randn(4, 4, generator=gen, dtype=torch.float64))
+              for k, w in w0.items()}
+    adv = rece.adversarial_embedding(edited, w0, c, 1e-3)
+
+    def miss(e):
+        return sum(((e @ edited[k].T - c @ w0[k].T) ** 2).sum() for k in w0).item()
+
+    stacked, target = torch.cat([edited[k] for k in w0]), torch.cat([c @ w0[k].T for k in w0], dim=1)
+    best = torch.linalg.lstsq(stacked, target.T).solution.T   # the unregularized least-squares rows
+    assert torch.allclose(adv, best, atol=1e-3) and miss(adv) < 0.5 * miss(c)
+
+
+def test_rece_round_maps_the_adversarial_rows_toward_the_guide_and_keeps_the_preserved():
+    from erasure import rece
+    gen = torch.Generator().manual_seed(1)
+    weights = {"l0": torch.randn(8, 6, generator=gen, dtype=torch.float64)}
+    adv, guide = torch.randn(3, 6, generator=gen, dtype=torch.float64), torch.randn(3, 6, generator=gen, dtype=torch.float64)
+    keep = torch.randn(2, 6, generator=gen, dtype=torch.float64)
+    # 5 rows in 6 dimensions: with heavy row weights the solve meets both sets almost exactly.
+    cfg = {"lamb": 0.1, "erase_scale": 1000.0, "preserve_scale": 1000.0}
+    new, _ = rece.erase_step(weights, adv, guide, keep, cfg)
+    w, w1 = weights["l0"], new["l0"]
+    assert (adv @ w1.T - guide @ w.T).norm() < 0.01 * (adv @ w.T - guide @ w.T).norm()
+    assert (keep @ w1.T - keep @ w.T).norm() < 0.01 * (keep @ w.T).norm()
+
+
+def test_rece_stage_starts_from_the_uce_edit_and_leaves_its_adversarial_embedding_powerless(tmp_path):
+    """After the rounds, the embedding RECE would find next regenerates the concept's unedited keys and
+    values worse than the one it found against UCE alone did."""
+    from erasure import rece
+    from erasure.closed_form import apply_deltas
+    from erasure.world import load_miniworld
+    config = filled_config()
+    config["out_dir"] = str(tmp_path)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    base, out = tmp_path / "uce.safetensors", tmp_path / "rece.safetensors"
+    run_stage("closed_form", "--config", path, "--method", "uce", "--concept", "heart", "--out", base)
+    run_stage("rece", "--config", path, "--method", "rece", "--concept", "heart", "--base", base, "--out", out)
+    assert set(load_file(out)) == set(load_file(base))
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert len(sidecar["rounds"]) == config["rece"]["epochs"] and sidecar["base"] == "uce"
+
+    world = load_miniworld(ROOT / "weights/miniworld")
+    modules = world.edit_modules()
+    w0 = {n: m.weight.detach().clone() for n, m in modules.items()}
+    c = world.encoder.encode(["heart"])[0].double()
+
+    def regenerated_miss(deltas_file):
+        weights = {n: w0[n] + d for n, d in load_file(deltas_file).items()}
+        adv = rece.adversarial_embedding(weights, w0, c, config["rece"]["regular_scale"])
+        return sum(((adv @ weights[n].double().T - c @ w0[n].double().T) ** 2).sum() for n in w0).item()
+
+    assert regenerated_miss(out) > regenerated_miss(base)

@@ -51,10 +51,11 @@ def every_job(tmp_path_factory, tiny_sd):
     a SepME set, the results copy, pretrain and the original table; and the tiny SD with I2P, COCO-30k
     and FID."""
     tmp = tmp_path_factory.mktemp("code_inputs")
-    mini = miniworld_config(tmp, run_methods=["original", "cf", "realera", "uce", "esd_x", "sepme"],
+    mini = miniworld_config(tmp, run_methods=["original", "cf", "realera", "uce", "esd_x", "sepme", "rece"],
                             sepme_sets={"k2": ["heart", "star"]}, sepme_restore="heart")
     mini["report"].update(results=str(tmp / "results/table"), command="snakemake results")
-    mini["attacks"].update(run=["inversion", "ringabell", "unlearndiff"], transfer=True, results=str(tmp / "results/robust"))
+    mini["attacks"].update(run=["inversion", "ringabell", "unlearndiff", "revival"], transfer=True,
+                           results=str(tmp / "results/robust"))
     jobs = planned_jobs("all", "sepme_table", "results", "robustness_results", "pretrain", "original_table",
                         "--configfile", str(write_config(tmp, mini, "mini.yaml")))
 
@@ -90,7 +91,8 @@ def test_every_rule_lists_each_module_its_stage_imports(every_job):
         assert needed <= inputs, f"rule {rule} misses {sorted(needed - inputs)}"
         checked.add(rule)
     assert {"mine", "closed_form", "train_lora", "train_esd", "sepme", "generate", "score", "quality",
-            "attack_inversion", "attack_unlearndiff", "attack_prompts", "replay", "robustness"} <= checked
+            "attack_inversion", "attack_unlearndiff", "attack_prompts", "replay", "robustness", "rece",
+            "attack_revival", "replay_revival", "score_revival"} <= checked
 
 
 def test_the_gaps_found_by_hand_are_closed(every_job):

@@ -1,4 +1,5 @@
-# Attacks on every attacked method's model (docs/attacks.md): attack -> replay (generate) -> score -> robustness.
+# Attacks on every attacked method's model (docs/attacks.md): attack -> replay (generate) -> score -> robustness;
+# revival: fine-tune -> the model at each checkpoint step (replay_revival) -> score_revival -> robustness.
 # An attack's artefact lives in attacks/<attack>/<found on>/<concept>/; replaying it on a model writes
 # attack_images/<attack>/<found on>/<model>/<concept>.csv and its scores mirror that path.
 
@@ -16,7 +17,7 @@ def attack_score_files():
     """Every score file the robustness table reads: pre-attack prompts and each attack on each model,
     plus every (found on, drawn with) pair of the transfer table."""
     pairs = {("none", "original", m) for m in ATTACKED}
-    pairs |= {(a, _robustness.source_of(a, m), m) for a in ATTACKS for m in ATTACKED}
+    pairs |= {(a, _robustness.source_of(a, m), m) for a in ATTACKS if a != "revival" for m in ATTACKED}
     if config["attacks"]["transfer"] and "inversion" in ATTACKS:
         pairs |= {("inversion", s, m) for s in ATTACKED for m in ATTACKED}
     return sorted(f"{OUT}/attack_scores/{a}/{s}/{m}/{c}.csv" for a, s, m in pairs for c in ERASE)
@@ -88,6 +89,81 @@ rule attack_unlearndiff:
         " --concept {wildcards.concept} {params.edit} --out-dir {params.out:q} --threads {threads} > {log:q} 2>&1"
 
 
+REVIVAL_STEPS = sorted(config["attacks"]["revival"]["checkpoints"])
+
+
+rule attack_revival:
+    input:
+        unpack(edit_inputs),
+        code=code_inputs("revival"),
+        weights=UNET_WEIGHTS,
+    output:
+        prompts=f"{OUT}/attacks/revival/{{method}}/{{concept}}/prompts.csv",
+        sidecar=f"{OUT}/attacks/revival/{{method}}/{{concept}}/attack.json",
+        steps=[f"{OUT}/attacks/revival/{{method}}/{{concept}}/step_{k}.safetensors" for k in REVIVAL_STEPS],
+    params:
+        p=as_json(lambda w: P.attack(config, "revival", w.method, w.concept)),
+        edit=lambda w, input: edit_args(input),
+        out=lambda w: attack_dir("revival", w.method, w.concept),
+    log:
+        f"{OUT}/logs/attack/revival/{{method}}/{{concept}}.log",
+    threads: res("attack", "threads")
+    resources:
+        **resources_of("attack"),
+    shell:
+        "{PY:q} stages/revival.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
+        " {params.edit} --out-dir {params.out:q} --threads {threads} > {log:q} 2>&1"
+
+
+rule replay_revival:
+    input:
+        code=code_inputs("generate"),
+        weights=UNET_WEIGHTS,
+        prompts=f"{OUT}/attacks/revival/{{method}}/{{concept}}/prompts.csv",
+        deltas=f"{OUT}/attacks/revival/{{method}}/{{concept}}/step_{{step}}.safetensors",
+    output:
+        manifest=f"{OUT}/revival_images/{{method}}/{{concept}}/step_{{step}}.csv",
+    wildcard_constraints:
+        step="[0-9]+",
+    params:
+        p=as_json(lambda w: P.generate(config, w.method)),
+    log:
+        f"{OUT}/logs/replay_revival/{{method}}/{{concept}}/step_{{step}}.log",
+    threads: res("generate", "threads")
+    resources:
+        **resources_of("generate"),
+    shell:
+        "{PY:q} stages/generate.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
+        " --prompts {input.prompts:q} --deltas {input.deltas:q} --out {output.manifest:q}"
+        " --threads {threads} > {log:q} 2>&1"
+
+
+rule score_revival:
+    input:
+        code=code_inputs("score"),
+        weights=ORACLE_WEIGHTS,
+        manifest=rules.replay_revival.output.manifest,
+    output:
+        scores=f"{OUT}/revival_scores/{{method}}/{{concept}}/step_{{step}}.csv",
+        prompts=f"{OUT}/revival_scores/{{method}}/{{concept}}/step_{{step}}.prompts.csv",
+    params:
+        p=as_json(lambda w: P.score(config)),
+    log:
+        f"{OUT}/logs/score_revival/{{method}}/{{concept}}/step_{{step}}.log",
+    threads: res("score", "threads")
+    resources:
+        **resources_of("score"),
+    shell:
+        "{PY:q} stages/score.py --params {params.p:q} --manifest {input.manifest:q} --out {output.scores:q}"
+        " --threads {threads} > {log:q} 2>&1"
+
+
+def revival_score_files():
+    if "revival" not in ATTACKS:
+        return []
+    return [f"{OUT}/revival_scores/{m}/{c}/step_{k}.csv" for m in ATTACKED for c in ERASE for k in REVIVAL_STEPS]
+
+
 def replay_inputs(w):
     """The model's edit files, the attack's prompts and, for inversion, its learned tokens."""
     files = {**edit_inputs(w), "prompts": f"{attack_dir(w.attack, w.source, w.concept)}/prompts.csv"}
@@ -148,15 +224,18 @@ TRANSFER = [f"{REPORT}/transfer.csv", f"{REPORT}/transfer.md"] if ATTACKS and co
 rule robustness:
     input:
         attack_score_files(),
+        revival_score_files(),
         code=code_inputs("robustness"),
     output:
         csv=f"{REPORT}/robustness.csv",
         md=f"{REPORT}/robustness.md",
         prompts=f"{REPORT}/robustness_prompts.csv",
         transfer=TRANSFER,
+        revival=[f"{REPORT}/revival.csv"] if "revival" in ATTACKS else [],
     params:
         p=as_json(lambda w: P.robustness(config)),
         scores=f"{OUT}/attack_scores",
+        revival=f"{OUT}/revival_scores",
         out=REPORT,
     log:
         f"{OUT}/logs/robustness.log",
@@ -164,7 +243,8 @@ rule robustness:
     resources:
         **resources_of("report"),
     shell:
-        "{PY:q} stages/robustness.py --params {params.p:q} --scores-dir {params.scores:q} --out {params.out:q}"
+        "{PY:q} stages/robustness.py --params {params.p:q} --scores-dir {params.scores:q}"
+        " --revival-dir {params.revival:q} --out {params.out:q}"
         " > {log:q} 2>&1"
 
 

@@ -43,6 +43,7 @@ def one_of(names):
 CLOSED_FORM_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] in ("realera", "uce")])
 ESD_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "esd"])
 SEPME_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "sepme"])
+RECE_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "rece"])
 
 
 def _imported_modules(path):

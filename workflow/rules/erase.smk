@@ -46,6 +46,28 @@ rule closed_form:
         " {params.embeddings} --out {output.deltas:q} --threads {threads} > {log:q} 2>&1"
 
 
+rule rece:
+    input:
+        code=code_inputs("rece"),
+        weights=UNET_WEIGHTS,
+        base=lambda w: deltas_path(METHODS[w.method]["base"], w.concept),
+    output:
+        deltas=f"{OUT}/edit/{{method}}/{{concept}}.safetensors",
+        sidecar=f"{OUT}/edit/{{method}}/{{concept}}.json",
+    wildcard_constraints:
+        method=RECE_METHODS,
+    params:
+        p=as_json(lambda w: P.rece(config, w.method, w.concept)),
+    log:
+        f"{OUT}/logs/rece/{{method}}/{{concept}}.log",
+    threads: res("closed_form", "threads")
+    resources:
+        **resources_of("closed_form"),
+    shell:
+        "{PY:q} stages/rece.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
+        " --base {input.base:q} --out {output.deltas:q} --threads {threads} > {log:q} 2>&1"
+
+
 rule train_esd:
     input:
         code=code_inputs("train_esd"),

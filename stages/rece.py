@@ -1,0 +1,50 @@
+"""RECE stage: rounds of {the embedding that regenerates the concept under the current edit; erase it}
+from a UCE edit (erasure/rece.py), for every cross-attention to_k / to_v.
+
+Writes weight deltas from the unedited model (safetensors keyed by module name, like the closed form)
+and a JSON sidecar with each round's adversarial embedding norm and its cosine to the concept's.
+
+    python stages/rece.py --config config.yaml --method rece --concept heart \\
+        --base outputs/miniworld/edit/uce/heart.safetensors --out outputs/miniworld/edit/rece/heart.safetensors
+"""
+import time
+
+from safetensors.torch import load_file
+
+from erasure import cli, io, params, rece
+from erasure.closed_form import apply_deltas
+from erasure.world import load_world_from_params
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument("--method", required=True)
+    p.add_argument("--concept", required=True, help="erased concept (slug)")
+    p.add_argument("--base", required=True, help="the base UCE method's weight deltas (.safetensors)")
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    cli.set_threads(args.threads)
+    prm = cli.stage_params(args, params.rece, args.method, args.concept)
+    t0 = time.time()
+
+    # 1. The unedited projections, then the base edit applied to them.
+    world = load_world_from_params(prm)
+    modules = world.edit_modules()
+    originals = {name: m.weight.detach().clone() for name, m in modules.items()}
+    apply_deltas(modules, load_file(args.base))
+    base = {name: m.weight.detach().clone() for name, m in modules.items()}
+
+    # 2. The rounds; deltas from the unedited weights.
+    final, rounds = rece.erase(world.encoder, originals, base, prm["concept"], prm["guide"], prm["preserve_prompts"],
+                               prm["rece"])
+    deltas = {name: (w.double() - originals[name].double()).to(originals[name].dtype).contiguous()
+              for name, w in final.items()}
+    io.save_safetensors(deltas, args.out)
+    io.write_json(io.sidecar_path(args.out), {**prm, "method": args.method, "base_deltas": args.base, "rounds": rounds,
+                                             "modules": len(deltas), "wall_time_s": round(time.time() - t0, 3)})
+    cli.progress(f"rece {args.method}/{prm['concept']}: {len(rounds)} rounds, last adversarial cosine "
+                 f"{rounds[-1]['cosine_to_concept']}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
