@@ -14,6 +14,22 @@ include: "workflow/rules/sepme.smk"
 include: "workflow/rules/attacks.smk"
 
 
+# One run at a time per out_dir, whichever checkout starts it (erasure/outlock.py).
+onstart:
+    try:
+        _outlock.acquire(OUT)
+    except _outlock.OutDirLocked as e:
+        raise WorkflowError(str(e)) from None
+
+
+onsuccess:
+    _outlock.release(OUT)
+
+
+onerror:
+    _outlock.release(OUT)
+
+
 # Cheap bookkeeping rules run where snakemake runs, not as cluster jobs.
 localrules:
     all,

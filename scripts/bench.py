@@ -286,8 +286,43 @@ def task_workload(name):
         elif kind == "realera" and config["methods"][m]["lora"]:
             # anchor images (full sampling) + per step: teacher forward + student forward/backward, per sample
             train += (lora["anchor_images"] * lora["anchor_steps"] * 2 + lora["steps"] * lora["batch_size"] * 4) * len(erase)
-    return {"images": images, "sampling_unet_calls": unet_calls, "training_unet_calls": train,
-            "steps": g["steps"], "methods": len(methods), "erased": len(erase)}
+    attack = attack_workload(config)
+    return {"images": images + attack["images"], "sampling_unet_calls": unet_calls + attack["sampling_unet_calls"],
+            "training_unet_calls": train + attack["training_unet_calls"], "text_encodes": attack["text_encodes"],
+            "attack_images": attack["images"], "steps": g["steps"], "methods": len(methods), "erased": len(erase)}
+
+
+def attack_workload(config):
+    """Images, UNet calls and extra text encodes of the attacks (docs/attacks.md) one `all` run does:
+    per attacked model and erased concept, the pre-attack prompts and each attack's prompts drawn; the
+    white-box attacks' target images and training steps (forward and backward counted as 3 forwards);
+    revival's model drawn at every checkpoint; the transfer table's replays; Ring-A-Bell's search
+    (population x generations text encodes, once per concept)."""
+    from erasure.params import attacked_methods
+    a, g = config["attacks"], config["generate"]
+    if not a["run"]:
+        return {"images": 0, "sampling_unet_calls": 0, "training_unet_calls": 0, "text_encodes": 0}
+    models, concepts, templates = len(attacked_methods(config)), len(config["erase"]), len(a["templates"])
+    draw = a["images_per_prompt"]
+    sets = templates                                  # pre-attack prompts
+    train = encodes = 0
+    for name in a["run"]:
+        cfg = a[name]
+        if name in ("inversion", "unlearndiff"):
+            sets += templates
+            per_template = templates if name == "unlearndiff" else 1
+            train += cfg["target_images"] * g["steps"] * 2 + per_template * cfg["steps"] * cfg["batch_size"] * 3
+        elif name == "ringabell":
+            sets += cfg["prompts"]
+            encodes += cfg["population"] * cfg["generations"]
+        elif name == "revival":
+            sets += templates * len(cfg["checkpoints"])
+            train += cfg["shots"] * g["steps"] * 2 + max(cfg["checkpoints"]) * cfg["batch_size"] * 3
+    images = sets * draw * models * concepts
+    if a["transfer"] and "inversion" in a["run"]:
+        images += templates * draw * models * (models - 1) * concepts
+    return {"images": images, "sampling_unet_calls": images * g["steps"] * 2,
+            "training_unet_calls": train * models * concepts, "text_encodes": encodes * concepts}
 
 
 def gpu_hours(flops):
@@ -295,7 +330,8 @@ def gpu_hours(flops):
     per_second = H100_BF16_TFLOPS * ASSUMED_MFU
     for t in tasks.values():
         tflop = ((t["sampling_unet_calls"] + t["training_unet_calls"]) * flops["unet_forward_tflops"]
-                 + t["images"] * (flops["vae_decode_tflops"] + 2 * flops["text_encode_tflops"]))
+                 + t["images"] * (flops["vae_decode_tflops"] + 2 * flops["text_encode_tflops"])
+                 + t["text_encodes"] * flops["text_encode_tflops"])
         t["tflop"] = tflop
         t["h100_hours"] = tflop / per_second / 3600
     return tasks
@@ -395,19 +431,24 @@ def write_markdown():
                   f"{f(flops['unet_forward_tflops'], 3)} TFLOP (64x64 latents), VAE decode {f(flops['vae_decode_tflops'], 3)} "
                   f"TFLOP (512 px), text encoder {f(flops['text_encode_tflops'], 4)} TFLOP, each at batch 1. Work is counted "
                   "from each task config with the generate stage's own image rules (every method in `run_methods`, "
-                  "guidance doubling the UNet calls; ESD and LoRA training from the `esd` and `lora` sections). "
+                  "guidance doubling the UNet calls; ESD and LoRA training from the `esd` and `lora` sections; the attacks "
+                  "from the `attacks` section: pre-attack and attack prompts, white-box training steps, revival's "
+                  "checkpoints, transfer replays, Ring-A-Bell's text encodes). "
                   f"Assumption: {H100_BF16_TFLOPS:.0f} TFLOP/s dense BF16 peak at {ASSUMED_MFU:.0%} utilisation; "
                   "closed forms, mining, CLIP/NudeNet/GCD scoring are left out (each well under 1% of the FLOPs).", "",
-                  "| task | methods | erased | images | UNet calls (sampling + training) | PFLOP | H100 hours |",
+                  "| task | methods | erased | images (of them attacks) | UNet calls (sampling + training) | PFLOP | H100 hours |",
                   "|---|---|---|---|---|---|---|"]
         for name, t in tasks.items():
-            lines.append(f"| {name} | {t['methods']} | {t['erased']} | {t['images']:,} | "
+            lines.append(f"| {name} | {t['methods']} | {t['erased']} | {t['images']:,} ({t['attack_images']:,}) | "
                          f"{t['sampling_unet_calls']:,} + {t['training_unet_calls']:,} | {f(t['tflop'] / 1000, 1)} | "
                          f"{f(t['h100_hours'], 1)} |")
         total = sum(t["h100_hours"] for t in tasks.values())
         lines.append(f"| **total** | | | {sum(t['images'] for t in tasks.values()):,} | | | **{f(total, 1)}** |")
         lines += ["", "sd_explicit includes COCO-30k: every one of its image sets draws the 30,000 captions once "
                   "(FID and CLIP score, RealEra Table 2); Inception features for FID are left out like the other scorers."]
+    suite = OUT / "test_suite.md"   # measured by hand, not by this script: kept as written
+    if suite.is_file():
+        lines += ["", suite.read_text().rstrip()]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from erasure import params as P, prompts
+from erasure import outlock as _outlock, params as P, prompts
 from erasure.config import ConfigError, load_config
 from erasure.io import slug
 
