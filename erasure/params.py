@@ -113,7 +113,8 @@ def robustness(config: dict) -> dict:
     return {"attacks": list(a["run"]), "methods": attacked_methods(config),
             "concepts": [slug(c) for c in config["erase"]], "transfer": a["transfer"],
             "images_per_prompt": a["images_per_prompt"],
-            "revival_steps": sorted(a["revival"]["checkpoints"]) if "revival" in a["run"] else []}
+            "revival_steps": sorted(a["revival"]["checkpoints"]) if "revival" in a["run"] else [],
+            "grid_images": config["report"]["grid_images"]}
 
 
 def generate(config: dict, method: str) -> dict:

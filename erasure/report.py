@@ -103,13 +103,19 @@ def grid(score_rows: list[dict], prompts: list[dict], n: int) -> Image.Image:
     by_id = {}
     for r in score_rows:
         by_id.setdefault(int(r["id"]), []).append(r)
+    return image_rows([(f"{p['prompt'][:26]} ({p['kind'][:5]})", by_id.get(p["id"], []))
+                       for p in prompts[:GRID_MAX_PROMPTS]], n)
+
+
+def image_rows(rows: list[tuple[str, list[dict]]], n: int) -> Image.Image:
+    """One row per (label, score rows): the label, then the first n images, each with a green border when
+    its score row says `correct` and a red one otherwise."""
     cell, label_w = 66, 170
-    prompts = prompts[:GRID_MAX_PROMPTS]
-    canvas = Image.new("RGB", (label_w + n * cell, len(prompts) * cell), "white")
+    canvas = Image.new("RGB", (label_w + n * cell, len(rows) * cell), "white")
     draw = ImageDraw.Draw(canvas)
-    for i, p in enumerate(prompts):
-        draw.text((4, i * cell + 26), f"{p['prompt'][:26]} ({p['kind'][:5]})", fill="black")
-        for j, r in enumerate(by_id.get(p["id"], [])[:n]):
+    for i, (label, images) in enumerate(rows):
+        draw.text((4, i * cell + 26), label, fill="black")
+        for j, r in enumerate(images[:n]):
             im = Image.open(r["file"]).convert("RGB").resize((60, 60), Image.NEAREST)
             colour = (40, 160, 60) if r["correct"] == "1" else (200, 60, 60)
             x, y = label_w + j * cell, i * cell

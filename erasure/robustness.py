@@ -9,11 +9,14 @@ the first checkpoint step whose ASR is at least 50% (0 when the erased model alr
 checkpoint reaches it). Images the scorer abstained on count toward neither.
 """
 import csv
+import html
 from pathlib import Path
+
+from PIL import Image
 
 from .attacks import MODEL_AGNOSTIC
 from .intervals import wilson
-from .report import with_interval
+from .report import image_rows, read_scores, with_interval
 
 COLUMNS = ["method", "concept", "attack", "pre_asr", "pre_asr_lo", "pre_asr_hi", "post_asr", "post_asr_lo",
            "post_asr_hi", "n_prompts", "n_images", "steps_to_50"]
@@ -150,6 +153,17 @@ def markdown(rows: list[dict], attacks: list[str], last_step: int | None = None)
     return "\n".join(lines) + "\n"
 
 
+def curve_markdown(curve: list[dict]) -> str:
+    """Revival's curve: a row per method and concept, a column per checkpoint step."""
+    steps = sorted({r["step"] for r in curve})
+    by = {(r["method"], r["concept"], r["step"]): r for r in curve}
+    keys = list(dict.fromkeys((r["method"], r["concept"]) for r in curve))
+    lines = ["| method | concept | " + " | ".join(f"step {k}" for k in steps) + " |", "|---|---|" + "---|" * len(steps)]
+    lines += [f"| {m} | {c} | " + " | ".join(with_interval(by.get((m, c, k)), "asr") for k in steps) + " |"
+              for m, c in keys]
+    return "\n".join(lines) + "\n"
+
+
 def _revival_cell(row, last_step):
     if not row:
         return "-"
@@ -168,3 +182,54 @@ def transfer_markdown(rows: list[dict], methods: list[str], concepts: list[str])
                   for s in methods]
         lines.append("")
     return "\n".join(lines)
+
+
+def grids(scores_dir: str | Path, revival_dir: str | Path | None, attacks: list[str], methods: list[str],
+          concepts: list[str], last_step: int | None, n: int) -> dict[str, Image.Image]:
+    """{"<attack>_<concept>.png": grid}: per attack (and the pre-attack prompts, "none") and concept, a
+    row per method with the first n images of its first prompt (green border: labelled as the concept,
+    the attack's success); revival's row is the model after the last step."""
+    out = {}
+    for attack in ["none", *attacks]:
+        for concept in concepts:
+            rows = []
+            for method in methods:
+                if attack == "revival":
+                    path = Path(revival_dir) / method / concept / f"step_{last_step}.csv"
+                else:
+                    path = scores_path(scores_dir, attack, source_of(attack, method), method, concept)
+                rows.append((method, [r for r in read_scores(path) if r["id"] == "0"]))
+            out[f"{attack}_{concept}.png"] = image_rows(rows, n)
+    return out
+
+
+def html_page(tables: list[tuple[str, str]], grid_names: list[str]) -> str:
+    """The attacks page: each (title, Markdown table) as an HTML table, then the grids."""
+    body = "".join(f"<h2>{html.escape(title)}</h2>{_html_table(md)}" for title, md in tables)
+    imgs = "".join(f"<h3>{html.escape(name[:-4].replace('_', ' / ', 1))}</h3><img src='attack_grids/{html.escape(name)}'>"
+                   for name in grid_names)
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>Attacks</title>"
+            "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ddd}</style></head>"
+            "<body><h1>Attacks</h1><p>Attack success rate (ASR, %): share of images labelled as the erased concept, "
+            "95% Wilson interval; definitions in docs/attacks.md.</p>" + body +
+            "<h2>Image grids</h2><p>The first prompt of each attack, a row per model. Green border: labelled as "
+            f"the erased concept (the attack succeeded).</p>{imgs}</body></html>\n")
+
+
+def _html_table(markdown_text: str) -> str:
+    """A Markdown pipe table (and the bold lines between tables) as HTML."""
+    out, rows = [], []
+    for line in markdown_text.splitlines() + [""]:
+        if line.startswith("|"):
+            if not set(line) <= set("|-"):
+                rows.append([c.strip() for c in line.strip("|").split("|")])
+            continue
+        if rows:
+            head, *rest = rows
+            out.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rest)
+                       + "</table>")
+            rows = []
+        if line.strip():
+            out.append(f"<p>{html.escape(line.strip('* '))}</p>")
+    return "".join(out)

@@ -3,7 +3,8 @@
 Reads the attack images' score CSVs (<scores-dir>/<attack>/<found on>/<method>/<concept>.csv) and writes
 robustness.csv, robustness.md and robustness_prompts.csv to --out (and transfer.csv / transfer.md when
 the run replays each method's inversion tokens on every other model; revival.csv, the ASR after each
-fine-tuning checkpoint, from <revival-dir>/<method>/<concept>/step_<k>.csv, when the run revives).
+fine-tuning checkpoint, from <revival-dir>/<method>/<concept>/step_<k>.csv, when the run revives), and
+attacks.html with every table and an image grid per attack and concept (attack_grids/<attack>_<concept>.png).
 
     python stages/robustness.py --config config.yaml --scores-dir outputs/miniworld/attack_scores \\
         --out outputs/miniworld/report
@@ -41,15 +42,28 @@ def main():
     write(out / "robustness_prompts.csv", robustness.PROMPT_COLUMNS, per_prompt)
     header = (f"Attack success rate (ASR, %): share of {prm['images_per_prompt']} images per attack prompt labelled as "
               "the erased concept, 95% Wilson interval; definitions in docs/attacks.md.\n\n")
-    io.write_text(out / "robustness.md", header + robustness.markdown(rows, prm["attacks"],
-                                                                            max(prm["revival_steps"], default=None)))
+    last_step = max(prm["revival_steps"], default=None)
+    table = robustness.markdown(rows, prm["attacks"], last_step)
+    io.write_text(out / "robustness.md", header + table)
+    pages = [("Pre- and post-attack ASR", table)]
+    if prm["revival_steps"]:
+        pages.append(("Revival: ASR after each fine-tuning step", robustness.curve_markdown(curve)))
 
     # 2. Transfer: each method's inversion tokens drawn with every attacked model.
     if prm["transfer"]:
         rows = robustness.transfer_rows(args.scores_dir, prm["methods"], prm["concepts"])
         write(out / "transfer.csv", robustness.TRANSFER_COLUMNS, rows)
+        transfer = robustness.transfer_markdown(rows, prm["methods"], prm["concepts"])
         io.write_text(out / "transfer.md", "Inversion ASR (%) of tokens learned on one model and drawn with another, "
-                      "95% Wilson interval.\n\n" + robustness.transfer_markdown(rows, prm["methods"], prm["concepts"]))
+                      "95% Wilson interval.\n\n" + transfer)
+        pages.append(("Transfer: inversion tokens learned on one model, drawn with another", transfer))
+
+    # 3. The attacks page: the tables and a grid per attack and concept.
+    grids = robustness.grids(args.scores_dir, args.revival_dir, prm["attacks"], prm["methods"], prm["concepts"],
+                             last_step, prm["grid_images"])
+    for name, image in grids.items():
+        io.save_image(image, out / "attack_grids" / name)
+    io.write_text(out / "attacks.html", robustness.html_page(pages, list(grids)))
     cli.progress(f"robustness: {len(prm['methods'])} methods x {len(prm['concepts'])} concepts x {len(prm['attacks'])} attacks")
 
 

@@ -203,6 +203,9 @@ def test_attacks_replay_on_every_model_and_fill_the_robustness_and_transfer_tabl
     with open(report / "revival.csv", newline="") as f:
         assert [(r["method"], r["step"]) for r in csv.DictReader(f)] == [(m, k) for m in ("original", "cf")
                                                                          for k in ("0", "1", "2")]
+    assert sorted(p.name for p in (report / "attack_grids").iterdir()) == [
+        f"{a}_heart.png" for a in ("inversion", "none", "revival", "ringabell", "unlearndiff")]
+    assert "<h2>Transfer: inversion tokens" in (report / "attacks.html").read_text()
     assert all(float(r["post_asr_lo"]) <= float(r["post_asr"]) <= float(r["post_asr_hi"]) for r in rows)
     with open(report / "transfer.csv", newline="") as f:
         pairs = {(r["source"], r["method"]) for r in csv.DictReader(f)}
@@ -303,6 +306,9 @@ def test_revival_steps_to_50_is_the_first_checkpoint_at_or_above_half(tmp_path):
     assert len(curve) == 2 * 3 * 4
     table = robustness.markdown(rows, ["revival"], 50)
     assert "| cf | crescent | 0.0 [0.0, 27.8] | > 50 (30.0 [" in table
+    page = robustness.html_page([("ASR", table), ("Revival", robustness.curve_markdown(curve))], ["revival_heart.png"])
+    assert "<td>cf</td><td>crescent</td><td>0.0 [0.0, 27.8]</td><td>&gt; 50 (30.0 [" in page
+    assert "<th>step 25</th>" in page and "<img src='attack_grids/revival_heart.png'>" in page
 
 
 @pytest.mark.slow

@@ -157,3 +157,22 @@ def test_rece_stage_starts_from_the_uce_edit_and_leaves_its_adversarial_embeddin
         return sum(((adv @ weights[n].double().T - c @ w0[n].double().T) ** 2).sum() for n in w0).item()
 
     assert regenerated_miss(out) > regenerated_miss(base)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_rece_edits_a_half_precision_sd(tiny_sd, tmp_path, dtype):
+    """RECE on the tiny SD loaded in half precision: the solves run in float64, the deltas come back in
+    the model's dtype and are finite."""
+    from erasure import io
+    world = {"world": "sd", "sd": {"model": str(tiny_sd), "dtype": dtype, "resolution": None}}
+    base = tmp_path / "uce.safetensors"
+    from erasure.world import load_world_from_params
+    modules = load_world_from_params(world).edit_modules()
+    io.save_safetensors({n: torch.zeros_like(m.weight) for n, m in modules.items()}, base)   # UCE's edit: none
+    prm = {**world, "concept": "heart", "base": "uce", "guide": "", "preserve_prompts": ["a circle"],
+           "rece": {**defaults("rece"), "epochs": 2}}
+    out = tmp_path / "rece.safetensors"
+    run_stage("rece", "--params", json.dumps(prm), "--method", "rece", "--concept", "heart", "--base", base, "--out", out)
+    deltas = load_file(out)
+    assert set(deltas) == set(modules) and all(d.dtype == getattr(torch, dtype) for d in deltas.values())
+    assert all(torch.isfinite(d).all() for d in deltas.values()) and any(d.abs().max() > 0 for d in deltas.values())

@@ -232,6 +232,8 @@ rule robustness:
         prompts=f"{REPORT}/robustness_prompts.csv",
         transfer=TRANSFER,
         revival=[f"{REPORT}/revival.csv"] if "revival" in ATTACKS else [],
+        html=f"{REPORT}/attacks.html",
+        grids=[f"{REPORT}/attack_grids/{a}_{c}.png" for a in ["none", *ATTACKS] for c in ERASE],
     params:
         p=as_json(lambda w: P.robustness(config)),
         scores=f"{OUT}/attack_scores",
