@@ -94,6 +94,11 @@ def train(student: torch.nn.Module, teacher: torch.nn.Module, train_scheduler, z
     """Alternate Eq. 8 (odd steps) and Eq. 9 (even steps); returns the loss history."""
     losses = []
     t0 = time.time()
+    s_at, t_at = next(student.parameters()), next(teacher.parameters())   # each runs in its own dtype
+
+    def predict(unet, at, xt, t, cond):
+        return unet(xt.to(at.device, at.dtype), t.to(at.device), cond.to(at.device, at.dtype)).sample.float()
+
     for step in range(start_step + 1, cfg["steps"] + 1):
         bs = cfg["batch_size"]
         xt, _, t = noised_batch(z0, bs, train_scheduler, gen)
@@ -102,8 +107,8 @@ def train(student: torch.nn.Module, teacher: torch.nn.Module, train_scheduler, z
         else:
             student_cond = teacher_cond = sampler.preserve_conditions(bs)
         with torch.no_grad():
-            target = teacher(xt, t, teacher_cond).sample
-        loss = torch.nn.functional.mse_loss(student(xt, t, student_cond).sample, target)
+            target = predict(teacher, t_at, xt, t, teacher_cond)
+        loss = torch.nn.functional.mse_loss(predict(student, s_at, xt, t, student_cond), target)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -128,7 +133,9 @@ def train_alignment(prm: dict, deltas: str | Path, embeddings: str | Path, out: 
     world = load_world_from_params(prm)
     teacher = copy.deepcopy(world.unet).eval().requires_grad_(False)
     apply_edit(world, deltas)
-    student = world.unet
+    # float32 master weights for the student (Adam's moments of half-precision weights underflow), as
+    # ESD trains; the teacher stays in the world's dtype. A no-op for a float32 world.
+    student = world.unet.float()
     params = add_lora(student, cfg["rank"], prm["seed"])
     for p in params:
         p.requires_grad_(True)

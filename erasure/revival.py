@@ -89,7 +89,8 @@ def run(prm: dict, out_dir: str | Path, deltas: str | None = None, lora: str | N
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=cfg["lr"])
     gen = torch.Generator().manual_seed(prm["seed"])
-    cond = world.encoder.encode([prm["target_prompt"]]).float()
+    # encode() runs in inference mode; the weights' gradients need their input saved, so a plain copy.
+    cond = world.encoder.encode([prm["target_prompt"]]).float().clone()
 
     # 2. Resume (the checkpoint and partial step files belong to these settings and edit files only).
     ckpt = out_dir / "checkpoint.safetensors"

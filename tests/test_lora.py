@@ -37,3 +37,29 @@ def test_eq9_without_preserve_prompts_uses_beyond_samples_alone():
 def test_without_preserve_prompts_or_beyond_samples_it_says_why(regularization, mining):
     with pytest.raises(ValueError, match="Eq. 9 has nothing to keep"):
         sampler(torch.zeros(0, 6, 8), regularization, mining)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_lora_trains_on_a_half_precision_sd_with_float32_weights(tiny_sd, tmp_path, dtype):
+    """The SD task configs load the model in half precision: the teacher runs in it, the student's LoRA
+    trains in float32 (the file keeps float32 weights, which diffusers casts when it loads them)."""
+    import json
+    from safetensors.torch import load_file
+    from conftest import run_stage
+    from erasure.config import defaults
+    world = {"world": "sd", "sd": {"model": str(tiny_sd), "dtype": dtype, "resolution": None}}
+    mining = dict(num_neighbors=4, num_beyond=4, d1=0.6, d1_anchor=0.3, d2=3.0, s1=0.999, s2=0.0, data_components=4)
+    mined, deltas = tmp_path / "mine.safetensors", tmp_path / "deltas.safetensors"
+    run_stage("mine", "--params", json.dumps({**world, "concept": "heart", "sampler": "paper", "erase_prompts": ["a heart"],
+                                              "anchor": "a shape", "mining": mining, "prompt_bank": [], "seed": 3}),
+              "--concept", "heart", "--sampler", "paper", "--out", mined)
+    run_stage("closed_form", "--params", json.dumps({**world, "concept": "heart", "kind": "realera", "regularization": "paper",
+                                                     "closed_form": defaults("closed_form"), "preserve_prompts": ["a circle"]}),
+              "--method", "realera", "--concept", "heart", "--embeddings", mined, "--out", deltas)
+    out = tmp_path / "lora" / "pytorch_lora_weights.safetensors"
+    lora = {**defaults("lora"), "steps": 2, "batch_size": 2, "anchor_images": 2, "anchor_steps": 2}
+    run_stage("train_lora", "--params", json.dumps({**world, "concept": "heart", "lora": lora, "regularization": "paper",
+                                                    "preserve_prompts": ["a circle"], "seed": 0}),
+              "--deltas", deltas, "--embeddings", mined, "--out", out)
+    weights = load_file(out)
+    assert weights and all(w.dtype == torch.float32 and torch.isfinite(w).all() for w in weights.values())

@@ -1,0 +1,192 @@
+"""GPU check (issue 22): the pipeline's stages on a full-size random-weight SD v1.x in half precision,
+each stage's wall time and peak GPU memory, and generation against diffusers' own pipeline.
+
+    python scripts/gpu_check.py --out results/bench/gpu.json        # on a GPU machine, a few minutes
+    python scripts/gpu_check.py --tiny --out /tmp/gpu.json           # the same path with the tiny SD (CPU test)
+
+Each stage runs as its CLI, one after another, with the parameters the DAG would give it (`--config`
+with the objects task plus a site file: the random model, `sd.dtype`, small budgets): mine; the closed
+forms of cf, realera and uce; realera's LoRA; ESD-x; RECE; generate and score for the unedited model and
+realera; concept inversion on realera and its replay; revival on uce. Peak GPU memory per stage is read
+from nvidia-smi's per-process figures (polled every 0.2 s), so it includes CUDA's context. The model is
+built by tests/tiny_sd.py (no download); CLIP scores with random weights (no download either).
+"""
+import argparse
+import json
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+CONCEPT = "cat"
+
+
+def site_config(work: Path, model: Path, dtype: str, tiny: bool) -> dict:
+    """Over configs/sd_objects.yaml: one erased class, few images and steps, short trainings."""
+    return {"out_dir": str(work / "out"), "sd": {"model": str(model), "dtype": dtype}, "erase": [CONCEPT],
+            "scorer": {"kind": "clip", "clip_pretrained": None},
+            "generate": {"images_per_prompt": 2 if tiny else 8, "steps": 2 if tiny else 20, "batch_size": 16},
+            "lora": {"steps": 4 if tiny else 100, "anchor_images": 2 if tiny else 8, "anchor_steps": 2 if tiny else 20},
+            "esd": {"iterations": 2 if tiny else 100, "batch_size": 1, "ddim_steps": 2 if tiny else 20},
+            "attacks": {"templates": ["a photo of the {}"], "images_per_prompt": 2 if tiny else 8,
+                        "inversion": {"steps": 4 if tiny else 200, "batch_size": 1 if tiny else 4,
+                                      "target_images": 2 if tiny else 8},
+                        "revival": {"shots": 2 if tiny else 8, "checkpoints": [2] if tiny else [100],
+                                    "batch_size": 1 if tiny else 2}},
+            "run_methods": ["original", "cf", "realera", "uce", "esd_x", "rece"]}
+
+
+def stages(work: Path) -> list[tuple[str, list[str]]]:
+    """(label, stage command line after `stages/`) in DAG order; every path under work/out."""
+    o = work / "out"
+    c = ["--concept", CONCEPT]
+    mined, cf, realera, uce = (str(o / p) for p in ("mine.safetensors", "cf.safetensors", "realera.safetensors",
+                                                    "uce.safetensors"))
+    lora = o / "lora" / "pytorch_lora_weights.safetensors"
+    return [
+        ("mine", ["mine.py", *c, "--sampler", "paper", "--out", mined]),
+        ("closed_form cf", ["closed_form.py", "--method", "cf", *c, "--out", cf,
+                            "--embeddings", str(o / "mine_none.safetensors")]),
+        ("closed_form realera", ["closed_form.py", "--method", "realera", *c, "--embeddings", mined, "--out", realera]),
+        ("closed_form uce", ["closed_form.py", "--method", "uce", *c, "--out", uce]),
+        ("train_lora realera", ["train_lora.py", "--method", "realera", *c, "--deltas", realera,
+                                "--embeddings", mined, "--out", str(lora)]),
+        ("train_esd esd_x", ["train_esd.py", "--method", "esd_x", *c, "--out", str(o / "esd_x.safetensors")]),
+        ("rece", ["rece.py", "--method", "rece", *c, "--base", uce, "--out", str(o / "rece.safetensors")]),
+        ("generate original", ["generate.py", "--method", "original", "--concept", "all",
+                               "--out", str(o / "images/original.csv")]),
+        ("score original", ["score.py", "--manifest", str(o / "images/original.csv"),
+                            "--out", str(o / "scores/original.csv")]),
+        ("generate realera", ["generate.py", "--method", "realera", *c, "--deltas", realera,
+                              "--lora", str(lora.parent), "--out", str(o / "images/realera.csv")]),
+        ("score realera", ["score.py", "--manifest", str(o / "images/realera.csv"),
+                           "--out", str(o / "scores/realera.csv")]),
+        ("attack inversion realera", ["attack.py", "--attack", "inversion", "--method", "realera", *c,
+                                      "--deltas", realera, "--lora", str(lora.parent), "--out-dir", str(o / "inv")]),
+        ("replay inversion realera", ["generate.py", "--method", "realera", *c, "--deltas", realera,
+                                      "--lora", str(lora.parent), "--prompts", str(o / "inv/prompts.csv"),
+                                      "--tokens", str(o / "inv/tokens.safetensors"),
+                                      "--out", str(o / "images/inversion.csv")]),
+        ("revival uce", ["revival.py", "--method", "uce", *c, "--deltas", uce, "--out-dir", str(o / "revival")]),
+    ]
+
+
+class GpuMemory:
+    """Peak used memory (MiB) per process id, from nvidia-smi; empty where there is no nvidia-smi."""
+
+    def __init__(self):
+        self.peak, self._stop = {}, threading.Event()
+        self.available = shutil.which("nvidia-smi") is not None
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self):
+        if self.available:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+
+    def _poll(self):
+        while not self._stop.is_set():
+            out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                pid, used = (x.strip() for x in line.split(","))
+                if pid.isdigit() and used.isdigit():
+                    self.peak[int(pid)] = max(self.peak.get(int(pid), 0), int(used))
+            time.sleep(0.2)
+
+
+def run_stage(label, argv, configs, memory, log_dir):
+    cmd = [sys.executable, str(ROOT / "stages" / argv[0]), *sum((["--config", str(c)] for c in configs), []), *argv[1:]]
+    t0 = time.time()
+    with open(log_dir / f"{label.replace(' ', '_')}.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        proc.wait()
+    seconds = time.time() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"gpu_check: stage {label} failed (exit {proc.returncode}); see {log_dir}")
+    text = (log_dir / f"{label.replace(' ', '_')}.log").read_text()
+    rates = re.findall(r"([0-9.]+) img/s", text)
+    return {"stage": label, "seconds": round(seconds, 2), "peak_gpu_mib": memory.peak.get(proc.pid),
+            "img_per_s": float(rates[-1]) if rates else None}
+
+
+def diffusers_rate(model: Path, dtype: str, steps: int, images: int, batch: int) -> float:
+    """Images per second of diffusers' StableDiffusionPipeline on the same model and settings."""
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    pipe = StableDiffusionPipeline.from_pretrained(model, dtype=getattr(torch, dtype), safety_checker=None)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe = pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    pipe("a photo of the cat", num_inference_steps=steps, num_images_per_prompt=1)   # warm-up
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.time()
+    for k in range(0, images, batch):
+        pipe("a photo of the cat", num_inference_steps=steps, num_images_per_prompt=min(batch, images - k),
+             guidance_scale=7.5)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return images / (time.time() - t0)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="JSON file for the figures")
+    p.add_argument("--tiny", action="store_true", help="the tiny SD instead of the full-size architecture (CPU test)")
+    p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    p.add_argument("--model", help="an existing SD v1.x directory instead of a random-weight build")
+    args = p.parse_args()
+
+    import torch
+    from tiny_sd import build_tiny_sd
+    t_start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model = Path(args.model) if args.model else build_tiny_sd(work / "model", full_size=not args.tiny)
+        site = site_config(work, model, args.dtype, args.tiny)
+        (work / "site.yaml").write_text(yaml.safe_dump(site))
+        (work / "out").mkdir()
+        configs = [ROOT / "configs/sd_objects.yaml", work / "site.yaml"]
+        log_dir = Path(args.out).with_suffix(".logs")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        results = []
+        with GpuMemory() as memory:
+            # cf reads the clean-span set (sampler none), mined like realera's before the closed forms run
+            results.append(run_stage("mine none", ["mine.py", "--concept", CONCEPT, "--sampler", "none",
+                                                   "--out", str(work / "out/mine_none.safetensors")],
+                                     configs, memory, log_dir))
+            for label, argv in stages(work):
+                results.append(run_stage(label, argv, configs, memory, log_dir))
+                print(f"{label}: {results[-1]['seconds']} s, peak GPU {results[-1]['peak_gpu_mib']} MiB", flush=True)
+        g = site["generate"]
+        ours = next(r["img_per_s"] for r in results if r["stage"] == "generate original")
+        theirs = diffusers_rate(model, args.dtype, g["steps"], 4 * g["batch_size"], g["batch_size"])
+    report = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
+              "torch": torch.__version__, "dtype": args.dtype, "model": "tiny SD" if args.tiny else
+              (args.model or "SD v1.x architecture, random weights"), "stages": results,
+              "generation": {"steps": g["steps"], "batch_size": g["batch_size"], "ours_img_per_s": ours,
+                             "diffusers_img_per_s": round(theirs, 3),
+                             "ratio": round(ours / theirs, 3) if ours and theirs else None},
+              "total_seconds": round(time.time() - t_start, 1)}
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}: {len(results)} stages in {report['total_seconds']} s; generation "
+          f"{ours} img/s against diffusers' {theirs:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""scripts/gpu_check.py, the GPU check of issue 22, run on CPU with the tiny SD in float16: every stage
+runs as its CLI and the figures file lists each one and the comparison with diffusers' pipeline."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_gpu_check_runs_every_stage_on_the_tiny_sd(tmp_path):
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/gpu_check.py"), "--tiny", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    stages = [s["stage"] for s in report["stages"]]
+    assert stages[0] == "mine none" and "train_lora realera" in stages and "revival uce" in stages
+    assert {"train_esd esd_x", "rece", "attack inversion realera", "replay inversion realera"} <= set(stages)
+    assert all(s["seconds"] > 0 for s in report["stages"]) and report["dtype"] == "float16"
+    g = report["generation"]
+    assert g["ours_img_per_s"] > 0 and g["diffusers_img_per_s"] > 0 and g["ratio"] > 0
