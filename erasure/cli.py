@@ -55,6 +55,15 @@ def read_prompts(args: argparse.Namespace) -> list[dict]:
     return prompt_table(load_config(args.config))
 
 
+def add_attacked_model_args(p: argparse.ArgumentParser) -> None:
+    """An attack stage's model (a method's edit for one erased concept) and its artefact directory."""
+    p.add_argument("--method", required=True, help="the attacked method (original: the unedited model)")
+    p.add_argument("--concept", required=True, help="erased concept (slug)")
+    p.add_argument("--deltas", help="the method's weight deltas (.safetensors)")
+    p.add_argument("--lora", help="the method's LoRA directory")
+    p.add_argument("--out-dir", required=True)
+
+
 def set_threads(n: int) -> None:
     import torch
     os.environ["OMP_NUM_THREADS"] = str(n)

@@ -41,7 +41,7 @@ def check_sd_model(model: str) -> None:
 
 def check_gcd(python: str, resources: str, weights_file: str) -> None:
     """One message naming the field to fix, before any image is read."""
-    where = "create it as README 'Celebrity detector (GCD)' says and set"
+    where = "create it as docs/sd.md 'Celebrity detector (GCD)' says and set"
     if not python or not Path(python).is_file():
         raise FileNotFoundError(f"config field scorer.gcd_python: {python!r} is not a Python executable; "
                                 f"the GIPHY Celebrity Detector needs its own environment: {where} scorer.gcd_python")
@@ -68,4 +68,4 @@ def check_coco(config: dict) -> None:
     weights = Path(coco["inception_dir"] or "") / "inception-2015-12-05.pt"
     if not coco["inception_dir"] or not weights.is_file():
         raise ConfigError(f"config field coco.inception_dir: {weights} not found; FID uses clean-fid's Inception "
-                          "(README 'COCO-30k'): download inception-2015-12-05.pt into that folder")
+                          "(docs/sd.md 'COCO-30k'): download inception-2015-12-05.pt into that folder")

@@ -1,6 +1,6 @@
 """Separable multi-concept erasure (after SepME, arXiv 2402.05947): one weight increment per concept.
 
-The paper's full text could not be checked (see README, "SepME"), so this is the math implemented.
+The paper's full text could not be checked (see docs/methods.md, "SepME"), so this is the math implemented.
 Every cross-attention projection becomes W = W0 (I + sum_{k in S} Delta_k) for the chosen subset S of
 the known undesirable concepts K. Concept k's increment Delta_k (D x D, shared by all layers, stored
 as that one matrix; the per-module deltas W0 sum Delta_k are made once, when a subset is composed) minimises

@@ -14,11 +14,7 @@ from erasure import attacks, cli, params
 def main():
     p = cli.parser(__doc__)
     p.add_argument("--attack", required=True, choices=attacks.ATTACKS)
-    p.add_argument("--method", required=True, help="the attacked method (original: the unedited model)")
-    p.add_argument("--concept", required=True, help="erased concept (slug)")
-    p.add_argument("--deltas", help="the method's weight deltas (.safetensors)")
-    p.add_argument("--lora", help="the method's LoRA directory")
-    p.add_argument("--out-dir", required=True)
+    cli.add_attacked_model_args(p)
     args = p.parse_args()
     cli.set_threads(args.threads)
     prm = cli.stage_params(args, params.attack, args.attack, args.method, args.concept)

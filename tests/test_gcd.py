@@ -125,7 +125,7 @@ def test_missing_gcd_environment_is_named(tmp_path):
 
 @pytest.mark.skipif(not (os.environ.get("ERASURE_GCD_PYTHON") and os.environ.get("ERASURE_GCD_RESOURCES")),
                     reason="the GIPHY Celebrity Detector environment is absent (Python 3.6 + its weights; "
-                           "set ERASURE_GCD_PYTHON and ERASURE_GCD_RESOURCES, README 'Celebrity detector (GCD)')")
+                           "set ERASURE_GCD_PYTHON and ERASURE_GCD_RESOURCES, docs/sd.md 'Celebrity detector (GCD)')")
 def test_real_gcd_environment(faces):
     scorer = GcdScorer(os.environ["ERASURE_GCD_PYTHON"], os.environ["ERASURE_GCD_RESOURCES"])
     rows = scorer.score([faces["dark"], faces["red"]], ["Tom Cruise"])
