@@ -76,7 +76,7 @@ def run_inversion(prm: dict, out_dir: Path, deltas: str | None, lora: str | None
 
     # 3. Resume, train, save (the checkpoint belongs to these settings and edit files only).
     ckpt = out_dir / "checkpoint.safetensors"
-    run_owner = checkpoint.owner(prm, deltas, *(sorted(Path(lora).glob("*.safetensors")) if lora else []))
+    run_owner = checkpoint.owner(prm, deltas, lora)
     start, _, _ = checkpoint.resume(ckpt, [vectors], opt, gen, run_owner, cli.progress)
     if start:
         cli.progress(f"resuming inversion at step {start}")

@@ -17,11 +17,14 @@ from . import io
 
 
 def owner(settings: dict, *files: str | Path | None) -> str:
-    """Fingerprint of a training run: its settings and the bytes of its input files."""
+    """Fingerprint of a training run: its settings and the bytes of its input files (a directory: its
+    .safetensors files, in name order, as a LoRA directory)."""
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for f in files:
         if f:
-            h.update(Path(f).read_bytes())
+            f = Path(f)
+            for part in sorted(f.glob("*.safetensors")) if f.is_dir() else [f]:
+                h.update(part.read_bytes())
     return h.hexdigest()[:20]
 
 

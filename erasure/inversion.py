@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import torch
 
 from . import placeholders
-from .sampling import noised_batch
+from .sampling import noised_batch, predict_noise
 from .text import TextEncoder
 
 
@@ -45,7 +45,6 @@ def train(unet: torch.nn.Module, encoder: TextEncoder, train_scheduler, z0: torc
     z0: [N, *latent] target latents (the unedited model's images of the concept). The UNet runs in its
     own dtype and device; the loss is taken in float32; every random draw comes from `gen` on the CPU.
     """
-    at = next(unet.parameters())
     phrase = " ".join(tokens)
     t0 = time.time()
     for step in range(start_step + 1, cfg["steps"] + 1):
@@ -53,8 +52,8 @@ def train(unet: torch.nn.Module, encoder: TextEncoder, train_scheduler, z0: torc
         xt, noise, t = noised_batch(z0, b, train_scheduler, gen)
         picks = torch.randint(len(templates), (b,), generator=gen).tolist()
         cond = encoder.encode_with_grad([templates[i].format(phrase) for i in picks])
-        eps = unet(xt.to(at.device, at.dtype), t.to(at.device), cond.to(at.device, at.dtype)).sample
-        loss = torch.nn.functional.mse_loss(eps.float(), noise.to(eps.device))
+        eps = predict_noise(unet, xt, t, cond)
+        loss = torch.nn.functional.mse_loss(eps, noise.to(eps.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

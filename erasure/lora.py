@@ -19,7 +19,7 @@ from peft.utils import get_peft_model_state_dict
 from . import checkpoint, cli, embedding_set, io
 from .edits import apply_edit
 from .mining import perturb, principal_directions, project_out
-from .sampling import noised_batch, sample
+from .sampling import noised_batch, predict_noise, sample
 from .world import load_world_from_params
 
 CHECKPOINT_EVERY = 20
@@ -94,11 +94,6 @@ def train(student: torch.nn.Module, teacher: torch.nn.Module, train_scheduler, z
     """Alternate Eq. 8 (odd steps) and Eq. 9 (even steps); returns the loss history."""
     losses = []
     t0 = time.time()
-    s_at, t_at = next(student.parameters()), next(teacher.parameters())   # each runs in its own dtype
-
-    def predict(unet, at, xt, t, cond):
-        return unet(xt.to(at.device, at.dtype), t.to(at.device), cond.to(at.device, at.dtype)).sample.float()
-
     for step in range(start_step + 1, cfg["steps"] + 1):
         bs = cfg["batch_size"]
         xt, _, t = noised_batch(z0, bs, train_scheduler, gen)
@@ -107,8 +102,8 @@ def train(student: torch.nn.Module, teacher: torch.nn.Module, train_scheduler, z
         else:
             student_cond = teacher_cond = sampler.preserve_conditions(bs)
         with torch.no_grad():
-            target = predict(teacher, t_at, xt, t, teacher_cond)
-        loss = torch.nn.functional.mse_loss(predict(student, s_at, xt, t, student_cond), target)
+            target = predict_noise(teacher, xt, t, teacher_cond)   # each in its own dtype
+        loss = torch.nn.functional.mse_loss(predict_noise(student, xt, t, student_cond), target)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -22,7 +22,7 @@ import torch
 from . import checkpoint, cli, io
 from .attacks import PROMPT_COLUMNS, prompt_rows, target_latents
 from .edits import apply_edit
-from .sampling import noised_batch
+from .sampling import noised_batch, predict_noise
 from .world import load_world_from_params
 
 CHECKPOINT_EVERY = 50
@@ -42,13 +42,11 @@ def train(unet: torch.nn.Module, train_scheduler, z0: torch.Tensor, cond: torch.
           progress: Callable[[str], None] = print) -> Iterator[tuple[int, float]]:
     """Optimizer steps start_step+1 .. steps on the shots z0 [N, *latent] with condition cond [1, L, D];
     yields (step, loss). Every random draw comes from `gen` on the CPU."""
-    at = next(unet.parameters())
     t0 = time.time()
     for step in range(start_step + 1, steps + 1):
         xt, noise, t = noised_batch(z0, batch_size, train_scheduler, gen)
-        c = cond.expand(batch_size, -1, -1)
-        eps = unet(xt.to(at.device, at.dtype), t.to(at.device), c.to(at.device, at.dtype)).sample
-        loss = torch.nn.functional.mse_loss(eps.float(), noise.to(eps.device))
+        eps = predict_noise(unet, xt, t, cond.expand(batch_size, -1, -1))
+        loss = torch.nn.functional.mse_loss(eps, noise.to(eps.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -94,7 +92,7 @@ def run(prm: dict, out_dir: str | Path, deltas: str | None = None, lora: str | N
 
     # 2. Resume (the checkpoint and partial step files belong to these settings and edit files only).
     ckpt = out_dir / "checkpoint.safetensors"
-    run_owner = checkpoint.owner(prm, deltas, *(sorted(Path(lora).glob("*.safetensors")) if lora else []))
+    run_owner = checkpoint.owner(prm, deltas, lora)
     start, _, _ = checkpoint.resume(ckpt, params, opt, gen, run_owner, cli.progress)
     if start:
         cli.progress(f"resuming revival at step {start}")

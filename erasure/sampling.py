@@ -12,6 +12,13 @@ def draw_noise(generators: list[torch.Generator], shape: tuple) -> torch.Tensor:
     return torch.stack([torch.randn(shape, generator=g) for g in generators])
 
 
+def predict_noise(unet: torch.nn.Module, xt: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """The UNet's noise prediction in float32, its inputs moved to the UNet's own device and dtype (a
+    half-precision world's UNet; a trainer's float32 copy): what every training loss compares."""
+    at = next(unet.parameters())
+    return unet(xt.to(at.device, at.dtype), t.to(at.device), cond.to(at.device, at.dtype)).sample.float()
+
+
 def step(scheduler, eps: torch.Tensor, t: torch.Tensor, latents: torch.Tensor, eta: float = 0.0,
          noise: torch.Tensor | None = None) -> torch.Tensor:
     """One scheduler step. For DDIM with clip_sample (the mini world), the noise is re-derived from

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from .sampling import noised_batch
+from .sampling import noised_batch, predict_noise
 from .text import TextEncoder
 
 
@@ -55,15 +55,14 @@ def train(unet: torch.nn.Module, encoder: TextEncoder, train_scheduler, z0: torc
           tokens: list[str], prefix: ProjectedPrefix, opt: torch.optim.Optimizer, cfg: dict, gen: torch.Generator,
           progress: Callable[[str], None] = print) -> Iterator[tuple[int, float]]:
     """Steps 1 .. cfg["steps"] on the prefix (installed for `tokens`, placed before `prompt`); yields (step, loss)."""
-    at = next(unet.parameters())
     text = " ".join(tokens) + " " + prompt
     t0 = time.time()
     for step in range(1, cfg["steps"] + 1):
         b = cfg["batch_size"]
         xt, noise, t = noised_batch(z0, b, train_scheduler, gen)
         cond = encoder.encode_with_grad([text]).expand(b, -1, -1)
-        eps = unet(xt.to(at.device, at.dtype), t.to(at.device), cond.to(at.device, at.dtype)).sample
-        loss = torch.nn.functional.mse_loss(eps.float(), noise.to(eps.device))
+        eps = predict_noise(unet, xt, t, cond)
+        loss = torch.nn.functional.mse_loss(eps, noise.to(eps.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
