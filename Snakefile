@@ -12,6 +12,7 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/results.smk"
 include: "workflow/rules/sepme.smk"
 include: "workflow/rules/attacks.smk"
+include: "workflow/rules/export.smk"
 
 
 # One run at a time per out_dir, whichever checkout starts it (erasure/outlock.py).
@@ -47,3 +48,4 @@ rule all:
         f"{REPORT}/index.html",
         AUDITS,
         ROBUSTNESS,
+        EXPORTS,

@@ -147,6 +147,7 @@ def check(config: dict) -> dict:
                               f"define it under methods or use one of {sorted(config['methods'])}")
     check_methods(config, concepts)
     check_attacks(config)
+    check_export(config)
     for name, members in config["sepme_sets"].items():
         for c in members:
             if c not in concepts:
@@ -221,6 +222,14 @@ def check_attacks(config: dict) -> None:
     if a["inversion"]["init_word"].lower() in [c.lower() for c in config["erase"]]:
         raise ConfigError(f"config field attacks.inversion.init_word: {a['inversion']['init_word']!r} is an erased "
                           "concept; start from a neutral word so that what is found owes nothing to the name")
+
+
+def check_export(config: dict) -> None:
+    """Exported methods are edited methods the run evaluates: the model card reports their evidence."""
+    for m in config["export"]["methods"] or []:
+        if m == "original" or m not in config["run_methods"]:
+            raise ConfigError(f"config field export.methods: {m!r} is not an edited method in run_methods; "
+                              "export the methods the run builds and evaluates (or export.methods: [] for none)")
 
 
 def load_config(source: dict | str | Path | Iterable[str | Path]) -> dict:

@@ -165,3 +165,42 @@ def report(config: dict) -> dict:
     if config["world"] == "sd" and config["scorer"]["kind"] == "nudenet":
         out["nudenet_threshold"] = config["scorer"]["nudenet_threshold"]
     return out
+
+
+def _without_world(stage_params: dict) -> dict:
+    return {k: v for k, v in stage_params.items() if k not in ("world", "sd", "miniworld")}
+
+
+def edit_settings(config: dict, method: str, concept_slug: str) -> dict:
+    """The settings of every stage that made a (method, concept) edit, by stage: the model card's record."""
+    if method.startswith("set_"):
+        return {"sepme": _without_world(sepme(config, config["sepme_sets"][method[4:]]))}
+    m = config["methods"][method]
+    if m["kind"] == "esd":
+        return {"train_esd": _without_world(train_esd(config, method, concept_slug))}
+    if m["kind"] == "sepme":
+        return {"sepme": _without_world(sepme_method(config, method, concept_slug))}
+    if m["kind"] == "rece":
+        return {"closed_form": _without_world(closed_form(config, m["base"], concept_slug)),
+                "rece": _without_world(rece(config, method, concept_slug))}
+    out = {"closed_form": _without_world(closed_form(config, method, concept_slug))}
+    if m["kind"] == "realera" and m["mining"] != "none":
+        out["mine"] = _without_world(mine(config, m["mining"], concept_slug))
+    if m["kind"] == "realera" and m["lora"]:
+        out["train_lora"] = _without_world(train_lora(config, method, concept_slug))
+    return out
+
+
+def export(config: dict, method: str, concept_slug: str) -> dict:
+    """An exported model: what made its edit (for the card), the sampler settings its card tells users
+    to draw with, and the export's own options. Method set_<set>, concept all|restore|joint: a SepME set."""
+    if method.startswith("set_"):
+        members = list(config["sepme_sets"][method[4:]])
+        concepts = [c for c in members if concept_slug != "restore" or c != config["sepme_restore"]]
+        kind = "sepme"
+    else:
+        concepts, kind = [concept_by_slug(config, concept_slug)], config["methods"][method]["kind"]
+    g = config["generate"]
+    return {**world_params(config), "method": method, "concept": concept_slug, "kind": kind, "concepts": concepts,
+            "settings": edit_settings(config, method, concept_slug),
+            "generate": {k: g[k] for k in ("steps", "guidance", "eta")}, "export": dict(config["export"])}

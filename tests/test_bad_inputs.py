@@ -174,6 +174,8 @@ CASES = [
     ("attack-unknown", "`attacks.run: [jailbreak]`", lambda t: config_error(t, set_value("attacks", "run", ["jailbreak"]))),
     ("attack-method", "`attacks.methods` naming a method the run does not build",
      lambda t: config_error(t, set_value("attacks", "methods", ["original", "uce"]))),
+    ("export-method", "`export.methods: [original]` (the unedited model has no edit to export)",
+     lambda t: config_error(t, set_value("export", "methods", ["original"]))),
     ("attack-template", "`attacks.templates: [\"a {} and a {}\"]` (two names)",
      lambda t: config_error(t, set_value("attacks", "templates", ["a {} and a {}"]))),
     ("attack-init-word", "`attacks.inversion.init_word: heart` while erasing heart",

@@ -135,7 +135,7 @@ def test_generation_change_reruns_generate_score_report(finished_run):
     tmp, config, _, repo = finished_run
     changed = copy.deepcopy(config)
     changed["generate"]["steps"] += 1
-    assert planned_rules(write_config(tmp, changed, "gen.yaml"), repo) == {"generate", "score", "report", "all"}
+    assert planned_rules(write_config(tmp, changed, "gen.yaml"), repo) == {"generate", "score", "report", "export", "all"}
 
 
 def test_mining_change_reruns_from_mine(finished_run):
@@ -143,19 +143,20 @@ def test_mining_change_reruns_from_mine(finished_run):
     changed = copy.deepcopy(config)
     changed["mining"]["d1"] = 0.5
     assert planned_rules(write_config(tmp, changed, "mine.yaml"), repo) == {
-        "mine", "audit", "closed_form", "train_lora", "generate", "score", "remap", "report", "all"}
+        "mine", "audit", "closed_form", "train_lora", "generate", "score", "remap", "report", "export", "all"}
 
 
 # Which rules an edit of one source file reruns (with what follows them), in the run's DAG.
 EDITS = {
-    "stages/score.py": {"score", "report", "all"},
-    "erasure/oracle.py": {"score", "report", "all"},              # the scorer's labels
-    "erasure/report.py": {"report", "all"},
+    "stages/score.py": {"score", "report", "export", "all"},
+    "erasure/oracle.py": {"score", "report", "export", "all"},              # the scorer's labels
+    "erasure/report.py": {"report", "export", "all"},
     "erasure/audit.py": {"audit", "all"},
-    "erasure/uce.py": {"closed_form", "train_lora", "generate", "score", "remap", "report", "all"},
+    "erasure/model_card.py": {"export", "all"},
+    "erasure/uce.py": {"closed_form", "train_lora", "generate", "score", "remap", "report", "export", "all"},
     # the LoRA stage, and what reads LoRAs (generate and remap) and their images
-    "erasure/lora.py": {"train_lora", "generate", "remap", "score", "report", "all"},
-    "erasure/sampling.py": {"train_lora", "generate", "remap", "score", "report", "all"},
+    "erasure/lora.py": {"train_lora", "generate", "remap", "score", "report", "export", "all"},
+    "erasure/sampling.py": {"train_lora", "generate", "remap", "score", "report", "export", "all"},
 }
 
 
@@ -177,8 +178,8 @@ def test_editing_a_source_file_reruns_exactly_what_imports_it(finished_run, sour
 def test_retrained_weights_rerun_what_loads_them(finished_run):
     from safetensors.torch import load_file, save_file
     tmp, _, path, repo = finished_run
-    expected = {"oracle": {"score", "report", "all"},
-                "unet": {"closed_form", "train_lora", "generate", "score", "remap", "report", "all"}}
+    expected = {"oracle": {"score", "report", "export", "all"},
+                "unet": {"closed_form", "train_lora", "generate", "score", "remap", "report", "export", "all"}}
     for name, rules in expected.items():
         weights = tmp / "weights" / f"{name}.safetensors"
         data, stat = weights.read_bytes(), weights.stat()

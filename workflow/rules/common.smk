@@ -103,6 +103,7 @@ DEFAULT_RESOURCES = {
     "remap": dict(mem_mb=16000, runtime=30, gpu=0, threads=1),
     "quality": dict(mem_mb=16000, runtime=180, gpu=1, threads=1),
     "report": dict(mem_mb=4000, runtime=30, gpu=0, threads=1),
+    "export": dict(mem_mb=32000, runtime=30, gpu=0, threads=1),
     "pretrain": dict(mem_mb=8000, runtime=240, gpu=0, threads=2),
 }
 
