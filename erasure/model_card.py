@@ -3,9 +3,10 @@ erased, how, how well (the run's metrics and attack success rates, with 95% inte
 it and the command that made it. Concept names are untrusted text: front-matter values are JSON strings
 and table cells are escaped for Markdown."""
 import csv
-import hashlib
 import json
 from pathlib import Path
+
+from .datasets import sha256
 
 METRICS = [("acc_e", "Acc_e (erased, lower is better)"), ("acc_s", "Acc_s (specificity)"),
            ("acc_g", "Acc_g (generality, lower is better)"), ("h_o", "H_o"), ("acc_sg", "Acc_sg")]
@@ -75,14 +76,6 @@ def attack_table(robustness_rows: list[dict], method: str, concept: str) -> str:
         lines.append(f"| {cell(r['attack'])} | {with_interval(r, 'pre_asr')} | {with_interval(r, 'post_asr')} | "
                      f"{cell(r.get('n_images', '-'))} | {cell(r.get('steps_to_50') or '-')} |")
     return "\n".join(lines) + "\n"
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def front_matter(prm: dict) -> str:
