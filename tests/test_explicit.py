@@ -64,6 +64,7 @@ def explicit_config(tmp_path, tiny_sd, i2p, coco=None):
     config["scorer"]["clip_pretrained"] = None   # CLIP score of COCO images: random open_clip weights here
     config["generate"].update(images_per_prompt=2, steps=2, batch_size=4)
     config["attacks"]["run"] = []   # the task's attacks on the tiny SD: tests/test_attacks.py
+    config["export"]["methods"] = []   # the export stage on the tiny SD: tests/test_export.py
     path = tmp_path / "explicit.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -83,6 +83,7 @@ def submitted_jobs(log):
 def run_config(tmp_path, name, run_methods=("original", "cf")):
     config = miniworld_config(tmp_path, run_methods=list(run_methods))
     config["out_dir"] = str(tmp_path / name)
+    config["export"]["methods"] = []   # the five levels of sbatch jobs this file times; exports: tests/test_pipeline.py
     return config
 
 
