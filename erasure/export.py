@@ -38,8 +38,9 @@ def export(prm: dict, deltas: str | None, lora: str | None, out_dir: str | Path,
         base = {k: v.detach().clone() for k, v in world.unet.state_dict().items()} if prm["export"]["lora_rank"] else None
         apply_edit(world, deltas, lora)
         if prm["world"] == "sd":
-            link_components(base_model_dir(prm["sd"]["model"]), tmp)
-            _write_model_index(base_model_dir(prm["sd"]["model"]), tmp)
+            src = base_model_dir(prm["sd"]["model"])
+            link_components(src, tmp)
+            _write_model_index(src, tmp)
         progress(f"export: writing the edited UNet to {out_dir}")
         world.unet.save_pretrained(tmp / "unet", safe_serialization=True)
         world.make_scheduler().save_pretrained(tmp / "scheduler")
@@ -99,8 +100,8 @@ def lora_fit(world: World, base: dict[str, torch.Tensor], rank: int, out_dir: Pa
         u, s, vh = torch.linalg.svd(delta, full_matrices=False)
         r = min(rank, len(s))
         b, a = u[:, :r] * s[:r], vh[:r]
-        errors[name[:-len(".weight")]] = float(torch.linalg.norm(delta - b @ a) / torch.linalg.norm(delta))
         module = name[:-len(".weight")]
+        errors[module] = float(torch.linalg.norm(delta - b @ a) / torch.linalg.norm(delta))
         layers[f"{module}.lora_A.weight"] = a.to(weight.dtype).contiguous()
         layers[f"{module}.lora_B.weight"] = b.to(weight.dtype).contiguous()
     if not layers:
