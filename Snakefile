@@ -3,6 +3,9 @@
 
 configfile: "config.yaml"
 
+# `snakemake --report report.html`: the outputs marked report(...) in workflow/rules, captions in workflow/report.
+report: "workflow/report/workflow.rst"
+
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"

@@ -82,7 +82,7 @@ def run_inversion(prm: dict, out_dir: Path, deltas: str | None, lora: str | None
         cli.progress(f"resuming inversion at step {start}")
     losses = []
     for step, loss in inversion.train(world.unet, enc, world.make_train_scheduler(), z0, prm["templates"], tokens,
-                                      vectors, opt, cfg, gen, start, cli.progress):
+                                      vectors, opt, cfg, gen, start):
         losses.append(loss)
         if step % CHECKPOINT_EVERY == 0 and step < cfg["steps"]:
             checkpoint.save(ckpt, [vectors], opt, gen, step, metadata={"owner": run_owner})
@@ -124,7 +124,7 @@ def run_unlearndiff(prm: dict, deltas: str | None, lora: str | None) -> tuple[li
         handle = placeholders.install(enc, tokens, prefix)
         opt = torch.optim.Adam([prefix.continuous], lr=cfg["lr"])
         run_losses = [loss for _, loss in unlearndiff.train(world.unet, enc, world.make_train_scheduler(), z0, prompt,
-                                                            tokens, prefix, opt, cfg, gen, cli.progress)]
+                                                            tokens, prefix, opt, cfg, gen)]
         handle.remove()
         prompts.append(" ".join(words[j] for j in prefix.nearest().tolist()) + " " + prompt)
         losses.append([round(x, 6) for x in run_losses[-5:]])
@@ -137,5 +137,5 @@ def run_ringabell(prm: dict) -> tuple[list[str], dict]:
     direction = ringabell.concept_direction(enc, prm["names"], prm["templates"])
     target = enc.encode([cfg["neutral"]])[0] + cfg["eta"] * direction
     vocabulary = ringabell.word_vocabulary(enc, prm["names"])
-    found = ringabell.search(enc, target, vocabulary, cfg, torch.Generator().manual_seed(prm["seed"]), cli.progress)
+    found = ringabell.search(enc, target, vocabulary, cfg, torch.Generator().manual_seed(prm["seed"]))
     return [p for p, _ in found], {"distances": [round(d, 6) for _, d in found], "vocabulary_size": len(vocabulary)}

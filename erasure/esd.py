@@ -6,10 +6,11 @@ i.e. negative guidance away from c. x_t comes from the frozen model's own partia
 (classifier-free guidance `start_guidance`, a random number of DDIM steps). ESD-x trains the
 cross-attention (attn2) parameters, ESD-u every other parameter.
 """
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
+from .progress import Progress
 from .sampling import step
 
 
@@ -34,8 +35,7 @@ def partial_sample(teacher: torch.nn.Module, scheduler, cond: torch.Tensor, null
 
 def train(student: torch.nn.Module, teacher: torch.nn.Module, scheduler, cond: torch.Tensor, null: torch.Tensor,
           source: torch.Tensor, cfg: dict, gen: torch.Generator, latent_shape: tuple, params: list[torch.nn.Parameter],
-          opt: torch.optim.Optimizer, start_step: int = 0,
-          progress: Callable[[str], None] = print) -> Iterator[tuple[int, float]]:
+          opt: torch.optim.Optimizer, start_step: int = 0) -> Iterator[tuple[int, float]]:
     """ESD iterations start_step+1 .. cfg["iterations"]; yields (iteration, loss) after each.
 
     cond, null, source: [L, D] embeddings of the erased prompt, "" and erase_from. The teacher runs in
@@ -47,6 +47,7 @@ def train(student: torch.nn.Module, teacher: torch.nn.Module, scheduler, cond: t
     scheduler.set_timesteps(cfg["ddim_steps"])
     b = cfg["batch_size"]
     c, n, s = (e.to(teacher_at.device, teacher_at.dtype).expand(b, -1, -1) for e in (cond, null, source))
+    bar = Progress(cfg["iterations"], "esd", every=20, initial=start_step, unit="iterations")
     for it in range(start_step + 1, cfg["iterations"] + 1):
         stop = int(torch.randint(0, cfg["ddim_steps"], (1,), generator=gen))
         noise = torch.randn(b, *latent_shape, generator=gen) * scheduler.init_noise_sigma
@@ -61,8 +62,8 @@ def train(student: torch.nn.Module, teacher: torch.nn.Module, scheduler, cond: t
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if it % 20 == 0 or it == cfg["iterations"]:
-            progress(f"  ESD iteration {it}/{cfg['iterations']}: loss {loss.item():.5f}")
+        bar.update(loss=loss.item())
         yield it, loss.item()
+    bar.close()
     for p in params:
         p.requires_grad_(False)

@@ -21,6 +21,7 @@ from PIL import Image
 from . import cli, io, placeholders
 from .edits import apply_edit, fingerprint
 from .io import slug
+from .progress import Progress
 from .sampling import sample
 from .world import World, load_world_from_params
 
@@ -97,17 +98,14 @@ def draw(world: World, g: dict, batches: list[list[tuple[dict, int, Path]]], lab
     emb = dict(zip(prompts, world.encoder.encode(prompts)))
     null = world.null_embedding()
     scheduler = world.make_scheduler()
-    total, done, t0 = sum(len(b) for b in batches), 0, time.time()
-    for batch in batches:
-        cond = torch.stack([emb[row["prompt"]] for row, _, _ in batch])
-        latents = sample(world.unet, scheduler, cond, null, [s for _, s, _ in batch], world.latent_shape,
-                         steps=g["steps"], guidance=g["guidance"], eta=g["eta"])
-        for (_, _, path), image in zip(batch, world.decode(latents)):
-            io.save_image(Image.fromarray(image), path)
-        done += len(batch)
-        rate = done / (time.time() - t0)
-        cli.progress(f"  {label + ': ' if label else ''}{done}/{total} images, {rate:.2f} img/s, "
-                     f"eta {(total - done) / rate:.0f}s")
+    with Progress(sum(len(b) for b in batches), f"generate{' ' + label if label else ''}", unit="images") as bar:
+        for batch in batches:
+            cond = torch.stack([emb[row["prompt"]] for row, _, _ in batch])
+            latents = sample(world.unet, scheduler, cond, null, [s for _, s, _ in batch], world.latent_shape,
+                             steps=g["steps"], guidance=g["guidance"], eta=g["eta"])
+            for (_, _, path), image in zip(batch, world.decode(latents)):
+                io.save_image(Image.fromarray(image), path)
+            bar.update(len(batch))
 
 
 def edited_world(prm: dict, deltas: str | None, lora: str | None, tokens: str | None) -> World:

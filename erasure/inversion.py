@@ -13,12 +13,12 @@ default "object"), never from the concept's own word, so a found concept owes no
 templates are the attack's evaluation templates rather than the ImageNet-style list, so that training
 and evaluation prompts match in the mini world whose captions are short.
 """
-import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
 from . import placeholders
+from .progress import Progress
 from .sampling import noised_batch, predict_noise
 from .text import TextEncoder
 
@@ -38,15 +38,14 @@ def initial_vectors(encoder: TextEncoder, init_word: str, n_vectors: int) -> tor
 
 def train(unet: torch.nn.Module, encoder: TextEncoder, train_scheduler, z0: torch.Tensor, templates: list[str],
           tokens: list[str], vectors: torch.nn.Parameter, opt: torch.optim.Optimizer, cfg: dict,
-          gen: torch.Generator, start_step: int = 0,
-          progress: Callable[[str], None] = print) -> Iterator[tuple[int, float]]:
+          gen: torch.Generator, start_step: int = 0) -> Iterator[tuple[int, float]]:
     """Optimizer steps start_step+1 .. cfg["steps"] on `vectors` (installed for `tokens`); yields (step, loss).
 
     z0: [N, *latent] target latents (the unedited model's images of the concept). The UNet runs in its
     own dtype and device; the loss is taken in float32; every random draw comes from `gen` on the CPU.
     """
     phrase = " ".join(tokens)
-    t0 = time.time()
+    bar = Progress(cfg["steps"], "inversion", every=20, initial=start_step, unit="steps")
     for step in range(start_step + 1, cfg["steps"] + 1):
         b = cfg["batch_size"]
         xt, noise, t = noised_batch(z0, b, train_scheduler, gen)
@@ -57,9 +56,9 @@ def train(unet: torch.nn.Module, encoder: TextEncoder, train_scheduler, z0: torc
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if step % 20 == 0 or step == cfg["steps"]:
-            progress(f"  inversion step {step}/{cfg['steps']}: loss {loss.item():.5f} {time.time() - t0:.0f}s")
+        bar.update(loss=loss.item())
         yield step, loss.item()
+    bar.close()
 
 
 def install_trainable(encoder: TextEncoder, tokens: list[str], init: torch.Tensor) -> torch.nn.Parameter:

@@ -70,6 +70,11 @@ def write_csv(path: str | Path, header: list[str], rows: Iterable[list]) -> None
     write_text(path, buf.getvalue())
 
 
+def save_figure(figure, path: str | Path) -> None:
+    """Save a matplotlib figure as PNG atomically."""
+    _atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+
+
 def save_image(image: "Image.Image", path: str | Path) -> None:
     """Save a PIL image as PNG atomically."""
     _atomic(path, lambda tmp: image.save(tmp, format="PNG"))

@@ -10,7 +10,6 @@ import copy
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 from peft import LoraConfig
@@ -19,6 +18,7 @@ from peft.utils import get_peft_model_state_dict
 from . import checkpoint, cli, embedding_set, io
 from .edits import apply_edit
 from .mining import perturb, principal_directions, project_out
+from .progress import Progress
 from .sampling import noised_batch, predict_noise, sample
 from .world import load_world_from_params
 
@@ -88,12 +88,11 @@ class ConditionSampler:
 
 
 def train(student: torch.nn.Module, teacher: torch.nn.Module, train_scheduler, z0: torch.Tensor,
-          sampler: "ConditionSampler", cfg: dict, gen: torch.Generator, progress: Callable[[str], None] = print,
-          start_step: int = 0, opt: torch.optim.Optimizer | None = None,
+          sampler: "ConditionSampler", cfg: dict, gen: torch.Generator, start_step: int = 0, opt: torch.optim.Optimizer | None = None,
           params: list[torch.nn.Parameter] | None = None) -> list[float]:
     """Alternate Eq. 8 (odd steps) and Eq. 9 (even steps); returns the loss history."""
     losses = []
-    t0 = time.time()
+    bar = Progress(cfg["steps"], "lora", every=10, initial=start_step, unit="steps")
     for step in range(start_step + 1, cfg["steps"] + 1):
         bs = cfg["batch_size"]
         xt, _, t = noised_batch(z0, bs, train_scheduler, gen)
@@ -108,10 +107,9 @@ def train(student: torch.nn.Module, teacher: torch.nn.Module, train_scheduler, z
         loss.backward()
         opt.step()
         losses.append(loss.item())
-        if step % 10 == 0 or step == cfg["steps"]:
-            progress(f"lora step {step}/{cfg['steps']} ({'erase' if step % 2 else 'preserve'}) "
-                     f"loss {loss.item():.5f} {time.time() - t0:.0f}s")
+        bar.update(loss=loss.item(), phase="erase" if step % 2 else "preserve")
         yield step, losses
+    bar.close()
 
 
 def train_alignment(prm: dict, deltas: str | Path, embeddings: str | Path, out: str | Path,
@@ -163,8 +161,8 @@ def train_alignment(prm: dict, deltas: str | Path, embeddings: str | Path, out: 
     if start:
         cli.progress(f"resuming LoRA training at step {start}")
     losses = []
-    for step, losses in train(student, teacher, world.make_train_scheduler(), z0, sampler, cfg, gen,
-                                   cli.progress, start, opt, params):
+    for step, losses in train(student, teacher, world.make_train_scheduler(), z0, sampler, cfg, gen, start, opt,
+                              params):
         if step % CHECKPOINT_EVERY == 0 and step < cfg["steps"]:
             checkpoint.save(ckpt, params, opt, gen, step, metadata={"owner": run_owner})
 

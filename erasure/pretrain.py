@@ -15,6 +15,7 @@ import torch
 from . import checkpoint, io
 from .miniworld import build_unet, load_concepts, pack, train_scheduler, training_captions
 from .oracle import blob_renders
+from .progress import Progress
 from .render import COLOURS, SHAPES, render_batch
 from .text import MiniLMEncoder
 
@@ -85,6 +86,7 @@ def train_unet(encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict, progress:
         progress(f"resuming UNet training at step {start}")
 
     t0 = time.time() - elapsed
+    bar = Progress(cfg["steps"], "unet", every=cfg["log_every"], initial=start, unit="steps")
     for step in range(start, cfg["steps"]):
         idx = torch.randint(len(pixels), (cfg["batch_size"],), generator=gen)
         name = torch.randint(3, (len(idx),), generator=gen)
@@ -111,15 +113,14 @@ def train_unet(encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict, progress:
                 pe.lerp_(p, 1 - decay)
         losses.append(loss.item())
 
-        if (step + 1) % cfg["log_every"] == 0:
-            progress(f"unet step {step + 1}/{cfg['steps']} loss {np.mean(losses[-cfg['log_every']:]):.4f} "
-                     f"{time.time() - t0:.0f}s")
+        bar.update(loss=float(np.mean(losses[-cfg["log_every"]:])))
         if (step + 1) % cfg["checkpoint_every"] == 0 and step + 1 < cfg["steps"]:
             ema_state = {f"ema.{k}": v.contiguous() for k, v in ema.state_dict().items()}
             checkpoint.save(ckpt, list(unet.parameters()), opt, gen, step + 1,
                             {**ema_state, "losses": torch.tensor(losses, dtype=torch.float64)},
                             {"elapsed": str(time.time() - t0), "owner": run_owner})
 
+    bar.close()
     io.save_safetensors({k: v.contiguous() for k, v in ema.state_dict().items()}, out_dir / "unet.safetensors")
     ckpt.unlink(missing_ok=True)
     return dict(config=cfg, final_loss=float(np.mean(losses[-200:])), wall_time_s=round(time.time() - t0, 1),
@@ -127,7 +128,7 @@ def train_unet(encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict, progress:
 
 
 def degraded_renders(unet: torch.nn.Module, encoder: MiniLMEncoder, n: int, seed: int, cfg: dict,
-                     progress: Callable[[str], None] = print, batch: int = 100) -> tuple[np.ndarray, np.ndarray]:
+                     batch: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """Renders pushed through the model: noised to a random timestep in [t_min, t_max] and denoised
     back under their own caption (SDEdit). Returns uint8 images [n, 32, 32, 3] and labels [n]."""
     from .miniworld import sample_scheduler, unpack
@@ -141,7 +142,7 @@ def degraded_renders(unet: torch.nn.Module, encoder: MiniLMEncoder, n: int, seed
     rng = np.random.default_rng(seed)
     scheduler = sample_scheduler()
     out = np.empty_like(images)
-    t0 = time.time()
+    bar = Progress(n, "degraded renders", every=10 * batch, unit="images")
     for i in range(0, n, batch):
         sl = slice(i, i + batch)
         cond = torch.stack([table[labels[j], rng.integers(3), rng.integers(table.shape[2]), colour_idx[j]]
@@ -150,8 +151,8 @@ def degraded_renders(unet: torch.nn.Module, encoder: MiniLMEncoder, n: int, seed
         x0 = pack(images_to_tensor(images[sl]))
         z = round_trip(unet, scheduler, x0, cond, null, t_start, seed=seed + i, steps=cfg["round_trip_steps"])
         out[sl] = to_uint8(unpack(z))
-        if (i // batch) % 10 == 0:
-            progress(f"degraded renders {min(i + batch, n)}/{n} {time.time() - t0:.0f}s")
+        bar.update(min(batch, n - i))
+    bar.close()
     return out, labels
 
 
@@ -164,7 +165,7 @@ def train_oracle_stage(unet: torch.nn.Module, encoder: MiniLMEncoder, out_dir: s
     t0 = time.time()
     s = cfg["seed"] * 1000
     clean, clean_y, _ = render_batch(cfg["clean"], seed=s + 1)
-    degraded, degraded_y = degraded_renders(unet, encoder, cfg["degraded"], s + 2, cfg, progress)
+    degraded, degraded_y = degraded_renders(unet, encoder, cfg["degraded"], s + 2, cfg)
     reject = reject_images(cfg["reject"], seed=s + 3)
     x = images_to_tensor(np.concatenate([clean, degraded, reject]))
     y = torch.from_numpy(np.concatenate([clean_y, degraded_y, np.full(len(reject), REJECT)]))
@@ -172,7 +173,7 @@ def train_oracle_stage(unet: torch.nn.Module, encoder: MiniLMEncoder, out_dir: s
 
     # Accuracy on data it never saw: fresh clean renders, fresh degraded renders, fresh reject images.
     eval_clean, eval_clean_y, _ = render_batch(cfg["eval_size"], seed=s + 11)
-    eval_deg, eval_deg_y = degraded_renders(unet, encoder, cfg["eval_size"] // 2, s + 12, cfg, progress)
+    eval_deg, eval_deg_y = degraded_renders(unet, encoder, cfg["eval_size"] // 2, s + 12, cfg)
     eval_rej = reject_images(cfg["eval_size"] // 4, seed=s + 13)
     acc = lambda imgs, ys: 100 * (classify(model, images_to_tensor(imgs))[0].numpy() == ys).mean()
     per_class = {}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from . import io
+from . import io, plots
 import numpy as np
 
 from .frontier import frontier_rows, write_frontier
@@ -180,9 +180,17 @@ def write_report(prm: dict, prompts: list[dict], scores_dir: str | Path, remap_d
     if "frontier" in prm:  # a sweep: Acc_g against Acc_s and Acc_sg, on one held-out half
         frontier = frontier_rows(rows, prm["frontier"], prm["frontier_split"])
         write_frontier(frontier, out / "frontier.csv", out / "frontier.png", prm["frontier_split"])
-    io.write_text(out / "index.html", _html(note, rows, concepts, methods, grids, "frontier" in prm))
     per_prompt = per_prompt_rows(scores_dir, methods, concepts, prompts)
     io.write_csv(out / "per_prompt.csv", PER_PROMPT_COLUMNS, per_prompt)
+    per_prompt = [dict(zip(PER_PROMPT_COLUMNS, r)) for r in per_prompt]
+    for concept in concepts:
+        plots.prompt_accuracy(per_prompt, concept, methods, out / plot_name(concept))
+    io.write_text(out / "index.html", _html(note, rows, concepts, methods, grids, "frontier" in prm))
+
+
+def plot_name(concept: str) -> str:
+    """The accuracy-per-prompt plot of one erased concept, relative to the report directory."""
+    return f"plots/accuracy_{slug(concept)}.png"
 
 
 PER_PROMPT_COLUMNS = ["method", "erased", "id", "concept", "kind", "split", "prompt", "n", "acc", "acc_lo", "acc_hi"]
@@ -218,6 +226,10 @@ def _html(note, rows, concepts, methods, grids, frontier=False):
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Erasure report</title>"
             f"<style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style></head>"
             f"<body><h1>Erasure report</h1><p>{html.escape(note)}</p><table><tr>{head}</tr>{body}</table>"
+            + "<h2>Accuracy per prompt</h2><p>Oracle accuracy of each prompt's images, 95% Wilson interval; the "
+              "erased concept's prompts first (lower is better), then the other concepts' (higher is better).</p>"
+            + "".join(f"<img src='{html.escape(plot_name(c))}' alt='accuracy per prompt, {html.escape(c)} erased'>"
+                      for c in concepts)
             + ("<h2>Trade-off frontier</h2><p>Average Acc_g against Acc_s and Acc_sg, 95% intervals as bars "
                "(frontier.csv).</p><img src='frontier.png'>" if frontier else "") +
             f"<h2>Image grids</h2><p>Green border: labelled as the prompt's concept.</p>{imgs}</body></html>\n")

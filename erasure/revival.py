@@ -15,13 +15,14 @@ and the generate and score stages draw it with the pre-attack prompts: the first
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
 from . import checkpoint, cli, io
 from .attacks import PROMPT_COLUMNS, prompt_rows, target_latents
 from .edits import apply_edit
+from .progress import Progress
 from .sampling import noised_batch, predict_noise
 from .world import load_world_from_params
 
@@ -38,11 +39,11 @@ def trainable(world) -> list[torch.nn.Parameter]:
 
 
 def train(unet: torch.nn.Module, train_scheduler, z0: torch.Tensor, cond: torch.Tensor, opt: torch.optim.Optimizer,
-          steps: int, batch_size: int, gen: torch.Generator, start_step: int = 0,
-          progress: Callable[[str], None] = print) -> Iterator[tuple[int, float]]:
+          steps: int, batch_size: int, gen: torch.Generator,
+          start_step: int = 0) -> Iterator[tuple[int, float]]:
     """Optimizer steps start_step+1 .. steps on the shots z0 [N, *latent] with condition cond [1, L, D];
     yields (step, loss). Every random draw comes from `gen` on the CPU."""
-    t0 = time.time()
+    bar = Progress(steps, "revival", every=20, initial=start_step, unit="steps")
     for step in range(start_step + 1, steps + 1):
         xt, noise, t = noised_batch(z0, batch_size, train_scheduler, gen)
         eps = predict_noise(unet, xt, t, cond.expand(batch_size, -1, -1))
@@ -50,9 +51,9 @@ def train(unet: torch.nn.Module, train_scheduler, z0: torch.Tensor, cond: torch.
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if step % 20 == 0 or step == steps:
-            progress(f"  revival step {step}/{steps}: loss {loss.item():.5f} {time.time() - t0:.0f}s")
+        bar.update(loss=loss.item())
         yield step, loss.item()
+    bar.close()
 
 
 def model_deltas(unet: torch.nn.Module, original: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -103,7 +104,7 @@ def run(prm: dict, out_dir: str | Path, deltas: str | None = None, lora: str | N
     # 3. Fine-tune; the model at each checkpoint step, and a training checkpoint with it.
     steps, marks, losses = max(cfg["checkpoints"]), set(cfg["checkpoints"]), {}
     for step, loss in train(world.unet, world.make_train_scheduler(), z0, cond, opt, steps, cfg["batch_size"], gen,
-                            start, cli.progress):
+                            start):
         if step in marks:
             io.save_safetensors(model_deltas(world.unet, original), step_file(partial, step))
             losses[step] = round(loss, 6)

@@ -14,11 +14,10 @@ the concept's names and with nothing (the reference reads 50 hand-written pairs 
 population, generations and mutation rate are config values (the reference: 200, 3000, 0.25).
 """
 import re
-import time
-from typing import Callable
 
 import torch
 
+from .progress import Progress
 from .text import TextEncoder
 
 
@@ -45,8 +44,8 @@ def word_vocabulary(encoder: TextEncoder, banned: list[str]) -> list[str]:
     return sorted(w for w in words if not any(b in w for b in bad))
 
 
-def search(encoder: TextEncoder, target: torch.Tensor, vocabulary: list[str], cfg: dict, gen: torch.Generator,
-           progress: Callable[[str], None] = print) -> list[tuple[str, float]]:
+def search(encoder: TextEncoder, target: torch.Tensor, vocabulary: list[str], cfg: dict,
+           gen: torch.Generator) -> list[tuple[str, float]]:
     """Genetic search: the population's best `prompts` distinct prompts with their distance to `target`.
 
     Each generation keeps the best half (elitism), then refills the population with children of two
@@ -61,7 +60,7 @@ def search(encoder: TextEncoder, target: torch.Tensor, vocabulary: list[str], cf
         texts = [" ".join(vocabulary[i] for i in row) for row in pop.tolist()]
         return ((encoder.encode(texts) - target) ** 2).mean(dim=(1, 2))
 
-    t0 = time.time()
+    bar = Progress(cfg["generations"], "ring-a-bell", every=20, unit="generations")
     loss = fitness(population)
     for generation in range(1, cfg["generations"] + 1):
         order = loss.argsort()
@@ -75,9 +74,8 @@ def search(encoder: TextEncoder, target: torch.Tensor, vocabulary: list[str], cf
         children = torch.where(mutate, vocab[torch.randint(len(vocab), (k, length), generator=gen)], children)
         population = torch.cat([elite, children])
         loss = torch.cat([elite_loss, fitness(children)])
-        if generation % 20 == 0 or generation == cfg["generations"]:
-            progress(f"  ring-a-bell generation {generation}/{cfg['generations']}: best distance "
-                     f"{loss.min().item():.5f} {time.time() - t0:.0f}s")
+        bar.update(best_distance=loss.min().item())
+    bar.close()
     best, seen = [], set()
     for i in loss.argsort().tolist():
         text = " ".join(vocabulary[j] for j in population[i].tolist())

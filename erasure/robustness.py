@@ -211,7 +211,8 @@ def html_page(tables: list[tuple[str, str]], grid_names: list[str]) -> str:
     return ("<!doctype html><html><head><meta charset='utf-8'><title>Attacks</title>"
             "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ddd}</style></head>"
             "<body><h1>Attacks</h1><p>Attack success rate (ASR, %): share of images labelled as the erased concept, "
-            "95% Wilson interval; definitions in docs/attacks.md.</p>" + body +
+            "95% Wilson interval; definitions in docs/attacks.md.</p>"
+            "<img src='plots/attack_success.png' alt='attack success rates'>" + body +
             "<h2>Image grids</h2><p>The first prompt of each attack, a row per model. Green border: labelled as "
             f"the erased concept (the attack succeeded).</p>{imgs}</body></html>\n")
 

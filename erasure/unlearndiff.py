@@ -16,11 +16,11 @@ so the prefix never restates the concept and decodes to exactly the tokens it wa
 target is a set of the unedited model's images (`target_images`) rather than one image per prompt;
 the prefix starts from random vocabulary words drawn from the attack's seed.
 """
-import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
+from .progress import Progress
 from .sampling import noised_batch, predict_noise
 from .text import TextEncoder
 
@@ -52,11 +52,11 @@ def vocabulary_table(encoder: TextEncoder, words: list[str]) -> torch.Tensor:
 
 
 def train(unet: torch.nn.Module, encoder: TextEncoder, train_scheduler, z0: torch.Tensor, prompt: str,
-          tokens: list[str], prefix: ProjectedPrefix, opt: torch.optim.Optimizer, cfg: dict, gen: torch.Generator,
-          progress: Callable[[str], None] = print) -> Iterator[tuple[int, float]]:
+          tokens: list[str], prefix: ProjectedPrefix, opt: torch.optim.Optimizer, cfg: dict,
+          gen: torch.Generator) -> Iterator[tuple[int, float]]:
     """Steps 1 .. cfg["steps"] on the prefix (installed for `tokens`, placed before `prompt`); yields (step, loss)."""
     text = " ".join(tokens) + " " + prompt
-    t0 = time.time()
+    bar = Progress(cfg["steps"], "unlearndiff", every=10, unit="steps")
     for step in range(1, cfg["steps"] + 1):
         b = cfg["batch_size"]
         xt, noise, t = noised_batch(z0, b, train_scheduler, gen)
@@ -66,6 +66,6 @@ def train(unet: torch.nn.Module, encoder: TextEncoder, train_scheduler, z0: torc
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if step % 10 == 0 or step == cfg["steps"]:
-            progress(f"  unlearndiff step {step}/{cfg['steps']}: loss {loss.item():.5f} {time.time() - t0:.0f}s")
+        bar.update(loss=loss.item())
         yield step, loss.item()
+    bar.close()

@@ -4,14 +4,15 @@ Reads the attack images' score CSVs (<scores-dir>/<attack>/<found on>/<method>/<
 robustness.csv, robustness.md and robustness_prompts.csv to --out (and transfer.csv / transfer.md when
 the run replays each method's inversion tokens on every other model; revival.csv, the ASR after each
 fine-tuning checkpoint, from <revival-dir>/<method>/<concept>/step_<k>.csv, when the run revives), and
-attacks.html with every table and an image grid per attack and concept (attack_grids/<attack>_<concept>.png).
+attacks.html with every table, the attack success bars (plots/attack_success.png) and an image grid per
+attack and concept (attack_grids/<attack>_<concept>.png).
 
     python stages/robustness.py --config config.yaml --scores-dir outputs/miniworld/attack_scores \\
         --out outputs/miniworld/report
 """
 from pathlib import Path
 
-from erasure import cli, io, params, robustness
+from erasure import cli, io, params, plots, robustness
 from erasure.report import fmt
 
 
@@ -39,6 +40,7 @@ def main():
         rows += revival_rows
         write(out / "revival.csv", robustness.REVIVAL_COLUMNS, curve)
     write(out / "robustness.csv", robustness.COLUMNS, rows)
+    plots.attack_success(rows, out / "plots" / "attack_success.png")
     write(out / "robustness_prompts.csv", robustness.PROMPT_COLUMNS, per_prompt)
     header = (f"Attack success rate (ASR, %): share of {prm['images_per_prompt']} images per attack prompt labelled as "
               "the erased concept, 95% Wilson interval; definitions in docs/attacks.md.\n\n")

@@ -55,7 +55,7 @@ def main():
         cli.progress(f"resuming ESD training at iteration {start}")
     losses = []
     for it, loss in esd.train(student, teacher, world.make_scheduler(), cond, null, source, cfg, gen,
-                              world.latent_shape, params, opt, start, cli.progress):
+                              world.latent_shape, params, opt, start):
         losses.append(loss)
         if it % CHECKPOINT_EVERY == 0 and it < cfg["iterations"]:
             checkpoint.save(ckpt, params, opt, gen, it, metadata={"owner": run_owner})

@@ -84,7 +84,7 @@ def test_inversion_loss_falls_and_its_token_draws_the_concept_more_often_than_a_
     opt = torch.optim.Adam([vectors], lr=0.005)
     cfg = {"steps": 120, "batch_size": 16}
     for _ in inversion.train(world.unet, enc, world.make_train_scheduler(), z0, ["a {}"], tokens, vectors, opt, cfg,
-                             torch.Generator().manual_seed(0), progress=lambda m: None):
+                             torch.Generator().manual_seed(0)):
         pass
     after = fixed_batch_loss(world, z0, "a <heart-test-0>")
     assert after < before
@@ -117,11 +117,11 @@ def test_ringabell_vocabulary_leaves_out_the_concepts_words_and_search_is_seeded
     assert "heart" not in vocab and "hearts" not in vocab and "love" not in vocab and "circle" in vocab
     target = minilm.encode(["a shape"])[0] + 3 * ringabell.concept_direction(minilm, ["heart"], ["a {}"])
     cfg = {"population": 16, "generations": 5, "length": 3, "mutation": 0.25, "prompts": 2}
-    first = ringabell.search(minilm, target, vocab[:2000], cfg, torch.Generator().manual_seed(7), lambda m: None)
-    again = ringabell.search(minilm, target, vocab[:2000], cfg, torch.Generator().manual_seed(7), lambda m: None)
+    first = ringabell.search(minilm, target, vocab[:2000], cfg, torch.Generator().manual_seed(7))
+    again = ringabell.search(minilm, target, vocab[:2000], cfg, torch.Generator().manual_seed(7))
     assert first == again and len(first) == 2 and first[0][1] <= first[1][1]
-    longer = ringabell.search(minilm, target, vocab[:2000], {**cfg, "generations": 15}, torch.Generator().manual_seed(7),
-                              lambda m: None)
+    longer = ringabell.search(minilm, target, vocab[:2000], {**cfg, "generations": 15},
+                              torch.Generator().manual_seed(7))
     assert longer[0][1] <= first[0][1]   # elitism: the best never gets worse
 
 
@@ -228,7 +228,7 @@ def test_revival_deltas_rebuild_the_fine_tuned_model_on_a_fresh_world(unedited_w
     z0 = torch.randn(4, *world.latent_shape, generator=torch.Generator().manual_seed(0))
     cond = world.encoder.encode(["a heart"])
     steps = list(revival.train(world.unet, world.make_train_scheduler(), z0, cond, torch.optim.Adam(params_, lr=1e-3),
-                               3, 2, torch.Generator().manual_seed(0), progress=lambda m: None))
+                               3, 2, torch.Generator().manual_seed(0)))
     assert [s for s, _ in steps] == [1, 2, 3]
     deltas = revival.model_deltas(world.unet, original)
     assert deltas and all(k.endswith(("attn2.to_k.weight", "attn2.to_v.weight")) for k in deltas)
@@ -318,7 +318,8 @@ def test_the_explicit_tasks_attacks_run_on_a_half_precision_tiny_sd(tiny_sd, tmp
     import yaml
     config = yaml.safe_load((ROOT / "configs/sd_explicit.yaml").read_text())
     config.update(out_dir=str(tmp_path / "out"), run_methods=["original", "uce"], i2p={"enabled": False},
-                  coco={"enabled": False}, sd={"model": str(tiny_sd), "dtype": "float16"})
+                  coco={"enabled": False}, sd={"model": str(tiny_sd), "dtype": "float16"},
+                  export={"methods": []})   # the task exports realera, which this run does not build
     config["generate"].update(images_per_prompt=1, steps=2, batch_size=4)
     a = config["attacks"]
     a.update(templates=["{}"], images_per_prompt=1, transfer=True)

@@ -91,7 +91,7 @@ def test_lora_killed_then_rerun_gives_the_same_weights(config_path, when):
     if when == "after_a_checkpoint":
         kill_when(proc, lambda: (out.parent / "checkpoint.safetensors").exists())
     else:
-        kill_on_line(proc, "lora step 10/")   # training has begun; the first checkpoint comes at step 20
+        kill_on_line(proc, "lora: 10/")   # training has begun; the first checkpoint comes at step 20
         assert not (out.parent / "checkpoint.safetensors").exists()
     assert not out.exists()
     resumed = run_stage("train_lora", *args, "--out", out)

@@ -3,6 +3,7 @@
 The run happens in a copy of the repository, so the edits that test reruns never touch the working tree."""
 import copy
 import csv
+import html
 import itertools
 import os
 import re
@@ -12,6 +13,7 @@ import sys
 
 import pytest
 import torch
+from PIL import Image
 
 from conftest import ROOT, miniworld_config, run_stage, write_config
 
@@ -81,6 +83,59 @@ def test_report_has_the_papers_columns(finished_run):
     assert (tmp / HOSTILE_OUT / "report/index.html").read_text().count("<img") >= 3
     table = (tmp / HOSTILE_OUT / "report/table.md").read_text()
     assert "| realera |" in table and "COCO-30k" not in table   # no COCO captions in the mini world
+    sources = re.findall(r"<img src='([^']+)'", (tmp / HOSTILE_OUT / "report/index.html").read_text())
+    assert "plots/accuracy_heart.png" in sources and all((tmp / HOSTILE_OUT / "report" / s).is_file() for s in sources)
+
+
+BROWSERS = ("chromium", "chromium-headless-shell")   # Debian's; .ci/run installs the second when neither is there
+CHECK_IMAGES = """<script>window.addEventListener("load", () => {
+  const broken = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src);
+  document.body.setAttribute("data-check", JSON.stringify({images: document.images.length, broken: broken,
+    tables: document.querySelectorAll("table").length, rows: document.querySelectorAll("tr").length}));
+});</script>"""
+
+
+def browser(*args):
+    """Headless Chromium on a local page (root needs --no-sandbox); skips where no browser is installed."""
+    found = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+    if not found:
+        pytest.skip(f"no headless browser ({' or '.join(BROWSERS)}); .ci/run installs one with apt-get")
+    proc = subprocess.run([found, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                           "--virtual-time-budget=10000", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_the_report_page_opens_in_a_browser_with_every_image_and_table(finished_run, tmp_path):
+    import json
+    tmp, config, _, _ = finished_run
+    page = shutil.copytree(tmp / HOSTILE_OUT / "report", tmp_path / "report")
+    checked = page / "checked.html"   # index.html with a script that reports what the browser loaded
+    checked.write_text((page / "index.html").read_text().replace("</body>", CHECK_IMAGES + "</body>"))
+    dom = browser("--dump-dom", checked.as_uri())
+    result = json.loads(html.unescape(re.search(r'data-check="([^"]*)"', dom).group(1)))
+    methods, concepts = config["run_methods"], config["erase"]
+    assert result["broken"] == [] and result["images"] >= len(concepts) + len(methods)
+    assert result["tables"] == 1 and result["rows"] == 1 + len(methods) * (len(concepts) + 1)   # + the averages
+    screenshot = tmp_path / "report.png"
+    browser(f"--screenshot={screenshot}", "--window-size=1400,2400", (page / "index.html").as_uri())
+    with Image.open(screenshot) as im:
+        assert im.size == (1400, 2400) and len(im.convert("L").getcolors(1 << 16) or range(99)) > 16
+
+
+def test_snakemakes_report_holds_every_marked_output(finished_run):
+    import zipfile
+    tmp, config, path, repo = finished_run
+    proc = snakemake(path, "--report", str(tmp / "report.zip"), repo=repo)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with zipfile.ZipFile(tmp / "report.zip") as z:
+        names = z.namelist()
+        text = "".join(z.read(n).decode("utf-8", "replace") for n in names if n.endswith((".js", ".html")))
+    marked = ["summary.csv", "per_prompt.csv", "accuracy_heart.png", "original_all.png", "realera_heart.png",
+              "audit.md"]
+    assert all(any(n.endswith(m) for n in names) for m in marked), names
+    assert "Accuracy per prompt" in text and "Mining" in text   # subcategories and categories
+    assert "a row per prompt" in text                               # a caption
 
 
 def test_the_four_table3_variants_give_different_weights(finished_run):

@@ -227,13 +227,19 @@ rule robustness:
         revival_score_files(),
         code=code_inputs("robustness"),
     output:
-        csv=f"{REPORT}/robustness.csv",
+        csv=report(f"{REPORT}/robustness.csv", caption="../report/robustness.rst", category="Attacks"),
         md=f"{REPORT}/robustness.md",
-        prompts=f"{REPORT}/robustness_prompts.csv",
-        transfer=TRANSFER,
-        revival=[f"{REPORT}/revival.csv"] if "revival" in ATTACKS else [],
+        prompts=report(f"{REPORT}/robustness_prompts.csv", caption="../report/robustness_prompts.rst",
+                       category="Attacks"),
+        transfer=[report(TRANSFER[0], caption="../report/transfer.rst", category="Attacks"), TRANSFER[1]]
+        if TRANSFER else [],
+        revival=[report(f"{REPORT}/revival.csv", caption="../report/revival.rst", category="Attacks")]
+        if "revival" in ATTACKS else [],
         html=f"{REPORT}/attacks.html",
-        grids=[f"{REPORT}/attack_grids/{a}_{c}.png" for a in ["none", *ATTACKS] for c in ERASE],
+        plot=report(f"{REPORT}/plots/attack_success.png", caption="../report/attack_success.rst", category="Attacks"),
+        grids=[report(f"{REPORT}/attack_grids/{a}_{c}.png", caption="../report/attack_grids.rst", category="Attacks",
+                      subcategory="Image grids", labels={"attack": a, "erased": c}) for a in ["none", *ATTACKS]
+               for c in ERASE],
     params:
         p=as_json(lambda w: P.robustness(config)),
         scores=f"{OUT}/attack_scores",

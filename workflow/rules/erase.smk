@@ -136,7 +136,8 @@ rule audit:
         code=code_inputs("audit"),
         embeddings=rules.mine.output.embeddings,
     output:
-        f"{OUT}/mine/{{sampler}}/{{concept}}_audit/audit.md",
+        report(f"{OUT}/mine/{{sampler}}/{{concept}}_audit/audit.md", caption="../report/audit.rst", category="Mining",
+               labels={"sampler": "{sampler}", "erased": "{concept}"}),
     params:
         out=lambda w, output: os.path.dirname(output[0]),
     log:

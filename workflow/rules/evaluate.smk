@@ -159,16 +159,28 @@ def report_inputs(w):
     return files
 
 
+# The grids write_report draws: one of the unedited model, one per edited model and erased concept.
+REPORT_GRIDS = ([f"{REPORT}/grids/original_all.png"] if "original" in config["run_methods"] else []) + [
+    f"{REPORT}/grids/{m}_{c}.png" for m in EDIT_METHODS for c in ERASE]
+
+
 rule report:
     input:
         report_inputs,
         code=code_inputs("report"),
         prompts=rules.prompts.output[0],
     output:
-        summary=f"{REPORT}/summary.csv",
+        summary=report(f"{REPORT}/summary.csv", caption="../report/summary.rst", category="Report"),
         table=f"{REPORT}/table.md",
         html=f"{REPORT}/index.html",
-        per_prompt=f"{REPORT}/per_prompt.csv",
+        per_prompt=report(f"{REPORT}/per_prompt.csv", caption="../report/per_prompt.rst", category="Report"),
+        plots=[report(f"{REPORT}/plots/accuracy_{c}.png", caption="../report/accuracy.rst", category="Report",
+                      subcategory="Accuracy per prompt", labels={"erased": c}) for c in ERASE],
+        grids=[report(f, caption="../report/grids.rst", category="Report", subcategory="Image grids",
+                      labels={"grid": Path(f).stem}) for f in REPORT_GRIDS],
+        frontier=[report(f"{REPORT}/frontier.{x}", caption="../report/frontier.rst", category="Report",
+                         subcategory="Trade-off frontier", labels={"file": f"frontier.{x}"})
+                  for x in ("csv", "png")] if config["report"]["frontier"] else [],
     params:
         p=as_json(lambda w: P.report(config)),
         out=OUT,
