@@ -5,8 +5,9 @@ import os
 import sys
 from typing import Callable
 
+from . import io
 from .config import load_config
-from .errors import ConfigError
+from .errors import ConfigError, DiskFull
 from .prompts import prompt_table, read_prompt_csv
 
 
@@ -75,9 +76,15 @@ def run(main: Callable[[], None]) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         main()
-    except (ConfigError, FileNotFoundError, ValueError, KeyError, NotImplementedError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+    except (ConfigError, FileNotFoundError, ValueError, KeyError, NotImplementedError, DiskFull) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e.strerror if isinstance(e, DiskFull) else e
         print(f"error: {msg}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:
+        if not io.out_of_space(e):
+            raise
+        # A write outside io's atomic helpers (a library's own save) ran out of space.
+        print(f"error: {io.disk_full(getattr(e, 'filename', None) or '.').strerror}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -124,10 +124,22 @@ def check_finite(value: object, field: str = "") -> None:
         check_finite(item, f"{field}.{key}" if field else str(key))
 
 
+def check_unique(config: dict) -> None:
+    """Each concept, method and attack listed once: a repeat would build and count the same thing twice."""
+    lists = {"erase": config["erase"], "run_methods": config["run_methods"], "attacks.run": config["attacks"]["run"],
+             "attacks.methods": config["attacks"]["methods"] or [], "export.methods": config["export"]["methods"] or [],
+             **{f"sepme_sets.{name}": members for name, members in config["sepme_sets"].items()}}
+    for field, items in lists.items():
+        repeated = next((x for i, x in enumerate(items) if x in items[:i]), None)
+        if repeated is not None:
+            raise ConfigError(f"config field {field}: {repeated!r} is listed twice; list each once")
+
+
 def check(config: dict) -> dict:
     """Cross-field checks the schema cannot express."""
     check_finite(config)
     check_out_dir(config["out_dir"])
+    check_unique(config)
     concepts = prompts.load_concepts(config["concepts_file"])
     for name in config["erase"]:
         if name not in concepts:
@@ -175,6 +187,7 @@ def check(config: dict) -> dict:
     if config["i2p"]["enabled"] and config["i2p"]["concept"] not in concepts:
         raise ConfigError(f"config field i2p.concept: unknown concept {config['i2p']['concept']!r}; "
                           f"known: {sorted(concepts)}")
+    prompts.check_duplicates(config, concepts)
     prompts.prompt_table(config, datasets=all(Path(p).is_file() for p in prompts.dataset_prompt_files(config)))
     return config
 

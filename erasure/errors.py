@@ -3,3 +3,7 @@
 
 class ConfigError(ValueError):
     """A bad configuration value or input file; the message names the field or file and the fix."""
+
+
+class DiskFull(OSError):
+    """The disk filled up while a stage wrote an output; the message names the file and the space left."""

@@ -1,9 +1,11 @@
 """File names and writing: safe names for untrusted text, sidecar names, and atomic writes (nothing
 half-written is ever left under a final name)."""
+import errno
 import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,9 +39,27 @@ def _atomic(path, write):
         write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; outputs are meant to be shared
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if out_of_space(e):
+            raise disk_full(path) from None
         raise
+
+
+def out_of_space(e: BaseException) -> bool:
+    """ENOSPC, as Python raises it or as safetensors' Rust writer words it (a SafetensorError)."""
+    return (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "(os error 28)" in str(e)
+
+
+def disk_full(path: str | Path) -> "DiskFull":
+    """The one-line error for a full disk: the file that could not be written and the space left."""
+    from .errors import DiskFull
+    where = Path(path).parent
+    while not where.exists():   # the free space of the filesystem the file was going to
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    return DiskFull(errno.ENOSPC, f"disk full writing {path} ({free / 2 ** 20:.1f} MiB free there); free some space "
+                                  "or move out_dir to a larger disk, then rerun: finished outputs are kept")
 
 
 def save_safetensors(tensors: dict, path: str | Path, metadata: dict | None = None) -> None:

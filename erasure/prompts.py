@@ -5,6 +5,7 @@ file names through io.slug, never into paths or commands.
 """
 import csv
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -13,6 +14,20 @@ from .io import slug
 
 PROMPT_KINDS = ("erase", "preserve", "associated", "coco")
 SPLITS = ("tuning", "report")
+CSV_COLUMNS = ("concept", "prompt", "seed", "kind")
+# Optional: images (this prompt's image count); categories and coco_id, kept from I2P and COCO-30k.
+CSV_OPTIONAL = ("images", "categories", "coco_id")
+MAX_SEED = 2 ** 32 - 1       # image k draws with seed + k; torch and numpy both take seeds below 2**64
+MAX_IMAGES = 100_000         # per prompt: the papers draw at most a few hundred
+
+
+def read_text(path: Path, what: str) -> str:
+    """A user's text file as UTF-8 (a byte-order mark, as spreadsheets write, is dropped)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                          "save it as UTF-8") from None
 
 
 def split_halves(prompts: list[str]) -> dict[str, str]:
@@ -31,7 +46,7 @@ def load_concepts(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config field concepts_file: no such file {path}")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path, "concepts file"))
         concepts = data["concepts"]
         for name, c in concepts.items():
             if not isinstance(c.get("associated", []), list):
@@ -54,13 +69,17 @@ def read_extra_prompts(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config field extra_prompts: no such file {path}")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"concept", "prompt", "seed", "kind"} - set(reader.fieldnames or [])
-        if missing:
-            raise ConfigError(f"extra prompt CSV {path}: missing column(s) {sorted(missing)}; "
-                              "needs concept, prompt, seed, kind")
-        rows = list(reader)
+    reader = csv.DictReader(io.StringIO(read_text(path, "extra prompt CSV"), newline=""))
+    columns = reader.fieldnames or []
+    missing = set(CSV_COLUMNS) - set(columns)
+    if missing:
+        raise ConfigError(f"extra prompt CSV {path}: missing column(s) {sorted(missing)}; "
+                          "needs concept, prompt, seed, kind")
+    unknown = [c for c in columns if c not in CSV_COLUMNS + CSV_OPTIONAL]
+    if unknown:
+        raise ConfigError(f"extra prompt CSV {path}: unknown column(s) {unknown}; the columns are "
+                          f"{', '.join(CSV_COLUMNS)} and optionally {', '.join(CSV_OPTIONAL)}")
+    rows = list(reader)
     if not rows:
         raise ConfigError(f"extra prompt CSV {path}: no rows")
     for i, row in enumerate(rows, start=2):
@@ -68,15 +87,42 @@ def read_extra_prompts(path: str | Path) -> list[dict]:
             raise ConfigError(f"extra prompt CSV {path} line {i}: kind {row['kind']!r} not in {PROMPT_KINDS}")
         if not row["prompt"].strip():
             raise ConfigError(f"extra prompt CSV {path} line {i}: empty prompt")
-        try:
-            row["seed"] = int(row["seed"])
-        except ValueError:
-            raise ConfigError(f"extra prompt CSV {path} line {i}: seed {row['seed']!r} is not an integer") from None
+        if not row["seed"].strip().isdecimal() or int(row["seed"]) > MAX_SEED:
+            raise ConfigError(f"extra prompt CSV {path} line {i}: seed {row['seed']!r} is not an integer from 0 "
+                              f"to {MAX_SEED}")
+        row["seed"] = int(row["seed"])
         if row.get("images"):  # optional column: images of this prompt (I2P: 1), else generate.images_per_prompt
-            if not row["images"].isdigit() or int(row["images"]) < 1:
-                raise ConfigError(f"extra prompt CSV {path} line {i}: images {row['images']!r} is not a positive integer")
+            if not row["images"].isdecimal() or not 1 <= int(row["images"]) <= MAX_IMAGES:
+                raise ConfigError(f"extra prompt CSV {path} line {i}: images {row['images']!r} is not an integer "
+                                  f"from 1 to {MAX_IMAGES}")
             row["images"] = int(row["images"])
     return rows
+
+
+def builtin_rows(config: dict, concepts: dict) -> list[dict]:
+    """The canonical prompt of every concept (kind erase) and its held-out associated prompts."""
+    rows = []
+    for name in concepts:
+        rows.append(dict(concept=name, kind="erase", prompt=config["prompt_template"].format(name),
+                         seed=config["seed"]))
+        for a in concepts[name].get("associated", []):
+            rows.append(dict(concept=name, kind="associated", prompt=a["prompt"], seed=config["seed"]))
+    return rows
+
+
+def check_duplicates(config: dict, concepts: dict) -> None:
+    """A prompt listed twice (same concept, kind, prompt and seed) draws the same images twice and counts
+    them twice in every metric: each extra CSV row must be new."""
+    seen = {}
+    for r in builtin_rows(config, concepts):
+        seen.setdefault((r["concept"], r["kind"], r["prompt"], r["seed"]), f"the built-in {r['kind']} prompt of {r['concept']!r}")
+    for path in config["extra_prompts"]:
+        for i, r in enumerate(read_extra_prompts(path), start=2):
+            key = (r["concept"], r["kind"], r["prompt"], r["seed"])
+            if key in seen:
+                raise ConfigError(f"extra prompt CSV {path} line {i}: {r['prompt']!r} ({r['kind']}, seed {r['seed']}) "
+                                  f"repeats {seen[key]}; remove the row or give it another seed")
+            seen[key] = f"line {i} of {path}"
 
 
 def dataset_prompt_files(config: dict) -> list[str]:
@@ -94,13 +140,7 @@ def prompt_table(config: dict, datasets: bool = True) -> list[dict]:
     (datasets=False leaves them out: their rules may not have built them yet). Image k of a prompt uses
     seed + k.
     """
-    concepts = load_concepts(config["concepts_file"])
-    rows = []
-    for name in concepts:
-        rows.append(dict(concept=name, kind="erase", prompt=config["prompt_template"].format(name),
-                         seed=config["seed"]))
-        for a in concepts[name].get("associated", []):
-            rows.append(dict(concept=name, kind="associated", prompt=a["prompt"], seed=config["seed"]))
+    rows = builtin_rows(config, load_concepts(config["concepts_file"]))
     extra = list(config["extra_prompts"]) + (dataset_prompt_files(config) if datasets else [])
     for path in extra:
         for r in read_extra_prompts(path):

@@ -35,13 +35,24 @@ class OracleScorer:
               batch_size: int = 512) -> list[dict]:
         rows = []
         for i in range(0, len(paths), batch_size):
-            x = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths[i:i + batch_size]])
+            x = np.stack([np.asarray(open_rgb(p)) for p in paths[i:i + batch_size]])
             x = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1
             probs = self.model(x).softmax(-1)
             for pr in probs:
                 label = LABELS[pr.argmax().item()]
                 rows.append({"label": label, "prob": {c: pr[LABELS.index(c)].item() for c in LABELS}})
         return rows
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """An image to score; one that is missing or does not decode (deleted, truncated, overwritten after
+    generation) stops the stage with a line saying how to redraw it."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as e:   # PIL raises each of these for a damaged file
+        raise ValueError(f"image {path} cannot be read ({e}); rerun its generate job (snakemake --forcerun "
+                         "generate ...): images that do not decode are redrawn, the others kept") from None
 
 
 class ClipScorer:
@@ -66,7 +77,7 @@ class ClipScorer:
 
     @torch.inference_mode()
     def _images(self, paths):
-        x = torch.stack([self.preprocess(Image.open(p).convert("RGB")) for p in paths]).to(self.device)
+        x = torch.stack([self.preprocess(open_rgb(p)) for p in paths]).to(self.device)
         feats = self.model.encode_image(x)
         return (feats / feats.norm(dim=-1, keepdim=True)).cpu()
 

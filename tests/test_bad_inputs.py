@@ -30,6 +30,16 @@ def config_error(tmp, change):
     return "(accepted)"
 
 
+class ConfigCase:
+    """A bad config made by change(config, tmp) from the default one; called, it returns load_config's message."""
+
+    def __init__(self, change):
+        self.change = change
+
+    def __call__(self, tmp):
+        return config_error(tmp, self.change)
+
+
 def set_value(*path_value):
     *path, value = path_value
 
@@ -114,7 +124,7 @@ def no_sidecar(tmp):
 def stage_error(*args):
     def run(tmp):
         proc = run_stage(*[a(tmp) if callable(a) else a for a in args], check=False)
-        assert proc.returncode == 2, proc.stderr
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         lines = proc.stderr.strip().splitlines()
         return lines[-1]
     return run
@@ -137,114 +147,145 @@ def gcd_scorer(python, resources):
     return change
 
 
+def builtin_repeat(config, tmp):
+    """An extra CSV row that repeats the canonical heart prompt at the run's seed."""
+    prompt = config["prompt_template"].format("heart")
+    extra_csv(f"concept,prompt,seed,kind\nheart,{prompt},{config['seed']},erase\n")(config, tmp)
+
+
+def latin1_csv(config, tmp):
+    (tmp / "extra.csv").write_bytes("concept,prompt,seed,kind\nheart,a c\u0153ur heart,1,erase\n".encode("cp1252"))
+    config["extra_prompts"] = [str(tmp / "extra.csv")]
+
+
+def corrupt_manifest(tmp):
+    (tmp / "bad.png").write_bytes(b"not a png")
+    (tmp / "images.csv").write_text(f"id,concept,kind,prompt,seed,file\n0,heart,erase,a heart,0,{tmp / 'bad.png'}\n")
+    return str(tmp / "images.csv")
+
+
 CONCEPTS_OK = json.loads((ROOT / "data/miniworld/concepts.json").read_text())
 
 # (id, what is wrong, how to produce the message from a temporary directory)
 CASES = [
-    ("seed-type", "`seed: zero`", lambda t: config_error(t, set_value("seed", "zero"))),
-    ("seed-negative", "`seed: -1`", lambda t: config_error(t, set_value("seed", -1))),
-    ("world", "`world: sdxl`", lambda t: config_error(t, set_value("world", "sdxl"))),
+    ("seed-type", "`seed: zero`", ConfigCase(set_value("seed", "zero"))),
+    ("seed-negative", "`seed: -1`", ConfigCase(set_value("seed", -1))),
+    ("seed-overflow", "`seed: 2**70` (torch takes seeds below 2**64)", ConfigCase(set_value("seed", 2 ** 70))),
+    ("erase-duplicate", "`erase: [heart, heart]`", ConfigCase(set_value("erase", ["heart", "heart"]))),
+    ("method-duplicate", "`run_methods: [original, cf, cf]`",
+     ConfigCase(set_value("run_methods", ["original", "cf", "cf"]))),
+    ("images-huge", "`generate.images_per_prompt: 1000000000000`",
+     ConfigCase(set_value("generate", "images_per_prompt", 10 ** 12))),
+    ("world", "`world: sdxl`", ConfigCase(set_value("world", "sdxl"))),
     ("unknown-top-key", "a misspelt top-level key `erase_concepts`",
-     lambda t: config_error(t, set_value("erase_concepts", ["heart"]))),
-    ("unknown-nested-key", "`mining.radius: 1` (no such key)", lambda t: config_error(t, set_value("mining", "radius", 1))),
-    ("d1-negative", "`mining.d1: -0.5`", lambda t: config_error(t, set_value("mining", "d1", -0.5))),
-    ("s1-range", "`mining.s1: 1.5`", lambda t: config_error(t, set_value("mining", "s1", 1.5))),
-    ("d2-below-d1", "`mining.d2` not above `mining.d1`", lambda t: config_error(t, set_value("mining", "d2", 0.5))),
-    ("s2-above-s1", "`mining.s2` above `mining.s1`", lambda t: config_error(t, set_value("mining", "s2", 0.9999))),
-    ("num-neighbors", "`mining.num_neighbors: 2.5`", lambda t: config_error(t, set_value("mining", "num_neighbors", 2.5))),
-    ("ridge-zero", "`closed_form.ridge: 0`", lambda t: config_error(t, set_value("closed_form", "ridge", 0))),
-    ("lora-steps", "`lora.steps: 0`", lambda t: config_error(t, set_value("lora", "steps", 0))),
+     ConfigCase(set_value("erase_concepts", ["heart"]))),
+    ("unknown-nested-key", "`mining.radius: 1` (no such key)", ConfigCase(set_value("mining", "radius", 1))),
+    ("d1-negative", "`mining.d1: -0.5`", ConfigCase(set_value("mining", "d1", -0.5))),
+    ("s1-range", "`mining.s1: 1.5`", ConfigCase(set_value("mining", "s1", 1.5))),
+    ("d2-below-d1", "`mining.d2` not above `mining.d1`", ConfigCase(set_value("mining", "d2", 0.5))),
+    ("s2-above-s1", "`mining.s2` above `mining.s1`", ConfigCase(set_value("mining", "s2", 0.9999))),
+    ("num-neighbors", "`mining.num_neighbors: 2.5`", ConfigCase(set_value("mining", "num_neighbors", 2.5))),
+    ("ridge-zero", "`closed_form.ridge: 0`", ConfigCase(set_value("closed_form", "ridge", 0))),
+    ("lora-steps", "`lora.steps: 0`", ConfigCase(set_value("lora", "steps", 0))),
     ("images-zero", "`generate.images_per_prompt: 0`",
-     lambda t: config_error(t, set_value("generate", "images_per_prompt", 0))),
-    ("guidance-type", "`generate.guidance: high`", lambda t: config_error(t, set_value("generate", "guidance", "high"))),
-    ("eta-range", "`generate.eta: 2`", lambda t: config_error(t, set_value("generate", "eta", 2))),
-    ("esd-lr", "`esd.lr: 0`", lambda t: config_error(t, set_value("esd", "lr", 0))),
-    ("guidance-nan", "`generate.guidance: .nan`", lambda t: config_error(t, set_value("generate", "guidance", float("nan")))),
+     ConfigCase(set_value("generate", "images_per_prompt", 0))),
+    ("guidance-type", "`generate.guidance: high`", ConfigCase(set_value("generate", "guidance", "high"))),
+    ("eta-range", "`generate.eta: 2`", ConfigCase(set_value("generate", "eta", 2))),
+    ("esd-lr", "`esd.lr: 0`", ConfigCase(set_value("esd", "lr", 0))),
+    ("guidance-nan", "`generate.guidance: .nan`", ConfigCase(set_value("generate", "guidance", float("nan")))),
     ("reg-weight-inf", "`closed_form.reg_weight: .inf`",
-     lambda t: config_error(t, set_value("closed_form", "reg_weight", float("inf")))),
-    ("anchor-is-erased", "`anchor: a heart` while erasing heart", lambda t: config_error(t, set_value("anchor", "a heart"))),
-    ("out-dir-root", "`out_dir: /`", lambda t: config_error(t, set_value("out_dir", "/"))),
-    ("out-dir-file", "`out_dir` naming an existing file", lambda t: config_error(t, set_value("out_dir", str(ROOT / "config.yaml")))),
-    ("out-dir-control", "`out_dir` with a newline in it", lambda t: config_error(t, set_value("out_dir", "out\nput"))),
+     ConfigCase(set_value("closed_form", "reg_weight", float("inf")))),
+    ("anchor-is-erased", "`anchor: a heart` while erasing heart", ConfigCase(set_value("anchor", "a heart"))),
+    ("out-dir-root", "`out_dir: /`", ConfigCase(set_value("out_dir", "/"))),
+    ("out-dir-file", "`out_dir` naming an existing file", ConfigCase(set_value("out_dir", str(ROOT / "config.yaml")))),
+    ("out-dir-control", "`out_dir` with a newline in it", ConfigCase(set_value("out_dir", "out\nput"))),
     ("splits-empty", "`generate.splits: []` (no held-out half to draw)",
-     lambda t: config_error(t, set_value("generate", "splits", []))),
-    ("splits-unknown", "`generate.splits: [test]`", lambda t: config_error(t, set_value("generate", "splits", ["test"]))),
+     ConfigCase(set_value("generate", "splits", []))),
+    ("splits-unknown", "`generate.splits: [test]`", ConfigCase(set_value("generate", "splits", ["test"]))),
     ("frontier-method", "`report.frontier` naming a method the run does not draw",
-     lambda t: config_error(t, set_value("report", "frontier", {"reg": ["cf", "magic"]}))),
-    ("attack-unknown", "`attacks.run: [jailbreak]`", lambda t: config_error(t, set_value("attacks", "run", ["jailbreak"]))),
+     ConfigCase(set_value("report", "frontier", {"reg": ["cf", "magic"]}))),
+    ("attack-unknown", "`attacks.run: [jailbreak]`", ConfigCase(set_value("attacks", "run", ["jailbreak"]))),
     ("attack-method", "`attacks.methods` naming a method the run does not build",
-     lambda t: config_error(t, set_value("attacks", "methods", ["original", "uce"]))),
+     ConfigCase(set_value("attacks", "methods", ["original", "uce"]))),
     ("export-method", "`export.methods: [original]` (the unedited model has no edit to export)",
-     lambda t: config_error(t, set_value("export", "methods", ["original"]))),
+     ConfigCase(set_value("export", "methods", ["original"]))),
     ("attack-template", "`attacks.templates: [\"a {} and a {}\"]` (two names)",
-     lambda t: config_error(t, set_value("attacks", "templates", ["a {} and a {}"]))),
+     ConfigCase(set_value("attacks", "templates", ["a {} and a {}"]))),
     ("attack-init-word", "`attacks.inversion.init_word: heart` while erasing heart",
-     lambda t: config_error(t, set_value("attacks", "inversion", "init_word", "heart"))),
-    ("attack-steps", "`attacks.inversion.steps: 0`", lambda t: config_error(t, set_value("attacks", "inversion", "steps", 0))),
+     ConfigCase(set_value("attacks", "inversion", "init_word", "heart"))),
+    ("attack-steps", "`attacks.inversion.steps: 0`", ConfigCase(set_value("attacks", "inversion", "steps", 0))),
     ("attack-images", "`attacks.images_per_prompt: 20000` (seeds would overlap the next prompt's)",
-     lambda t: config_error(t, set_value("attacks", "images_per_prompt", 20000))),
-    ("template", "`prompt_template: a photo` (no `{}`)", lambda t: config_error(t, set_value("prompt_template", "a photo"))),
-    ("erase-empty", "`erase: []`", lambda t: config_error(t, set_value("erase", []))),
-    ("erase-unknown", "`erase: [unicorn]`", lambda t: config_error(t, set_value("erase", ["unicorn"]))),
+     ConfigCase(set_value("attacks", "images_per_prompt", 20000))),
+    ("template", "`prompt_template: a photo` (no `{}`)", ConfigCase(set_value("prompt_template", "a photo"))),
+    ("erase-empty", "`erase: []`", ConfigCase(set_value("erase", []))),
+    ("erase-unknown", "`erase: [unicorn]`", ConfigCase(set_value("erase", ["unicorn"]))),
     ("method-unknown", "`run_methods: [original, magic]`",
-     lambda t: config_error(t, set_value("run_methods", ["original", "magic"]))),
+     ConfigCase(set_value("run_methods", ["original", "magic"]))),
     ("method-incomplete", "a realera-kind method without `lora`",
-     lambda t: config_error(t, set_value("methods", "mine_only", {"mining": "paper", "regularization": "none"}))),
+     ConfigCase(set_value("methods", "mine_only", {"mining": "paper", "regularization": "none"}))),
     ("rece-base", "`methods.rece.base: cf` (RECE starts from a UCE edit)",
-     lambda t: config_error(t, set_value("methods", "rece", "base", "cf"))),
+     ConfigCase(set_value("methods", "rece", "base", "cf"))),
     ("revival-checkpoints", "`attacks.revival.checkpoints: [0]`",
-     lambda t: config_error(t, set_value("attacks", "revival", "checkpoints", [0]))),
-    ("method-kind", "`kind: magic` in a method", lambda t: config_error(t, set_value("methods", "cf", "kind", "magic"))),
+     ConfigCase(set_value("attacks", "revival", "checkpoints", [0]))),
+    ("method-kind", "`kind: magic` in a method", ConfigCase(set_value("methods", "cf", "kind", "magic"))),
     ("method-key-of-another-kind", "`tokens` (a uce key) on a realera-kind method",
-     lambda t: config_error(t, set_value("methods", "cf", "tokens", "last"))),
+     ConfigCase(set_value("methods", "cf", "tokens", "last"))),
     ("preserve-empty-lora", "`preserve: []` with a LoRA method that mines no beyond-concept samples (cf_na)",
-     lambda t: config_error(t, set_value("preserve", []))),
+     ConfigCase(set_value("preserve", []))),
     ("config-file-missing", "a stage given a `--config` file that does not exist",
      stage_error("report", "--config", "/nonexistent/task.yaml", "--scores-dir", "s", "--remap-dir", "r",
                  "--out", lambda t: str(t / "report"))),
     ("sepme-set", "a SepME set with an unknown concept",
-     lambda t: config_error(t, set_value("sepme_sets", {"k2": ["heart", "unicorn"]}))),
+     ConfigCase(set_value("sepme_sets", {"k2": ["heart", "unicorn"]}))),
     ("resources-rule", "`resources.generat` (no such rule)",
-     lambda t: config_error(t, set_value("resources", {"generat": {"mem_mb": 1000}}))),
+     ConfigCase(set_value("resources", {"generat": {"mem_mb": 1000}}))),
     ("weights-missing", "`miniworld.weights` pointing nowhere",
-     lambda t: config_error(t, set_value("miniworld", "weights", "/nonexistent/weights"))),
+     ConfigCase(set_value("miniworld", "weights", "/nonexistent/weights"))),
     ("concepts-missing", "`concepts_file` that does not exist",
-     lambda t: config_error(t, set_value("concepts_file", "/nonexistent/concepts.json"))),
-    ("concepts-json", "a concepts file that is not JSON", lambda t: config_error(t, concepts_file("{concepts: ["))),
+     ConfigCase(set_value("concepts_file", "/nonexistent/concepts.json"))),
+    ("concepts-json", "a concepts file that is not JSON", ConfigCase(concepts_file("{concepts: ["))),
     ("concepts-shape", "a concepts file whose `associated` is not a list",
-     lambda t: config_error(t, concepts_file(json.dumps({"concepts": {"heart": {"name": "heart", "associated": "a valentine"}}})))),
+     ConfigCase(concepts_file(json.dumps({"concepts": {"heart": {"name": "heart", "associated": "a valentine"}}})))),
     ("csv-missing", "an `extra_prompts` file that does not exist",
-     lambda t: config_error(t, set_value("extra_prompts", ["/nonexistent/prompts.csv"]))),
-    ("csv-columns", "a prompt CSV without the `kind` column", lambda t: config_error(t, extra_csv("concept,prompt,seed\nheart,a heart,1\n"))),
-    ("csv-empty", "a prompt CSV with a header only", lambda t: config_error(t, extra_csv("concept,prompt,seed,kind\n"))),
+     ConfigCase(set_value("extra_prompts", ["/nonexistent/prompts.csv"]))),
+    ("csv-columns", "a prompt CSV without the `kind` column", ConfigCase(extra_csv("concept,prompt,seed\nheart,a heart,1\n"))),
+    ("csv-empty", "a prompt CSV with a header only", ConfigCase(extra_csv("concept,prompt,seed,kind\n"))),
     ("csv-kind", "a prompt CSV row with kind `forget`",
-     lambda t: config_error(t, extra_csv("concept,prompt,seed,kind\nheart,a heart,1,forget\n"))),
-    ("csv-seed", "a prompt CSV row with seed `x`", lambda t: config_error(t, extra_csv("concept,prompt,seed,kind\nheart,a heart,x,erase\n"))),
-    ("csv-prompt", "a prompt CSV row with an empty prompt", lambda t: config_error(t, extra_csv("concept,prompt,seed,kind\nheart,,1,erase\n"))),
+     ConfigCase(extra_csv("concept,prompt,seed,kind\nheart,a heart,1,forget\n"))),
+    ("csv-seed", "a prompt CSV row with seed `x`", ConfigCase(extra_csv("concept,prompt,seed,kind\nheart,a heart,x,erase\n"))),
+    ("csv-prompt", "a prompt CSV row with an empty prompt", ConfigCase(extra_csv("concept,prompt,seed,kind\nheart,,1,erase\n"))),
     ("csv-concept", "a prompt CSV row for an unknown concept",
-     lambda t: config_error(t, extra_csv("concept,prompt,seed,kind\nunicorn,a unicorn,1,erase\n"))),
+     ConfigCase(extra_csv("concept,prompt,seed,kind\nunicorn,a unicorn,1,erase\n"))),
     ("concept-word", "an erase prompt without its concept word",
-     lambda t: config_error(t, extra_csv("concept,prompt,seed,kind\nheart,a valentine,1,erase\n"))),
+     ConfigCase(extra_csv("concept,prompt,seed,kind\nheart,a valentine,1,erase\n"))),
+    ("csv-duplicate", "a prompt CSV row repeating another (same concept, kind, prompt and seed)",
+     ConfigCase(extra_csv("concept,prompt,seed,kind\nheart,a red heart,1,erase\nheart,a red heart,1,erase\n"))),
+    ("csv-duplicate-builtin", "a prompt CSV row repeating a built-in prompt", ConfigCase(builtin_repeat)),
+    ("csv-unknown-column", "a prompt CSV with a column `weight` the pipeline does not read",
+     ConfigCase(extra_csv("concept,prompt,seed,kind,weight\nheart,a heart,1,erase,2\n"))),
+    ("csv-not-utf8", "a prompt CSV saved as Windows-1252", ConfigCase(latin1_csv)),
+    ("csv-seed-range", "a prompt CSV row with seed `2**40`",
+     ConfigCase(extra_csv(f"concept,prompt,seed,kind\nheart,a heart,{2 ** 40},erase\n"))),
     ("csv-images", "a prompt CSV row with images `0`",
-     lambda t: config_error(t, extra_csv("concept,prompt,seed,kind,images\nheart,a heart,1,erase,0\n"))),
+     ConfigCase(extra_csv("concept,prompt,seed,kind,images\nheart,a heart,1,erase,0\n"))),
     ("gcd-python", "`scorer.kind: gcd` without the GCD environment's Python",
-     lambda t: config_error(t, gcd_scorer("", ""))),
+     ConfigCase(gcd_scorer("", ""))),
     ("gcd-resources", "`scorer.kind: gcd` without GCD's resources (labels, weights)",
-     lambda t: config_error(t, gcd_scorer(sys.executable, "/nonexistent/gcd/resources"))),
+     ConfigCase(gcd_scorer(sys.executable, "/nonexistent/gcd/resources"))),
     ("i2p-concept", "`i2p.concept: unicorn` with I2P enabled",
-     lambda t: config_error(t, set_value("i2p", {"enabled": True, "concept": "unicorn"}))),
-    ("i2p-sha256", "`i2p.sha256: abc` (not a sha256)", lambda t: config_error(t, set_value("i2p", {"sha256": "abc"}))),
+     ConfigCase(set_value("i2p", {"enabled": True, "concept": "unicorn"}))),
+    ("i2p-sha256", "`i2p.sha256: abc` (not a sha256)", ConfigCase(set_value("i2p", {"sha256": "abc"}))),
     ("coco-miniworld", "`coco.enabled: true` on the mini world",
-     lambda t: config_error(t, set_value("coco", {"enabled": True}))),
+     ConfigCase(set_value("coco", {"enabled": True}))),
     ("coco-reference", "`coco.reference_dir` a folder that does not exist",
-     lambda t: config_error(t, coco_fid("/nonexistent/val2014", None))),
+     ConfigCase(coco_fid("/nonexistent/val2014", None))),
     ("coco-inception", "`coco.reference_dir` set, no Inception file in `coco.inception_dir`",
-     lambda t: config_error(t, coco_fid(str(t), str(t)))),
-    ("sd-no-model", "`world: sd` without `sd.model`", lambda t: config_error(t, set_value("world", "sd"))),
+     ConfigCase(lambda config, tmp: coco_fid(str(tmp), str(tmp))(config, tmp))),
+    ("sd-no-model", "`world: sd` without `sd.model`", ConfigCase(set_value("world", "sd"))),
     ("sd-missing-dir", "`sd.model` a directory that does not exist",
-     lambda t: config_error(t, sd_model(lambda tmp: "/nonexistent/sd-v1-4"))),
+     ConfigCase(sd_model(lambda tmp: "/nonexistent/sd-v1-4"))),
     ("sd-not-diffusers", "`sd.model` a directory without `model_index.json`",
-     lambda t: config_error(t, sd_model(not_diffusers))),
+     ConfigCase(sd_model(not_diffusers))),
     ("emb-corrupt", "an embedding set truncated on disk",
      lambda t: embedding_error(t, lambda tensors, meta: meta.update(truncate=True))),
     ("emb-sidecar", "an embedding set without its JSON sidecar", no_sidecar),
@@ -257,6 +298,9 @@ CASES = [
     ("stage-nan", "the closed-form stage given a NaN embedding set (no output is written)",
      stage_error("closed_form", "--config", str(ROOT / "config.yaml"), "--method", "cf", "--concept", "heart",
                  "--embeddings", write_embedding, "--out", lambda t: str(t / "deltas.safetensors"))),
+    ("score-corrupt-image", "the score stage given a manifest whose image does not decode",
+     stage_error("score", "--config", str(ROOT / "config.yaml"), "--manifest", corrupt_manifest,
+                 "--out", lambda t: str(t / "scores.csv"))),
     ("stage-params", "a stage given `--params` that is not JSON",
      stage_error("closed_form", "--params", "{not json", "--method", "cf", "--concept", "heart",
                  "--out", lambda t: str(t / "deltas.safetensors"))),
@@ -306,6 +350,44 @@ if __name__ == "__main__":
     DOC.write_text(text[:start] + "| id | bad input | the one line you see |\n|---|---|---|\n" + "\n".join(lines) + text[end:],
                    encoding="utf-8")
     print(f"{len(lines)} rows written to {DOC}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [c for c in CASES if isinstance(c[2], ConfigCase)], ids=lambda c: c[0])
+def test_snakemake_stops_on_each_bad_config_with_its_line_and_no_traceback(case, tmp_path):
+    import subprocess
+    config = default_config(tmp_path)
+    case[2].change(config, tmp_path)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "1", "-n", "all",
+                           "--configfile", str(path)], cwd=ROOT, capture_output=True, text=True)
+    expected = doc_rows()[case[0]].strip("`").replace("<tmp>", str(tmp_path))
+    said = proc.stdout + proc.stderr   # Snakemake prints a workflow error on stdout
+    assert proc.returncode != 0 and "Traceback" not in said, said[-2000:]
+
+    def plain(text):   # the doc's cell: the repository's path left out, backticks as quotes
+        return re.sub("['`]", "", text.replace(str(ROOT) + "/", ""))
+    assert plain(expected) in plain(said), said[-2000:]
+
+
+def test_a_full_disk_stops_a_stage_with_one_line_naming_the_file(tmp_path):
+    import subprocess
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], capture_output=True).returncode:
+        pytest.skip("cannot mount a 64 KiB tmpfs here (needs root)")
+    try:
+        proc = run_stage("mine", "--config", ROOT / "config.yaml", "--concept", "heart", "--sampler", "paper",
+                         "--out", full / "set.safetensors", check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        line = proc.stderr.strip().splitlines()[-1]
+        assert re.fullmatch(rf"error: disk full writing {re.escape(str(full))}/set\.\w+ \(0\.\d MiB free there\); "
+                            r"free some space or move out_dir to a larger disk, then rerun: finished outputs are kept",
+                            line), line
+        assert not [p for p in full.iterdir() if p.suffix == ".tmp"]   # no temp file left behind
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
 
 
 def test_hostile_concept_names_stay_inside_out_dir(tmp_path):
