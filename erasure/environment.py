@@ -28,8 +28,8 @@ def check(config: dict) -> None:
 
 
 def check_sd_model(model: str) -> None:
-    """A local SD directory must exist and be a diffusers layout; a hub id ("org/name") is resolved by
-    diffusers itself."""
+    """A local SD directory must exist and be a diffusers layout; a hub id ("org/name") must be in the
+    local cache, since runs never download (HF_HUB_OFFLINE, set by the package)."""
     path = Path(model).expanduser()
     looks_local = model.startswith(("/", ".", "~")) or model.count("/") > 1
     if looks_local and not path.exists():
@@ -37,6 +37,16 @@ def check_sd_model(model: str) -> None:
     if path.exists() and not (path / "model_index.json").is_file():
         raise ValueError(f"sd.model {model!r} is not a diffusers model directory (no model_index.json); "
                          "point it at a directory saved with save_pretrained or at a model id")
+    if not path.exists() and not hub_cached(model):
+        raise ValueError(f"sd.model {model!r}: not in the Hugging Face cache and runs are offline (nothing is "
+                         "downloaded at run time); download it once (hf download "
+                         f"{model}) or give a local diffusers directory")
+
+
+def hub_cached(model_id: str) -> bool:
+    """Whether a hub model id's model_index.json is in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+    return isinstance(try_to_load_from_cache(model_id, "model_index.json"), str)
 
 
 def check_gcd(python: str, resources: str, weights_file: str) -> None:

@@ -284,6 +284,8 @@ CASES = [
     ("sd-no-model", "`world: sd` without `sd.model`", ConfigCase(set_value("world", "sd"))),
     ("sd-missing-dir", "`sd.model` a directory that does not exist",
      ConfigCase(sd_model(lambda tmp: "/nonexistent/sd-v1-4"))),
+    ("sd-hub-uncached", "`sd.model` a hub id that is not in the local cache (runs never download)",
+     ConfigCase(sd_model(lambda tmp: "CompVis/stable-diffusion-v1-4"))),
     ("sd-not-diffusers", "`sd.model` a directory without `model_index.json`",
      ConfigCase(sd_model(not_diffusers))),
     ("emb-corrupt", "an embedding set truncated on disk",

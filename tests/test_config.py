@@ -147,3 +147,16 @@ def test_slugs_are_safe_and_distinct(name):
     s = slug(name)
     assert s.replace("-", "").replace("_", "").isalnum() and s.isascii()
     assert s != slug(name + "x")
+
+
+def test_importing_the_package_turns_the_hub_offline_before_diffusers_loads():
+    """A stage never tries the network: the offline flag is set by `import erasure`, before any stage
+    imports huggingface_hub (which reads it once). An explicit HF_HUB_OFFLINE=0 still wins."""
+    import os
+    import subprocess
+    import sys
+    code = "import erasure, huggingface_hub.constants as c; print(c.HF_HUB_OFFLINE)"
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    said = [subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, check=True).stdout.strip()
+            for e in (env, {**env, "HF_HUB_OFFLINE": "0"})]
+    assert said == ["True", "False"]
