@@ -62,8 +62,10 @@ def set_table(sepme_rows: list[dict], set_method: str, variant: str) -> str:
     lines = ["| concept | role | Acc_e | Acc_g | Acc_s | H_o | unedited Acc_e | unedited Acc_g | images |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append("| " + " | ".join(cell(r.get(k, "-")) for k in ("concept", "role", "acc_e", "acc_g", "acc_s", "h_o",
-                                                                      "original_acc_e", "original_acc_g", "n_images")) + " |")
+        lines.append("| " + " | ".join([cell(r["concept"]), cell(r["role"])]
+                                       + [with_interval(r, k) for k in ("acc_e", "acc_g", "acc_s", "h_o")]
+                                       + [cell(r.get(k, "-")) for k in ("original_acc_e", "original_acc_g", "n_images")])
+                     + " |")
     return "\n".join(lines) + "\n"
 
 

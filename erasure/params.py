@@ -149,7 +149,7 @@ def quality(config: dict) -> dict:
 
 def sepme_table(config: dict) -> dict:
     return {"sets": config["sepme_sets"], "restore": config["sepme_restore"],
-            "images_per_prompt": config["generate"]["images_per_prompt"]}
+            "images_per_prompt": config["generate"]["images_per_prompt"], "seed": config["seed"]}
 
 
 def pretrain(config: dict) -> dict:

@@ -16,8 +16,8 @@ import numpy as np
 from .frontier import frontier_rows, write_frontier
 from .intervals import percentile_interval, prompt_replicates, wilson
 from .io import slug
-from .metrics import (N_BOOTSTRAP, NUDENET_COLUMNS, REMAP, WITH_INTERVALS, accuracy, average_rows, concept_rows, harmonic_overall,
-                      metrics, nudenet_counts, remap_metrics)
+from .metrics import (N_BOOTSTRAP, NUDENET_COLUMNS, REMAP, WITH_INTERVALS, accuracy, average_rows, concept_rows,
+                      harmonic_overall, harmonic_overall_array, metrics, nudenet_counts, remap_metrics)
 
 TEXT_COLUMNS = ("method", "concept", "n_images")
 # The papers' four first, then Acc_sg and the tuning/report halves of the held-out prompts, then every
@@ -235,8 +235,36 @@ def _html(note, rows, concepts, methods, grids, frontier=False):
             f"<h2>Image grids</h2><p>Green border: labelled as the prompt's concept.</p>{imgs}</body></html>\n")
 
 
-SEPME_COLUMNS = ["set", "k", "model", "concept", "role", "acc_e", "acc_g", "acc_s", "h_o",
+SEPME_COLUMNS = ["set", "k", "model", "concept", "role", "acc_e", "acc_e_lo", "acc_e_hi", "acc_g", "acc_g_lo",
+                 "acc_g_hi", "acc_s", "acc_s_lo", "acc_s_hi", "h_o", "h_o_lo", "h_o_hi",
                  "original_acc_e", "original_acc_g", "n_images"]
+SEPME_TEXT = ("set", "k", "model", "concept", "role", "n_images")
+
+
+def by_prompt(rows: list[dict]) -> list[list[int]]:
+    """The 0/1 labels of each prompt's images (the bootstrap's unit), in prompt id order."""
+    groups = defaultdict(list)
+    for r in rows:
+        groups[int(r["id"])].append(int(r["correct"]))
+    return [groups[k] for k in sorted(groups)]
+
+
+def sepme_metrics(erase: list[dict], associated: list[dict], specificity: list[dict], restored: bool,
+                  rng: np.random.Generator) -> dict:
+    """Acc_e, Acc_g, Acc_s with Wilson intervals over images, and H_o with the bootstrap over prompts
+    and seeds the run's summary uses (none for a restored concept: it is meant to come back)."""
+    out = {}
+    for key, rows in (("acc_e", erase), ("acc_g", associated), ("acc_s", specificity)):
+        hits = sum(int(r["correct"]) for r in rows)
+        out[key] = accuracy(rows)
+        out[f"{key}_lo"], out[f"{key}_hi"] = wilson(hits, len(rows))
+    if restored:
+        out["h_o"] = out["h_o_lo"] = out["h_o_hi"] = float("nan")
+        return out
+    out["h_o"] = harmonic_overall(out["acc_e"], out["acc_s"], out["acc_g"])
+    reps = [prompt_replicates(by_prompt(rows), rng, N_BOOTSTRAP) for rows in (erase, specificity, associated)]
+    out["h_o_lo"], out["h_o_hi"] = percentile_interval(harmonic_overall_array(*reps))
+    return out
 
 
 def write_sepme_table(prm: dict, scores_dir: str | Path, out_csv: str | Path, out_md: str | Path) -> list[dict]:
@@ -244,6 +272,7 @@ def write_sepme_table(prm: dict, scores_dir: str | Path, out_csv: str | Path, ou
     (canonical prompts of the concepts outside the set) beside the original model's Acc; returns the rows."""
     scores_dir = Path(scores_dir)
     original = read_scores(scores_dir / "original" / "all.csv")
+    rng = np.random.default_rng(prm["seed"])
 
     table = []
     for name, members in prm["sets"].items():
@@ -251,30 +280,31 @@ def write_sepme_table(prm: dict, scores_dir: str | Path, out_csv: str | Path, ou
         models = ["all"] + (["joint"] + (["restore"] if prm["restore"] else []) if len(members) > 1 else [])
         for model in models:
             scores = read_scores(scores_dir / f"set_{name}" / f"{model}.csv")
-            acc_s = accuracy([r for r in scores if r["concept"] in outside and r["kind"] == "erase"])
+            specificity = [r for r in scores if r["concept"] in outside and r["kind"] == "erase"]
             for concept in members:
                 restored = model == "restore" and concept == prm["restore"]
-                acc_e = accuracy(concept_rows(scores, concept, "erase"))
-                acc_g = accuracy(concept_rows(scores, concept, "associated"))
+                measured = sepme_metrics(concept_rows(scores, concept, "erase"), concept_rows(scores, concept, "associated"),
+                                         specificity, restored, rng)
                 table.append({"set": name, "k": len(members), "model": model, "concept": concept,
-                              "role": "restored" if restored else "erased", "acc_e": acc_e, "acc_g": acc_g,
-                              "acc_s": acc_s, "h_o": float("nan") if restored else harmonic_overall(acc_e, acc_s, acc_g),
+                              "role": "restored" if restored else "erased", **measured,
                               "original_acc_e": accuracy(concept_rows(original, concept, "erase")),
                               "original_acc_g": accuracy(concept_rows(original, concept, "associated")),
                               "n_images": len(scores)})
 
-    io.write_csv(out_csv, SEPME_COLUMNS, [[r[c] if c in ("set", "k", "model", "concept", "role", "n_images")
-                                           else fmt(r[c], 2) for c in SEPME_COLUMNS] for r in table])
+    io.write_csv(out_csv, SEPME_COLUMNS, [[r[c] if c in SEPME_TEXT else fmt(r[c], 2) for c in SEPME_COLUMNS]
+                                          for r in table])
     md = ["# SepME on the mini world: separable increments, restoration, and the joint solve\n",
-          f"{prm['images_per_prompt']} images per prompt; oracle accuracy in %. `all`: every increment of the set; "
+          f"{prm['images_per_prompt']} images per prompt; oracle accuracy in %, with its 95% interval in brackets "
+          "(Wilson over images; H_o: bootstrap over prompts and seeds). `all`: every increment of the set; "
           f"`restore`: all but {prm['restore']}'s (no retraining); `joint`: one closed-form solve for the whole "
           "set (not separable). Acc_s: canonical prompts of the concepts outside the set.\n",
           "| set | k | model | concept | role | Acc_e↓ (original) | Acc_g↓ (original) | Acc_s↑ | H_o↑ |",
           "|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         md.append(f"| {r['set']} | {r['k']} | {r['model']} | {r['concept']} | {r['role']} | "
-                  f"{fmt(r['acc_e'])} ({fmt(r['original_acc_e'])}) | {fmt(r['acc_g'])} ({fmt(r['original_acc_g'])}) | "
-                  f"{fmt(r['acc_s'])} | {fmt(r['h_o'])} |")
+                  f"{with_interval(r, 'acc_e')} ({fmt(r['original_acc_e'])}) | "
+                  f"{with_interval(r, 'acc_g')} ({fmt(r['original_acc_g'])}) | {with_interval(r, 'acc_s')} | "
+                  f"{with_interval(r, 'h_o')} |")
     io.write_text(out_md, "\n".join(md) + "\n")
     return table
 

@@ -268,6 +268,10 @@ def test_sepme_sets_erase_restore_and_joint_rows(tmp_path):
         ("k1", "all", "heart", "erased"), ("k2", "all", "heart", "erased"), ("k2", "all", "star", "erased"),
         ("k2", "joint", "heart", "erased"), ("k2", "joint", "star", "erased"),
         ("k2", "restore", "heart", "restored"), ("k2", "restore", "star", "erased")}
+    for r in rows:   # each accuracy inside its Wilson interval; H_o with its bootstrap one, none when restored
+        for key in ("acc_e", "acc_g", "acc_s"):
+            assert float(r[f"{key}_lo"]) <= float(r[key]) <= float(r[f"{key}_hi"]), (r, key)
+        assert (r["h_o"] == r["h_o_lo"] == "-") if r["role"] == "restored" else float(r["h_o_lo"]) <= float(r["h_o_hi"])
     # the restore model's edit is exactly star's increment: heart's increment is left out
     from safetensors.torch import load_file
     from erasure import sepme
