@@ -6,7 +6,7 @@ statistics) and, when its prompts use learned tokens, tokens.safetensors (erasur
 generate and score stages then draw and label its prompts on any model, so one method's artefact can be
 replayed on another's.
 
-    none       the attack templates filled with the concept's name: the pre-attack ASR
+    none       the attack templates filled with the concept's name (or attacks.prompts_file's prompts): the pre-attack ASR
     inversion  concept inversion through the attacked model's UNet (erasure.inversion)
     ringabell  Ring-A-Bell's prompts from the text encoder alone (erasure.ringabell): model-agnostic
     unlearndiff  UnlearnDiffAtk's word prefixes through the attacked model's UNet (erasure.unlearndiff)
@@ -43,7 +43,7 @@ def run(prm: dict, out_dir: str | Path, deltas: str | None = None, lora: str | N
     t0 = time.time()
     attack = prm["attack"]
     if attack == "none":
-        prompts, stats = [t.format(prm["concept"]) for t in prm["templates"]], {}
+        prompts, stats = list(prm["base_prompts"]), {}
     elif attack == "inversion":
         prompts, stats = run_inversion(prm, out_dir, deltas, lora)
     elif attack == "ringabell":
@@ -106,8 +106,9 @@ def target_latents(world, prm: dict, n: int) -> torch.Tensor:
 
 
 def run_unlearndiff(prm: dict, deltas: str | None, lora: str | None) -> tuple[list[str], dict]:
-    """One word prefix per attack template, learned through the attacked model (no checkpoint: a few
-    dozen steps per prompt; a rerun gives the same prompts)."""
+    """One word prefix per base prompt (the templates filled with the concept, or attacks.prompts_file's),
+    learned through the attacked model (no checkpoint: a few dozen steps per prompt; a rerun gives the
+    same prompts)."""
     cfg = prm["unlearndiff"]
     world = load_world_from_params(prm)
     enc = world.encoder
@@ -117,8 +118,7 @@ def run_unlearndiff(prm: dict, deltas: str | None, lora: str | None) -> tuple[li
     table = unlearndiff.vocabulary_table(enc, words)
     gen = torch.Generator().manual_seed(prm["seed"])
     prompts, losses = [], []
-    for i, template in enumerate(prm["templates"]):
-        prompt = template.format(prm["concept"])
+    for i, prompt in enumerate(prm["base_prompts"]):
         tokens = [f"<{prm['concept_slug']}-uda-{i}-{k}>" for k in range(cfg["prefix"])]
         prefix = unlearndiff.ProjectedPrefix(table[torch.randint(len(table), (cfg["prefix"],), generator=gen)], table)
         handle = placeholders.install(enc, tokens, prefix)

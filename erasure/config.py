@@ -232,6 +232,8 @@ def check_attacks(config: dict) -> None:
         if t.count("{}") != 1 or t.replace("{}", "").count("{") or t.replace("{}", "").count("}"):
             raise ConfigError(f"config field attacks.templates: {t!r} must hold exactly one {{}} (where the name "
                               "or the learned tokens go) and no other braces")
+    if a["prompts_file"]:
+        prompts.read_attack_prompts(a["prompts_file"], prompts.load_concepts(config["concepts_file"]))
     if a["inversion"]["init_word"].lower() in [c.lower() for c in config["erase"]]:
         raise ConfigError(f"config field attacks.inversion.init_word: {a['inversion']['init_word']!r} is an erased "
                           "concept; start from a neutral word so that what is found owes nothing to the name")

@@ -114,6 +114,32 @@ def i2p_prompts(raw: str | Path, out: str | Path, concept: str, expected_rows: i
                          ["categories"])
 
 
+def i2p_attack_prompts(raw: str | Path, out: str | Path, concept: str, min_nudity: float, max_prompts: int,
+                       expected_sha256: str | None = None) -> dict:
+    """A fixed subset of I2P as attack prompts (attacks.prompts_file: concept, prompt): the rows whose
+    nudity_percentage is at least `min_nudity`, blank and repeated prompts left out, the first
+    `max_prompts` in the file's order; its sidecar records the source, its sha256 and the selection."""
+    digest = check_sha256(raw, expected_sha256, "i2p.sha256")
+    rows = read_csv_rows(raw, {"prompt", "nudity_percentage"}, "I2P's i2p_benchmark.csv")
+    kept, seen = [], set()
+    for i, r in enumerate(rows, start=2):
+        try:
+            nudity = float(r["nudity_percentage"])
+        except ValueError:
+            raise ValueError(f"{raw} line {i}: nudity_percentage {r['nudity_percentage']!r} is not a number") from None
+        prompt = " ".join(r["prompt"].split())
+        if nudity >= min_nudity and prompt and prompt not in seen:
+            seen.add(prompt)
+            kept.append([concept, prompt])
+    if not kept:
+        raise ValueError(f"{raw}: no prompt has nudity_percentage >= {min_nudity}; lower --min-nudity")
+    io.write_csv(out, ["concept", "prompt"], kept[:max_prompts])
+    sidecar = {"source": str(raw), "sha256": digest, "rows": len(rows), "min_nudity_percentage": min_nudity,
+               "eligible": len(kept), "kept": min(len(kept), max_prompts), "concept": concept}
+    io.write_json(io.sidecar_path(out), sidecar)
+    return sidecar
+
+
 COCO_CAPTIONS = "annotations/captions_val2014.json"
 
 

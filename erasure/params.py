@@ -6,7 +6,7 @@ stages that read it), and each stage CLI run with `--config` derives the very sa
 import hashlib
 
 from .io import slug
-from .prompts import concept_by_slug, load_concepts, preserve_prompts, prompt_bank
+from .prompts import concept_by_slug, load_concepts, preserve_prompts, prompt_bank, read_attack_prompts
 
 
 def world_params(config: dict) -> dict:
@@ -95,6 +95,9 @@ def attack(config: dict, attack_name: str, method: str, concept_slug: str) -> di
         g = config["generate"]
         out.update({attack_name: dict(a[attack_name])}, target_prompt=config["prompt_template"].format(concept),
                    generate={k: g[k] for k in ("steps", "guidance", "eta")})
+    if attack_name in ("none", "unlearndiff"):   # the prompts they start from: the file's, or the templates'
+        given = read_attack_prompts(a["prompts_file"], load_concepts(config["concepts_file"])) if a["prompts_file"] else {}
+        out["base_prompts"] = given.get(concept) or [t.format(concept) for t in a["templates"]]
     if attack_name == "unlearndiff":
         out["names"] = names
     if attack_name == "ringabell":

@@ -99,6 +99,30 @@ def read_extra_prompts(path: str | Path) -> list[dict]:
     return rows
 
 
+def read_attack_prompts(path: str | Path, concepts: dict) -> dict[str, list[str]]:
+    """{concept: [prompt, ...]} from an attack prompt CSV (columns concept, prompt), in file order, checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config field attacks.prompts_file: no such file {path}")
+    reader = csv.DictReader(io.StringIO(read_text(path, "attack prompt CSV"), newline=""))
+    if set(reader.fieldnames or []) != {"concept", "prompt"}:
+        raise ConfigError(f"attack prompt CSV {path}: columns {reader.fieldnames}; needs exactly concept, prompt")
+    out = {}
+    for i, row in enumerate(reader, start=2):
+        if row["concept"] not in concepts:
+            raise ConfigError(f"attack prompt CSV {path} line {i}: unknown concept {row['concept']!r}; "
+                              f"known: {sorted(concepts)}")
+        prompt = " ".join((row["prompt"] or "").split())
+        if not prompt:
+            raise ConfigError(f"attack prompt CSV {path} line {i}: empty prompt")
+        if prompt in out.get(row["concept"], []):
+            raise ConfigError(f"attack prompt CSV {path} line {i}: {prompt!r} is listed twice for {row['concept']!r}")
+        out.setdefault(row["concept"], []).append(prompt)
+    if not out:
+        raise ConfigError(f"attack prompt CSV {path}: no rows")
+    return out
+
+
 def builtin_rows(config: dict, concepts: dict) -> list[dict]:
     """The canonical prompt of every concept (kind erase) and its held-out associated prompts."""
     rows = []

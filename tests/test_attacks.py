@@ -156,6 +156,27 @@ def attack_config(tmp_path_factory):
     return write_config(tmp, config)
 
 
+def test_a_prompts_file_replaces_the_templates_of_its_concepts_only(tmp_path):
+    """attacks.prompts_file (the explicit task's I2P subset): the pre-attack row and UnlearnDiffAtk start
+    from its prompts for a listed concept; another concept keeps its filled templates; inversion and
+    Ring-A-Bell never see the file, so editing it reruns only what starts from it."""
+    from erasure import attacks
+    (tmp_path / "attack_prompts.csv").write_text("concept,prompt\nheart,a  valentine card\nheart,two lovers\n")
+    config = miniworld_config(tmp_path, run_methods=["original", "cf"], erase=["heart", "star"])
+    config["attacks"].update(run=["unlearndiff"], templates=["a {}", "a red {}"],
+                             prompts_file=str(tmp_path / "attack_prompts.csv"))
+    load_config(config)
+    heart, star = (params.attack(config, "none", "cf", c) for c in ("heart", "star"))
+    assert heart["base_prompts"] == ["a valentine card", "two lovers"]
+    assert star["base_prompts"] == ["a star", "a red star"]
+    assert params.attack(config, "unlearndiff", "cf", "heart")["base_prompts"] == heart["base_prompts"]
+    assert "base_prompts" not in params.attack(config, "inversion", "cf", "heart")
+    attacks.run(heart, tmp_path / "none")
+    with open(tmp_path / "none" / "prompts.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["prompt"] for r in rows] == ["a valentine card", "two lovers"] and {r["kind"] for r in rows} == {"attack"}
+
+
 def test_inversion_killed_with_sigkill_resumes_to_the_same_tokens(attack_config, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     whole = tmp_path / "whole"

@@ -58,6 +58,13 @@ def extra_csv(content):
     return change
 
 
+def attack_prompts(content):
+    def change(config, tmp):
+        (tmp / "attack_prompts.csv").write_text(content)
+        config["attacks"]["prompts_file"] = str(tmp / "attack_prompts.csv")
+    return change
+
+
 def concepts_file(content):
     def change(config, tmp):
         (tmp / "concepts.json").write_text(content)
@@ -209,6 +216,12 @@ CASES = [
      ConfigCase(set_value("attacks", "methods", ["original", "uce"]))),
     ("export-method", "`export.methods: [original]` (the unedited model has no edit to export)",
      ConfigCase(set_value("export", "methods", ["original"]))),
+    ("attack-prompts-missing", "`attacks.prompts_file` that does not exist",
+     ConfigCase(set_value("attacks", "prompts_file", "/nonexistent/attack_prompts.csv"))),
+    ("attack-prompts-concept", "an attack prompt CSV row for an unknown concept",
+     ConfigCase(attack_prompts("concept,prompt\nunicorn,a unicorn\n"))),
+    ("attack-prompts-columns", "an attack prompt CSV with a `seed` column",
+     ConfigCase(attack_prompts("concept,prompt,seed\nheart,a valentine,1\n"))),
     ("attack-template", "`attacks.templates: [\"a {} and a {}\"]` (two names)",
      ConfigCase(set_value("attacks", "templates", ["a {} and a {}"]))),
     ("attack-init-word", "`attacks.inversion.init_word: heart` while erasing heart",

@@ -131,3 +131,33 @@ def test_the_explicit_dag_on_tiny_sd_counts_nudenet_classes(tiny_sd, tmp_path, i
     assert all(float(summary[m]["fid"]) > 0 and summary[m]["cs_coco"] != "-" for m in ("original", "uce"))
     with open(tmp_path / "out" / "scores" / "uce" / "nudity.csv", newline="") as f:
         assert all(r["kind"] != "coco" for r in csv.DictReader(f))  # NudeNet never sees the captions' images
+
+
+def test_the_i2p_attack_subset_keeps_the_nudest_prompts_in_file_order_and_feeds_the_attacks(tmp_path):
+    """scripts/i2p_attack_prompts.py: I2P rows at or above --min-nudity, blank and repeated prompts left
+    out, the first --max-prompts; the CSV is a valid attacks.prompts_file for the explicit task."""
+    raw = tmp_path / "i2p.csv"
+    rows = [("a nude statue", 90.0), ("a burning car", 5.0), ("  ", 99.0), ("a nude statue", 80.0),
+            ("bathers by the sea", 55.0), ("a nude painting", 70.0)]
+    with open(raw, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["prompt", "categories", "nudity_percentage", "evaluation_seed"])
+        w.writerows([p, "sexual", n, 1] for p, n in rows)
+    out = tmp_path / "attack_prompts.csv"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/i2p_attack_prompts.py"), "--raw", str(raw),
+                           "--concept", "nudity", "--min-nudity", "50", "--max-prompts", "2", "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    with open(out, newline="") as f:
+        assert list(csv.DictReader(f)) == [{"concept": "nudity", "prompt": "a nude statue"},
+                                           {"concept": "nudity", "prompt": "bathers by the sea"}]
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert (sidecar["eligible"], sidecar["kept"], sidecar["rows"]) == (3, 2, 6)
+    from erasure.prompts import load_concepts, read_attack_prompts
+    concepts = load_concepts(ROOT / "data/sd/explicit.json")
+    assert read_attack_prompts(out, concepts) == {"nudity": ["a nude statue", "bathers by the sea"]}
+    bad = subprocess.run([sys.executable, str(ROOT / "scripts/i2p_attack_prompts.py"), "--raw", str(raw), "--concept",
+                          "nudity", "--min-nudity", "100", "--out", str(tmp_path / "none.csv")], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        f"error: {raw}: no prompt has nudity_percentage >= 100.0; lower --min-nudity"]
+    assert not (tmp_path / "none.csv").exists()
