@@ -10,13 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
 
-from . import embedding_set, io
+from . import embedding_set, io, plots
 from .world import load_text_encoder
-
-COLOURS = {"neighbors": (220, 60, 60), "anchors": (40, 120, 220), "beyond": (150, 150, 150),
-           "erase": (120, 0, 0), "anchor": (0, 40, 140)}
 
 
 def histogram(values: torch.Tensor, lo: float, hi: float, marks: dict, bins: int = 20, width: int = 40) -> str:
@@ -30,26 +26,14 @@ def histogram(values: torch.Tensor, lo: float, hi: float, marks: dict, bins: int
     return "\n".join(lines)
 
 
-def projection_png(clouds: dict, path: str | Path, size: int = 480) -> None:
+def projection_png(clouds: dict, path: str | Path, title: str) -> None:
     """Scatter of the span-mean embeddings of each cloud on their top two principal axes."""
     pooled = {k: v.mean(dim=-2) if v.dim() == 3 else v.mean(dim=0, keepdim=True) for k, v in clouds.items()}
     allx = torch.cat(list(pooled.values()))
     mean = allx.mean(0)
     _, _, vh = torch.linalg.svd(allx - mean, full_matrices=False)
-    xy = {k: (v - mean) @ vh[:2].T for k, v in pooled.items()}
-    flat = torch.cat(list(xy.values()))
-    lo, hi = flat.min(0).values, flat.max(0).values
-    img = Image.new("RGB", (size, size + 30), "white")
-    draw = ImageDraw.Draw(img)
-    for k in ("beyond", "anchors", "neighbors", "anchor", "erase"):
-        if k not in xy:
-            continue
-        r = 6 if k in ("erase", "anchor") else 2
-        for x, y in ((20 + (p - lo) / (hi - lo + 1e-9) * (size - 40)).tolist() for p in xy[k]):
-            draw.ellipse([x - r, y - r, x + r, y + r], fill=COLOURS[k])
-    for i, k in enumerate(COLOURS):
-        draw.text((10 + i * 95, size + 8), k, fill=COLOURS[k])
-    io.save_image(img, path)
+    xy = {k: ((v - mean) @ vh[:2].T).numpy() for k, v in pooled.items()}
+    plots.projection(xy, path, title)
 
 
 def audit(embeddings: str | Path, out: str | Path, bank: Sequence[str] = (), sample: int = 5) -> str:
@@ -94,7 +78,7 @@ def audit(embeddings: str | Path, out: str | Path, bank: Sequence[str] = (), sam
                                                                 zip(top.values.tolist(), top.indices.tolist())))
         # 3. Projection of the clouds.
         clouds = {k: entry[k] for k in ("neighbors", "anchors", "beyond", "erase", "anchor") if entry[k] is not None}
-        projection_png(clouds, out / f"projection_p{i}.png")
+        projection_png(clouds, out / f"projection_p{i}.png", f"{meta['concept']}: prompt {i}, sampler {meta['sampler']}")
         report.append(f"\nprojection: {out / f'projection_p{i}.png'}\n")
     text = "\n".join(report) + "\n"
     io.write_text(out / "audit.md", text)

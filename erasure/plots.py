@@ -80,6 +80,26 @@ def prompt_accuracy(per_prompt: list[dict], concept: str, methods: list[str], pa
     return save(fig, path)
 
 
+# The audit's clouds, drawn back to front: the beyond-concept samples under the neighbours, the two
+# clean embeddings (erased prompt, anchor) on top and larger.
+CLOUDS = {"beyond": ("#999999", 6), "anchors": ("#2878dc", 6), "neighbors": ("#dc3c3c", 6), "anchor": ("#00288c", 60),
+          "erase": ("#780000", 60)}
+
+
+def projection(points: dict, path: str | Path, title: str):
+    """The audit's scatter: each cloud's span-mean embeddings [N, 2] on the set's top two principal axes."""
+    fig, ax = plt.subplots(figsize=(6, 5.5), constrained_layout=True)
+    for name, (colour, size) in CLOUDS.items():
+        if name in points:
+            xy = points[name]
+            ax.scatter(xy[:, 0], xy[:, 1], s=size, c=colour, label=f"{name} ({len(xy)})",
+                       marker="*" if size > 10 else "o")
+    ax.set(xlabel="principal axis 1", ylabel="principal axis 2", title=title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
 def attack_success(rows: list[dict], path: str | Path):
     """Grouped bars, one panel per erased concept: post-attack success rate (%) of each attack on each
     method, 95% Wilson interval, with the pre-attack rate (the plain prompts) as a black tick."""

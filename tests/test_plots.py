@@ -45,3 +45,13 @@ def test_attack_success_has_a_panel_per_concept_and_a_bar_per_attack_and_method(
     assert "heart" in first.get_title() and "ring" in fig.axes[1].get_title()
     with Image.open(tmp_path / "asr.png") as im:
         assert im.height > im.width / 2
+
+
+def test_the_audit_projection_draws_each_cloud_with_its_count(tmp_path):
+    import numpy as np
+    points = {"neighbors": np.zeros((5, 2)), "beyond": np.ones((3, 2)), "erase": np.array([[2.0, 2.0]])}
+    fig = plots.projection(points, tmp_path / "p.png", "heart: prompt 0")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["beyond (3)", "neighbors (5)", "erase (1)"]
+    assert [len(c.get_offsets()) for c in ax.collections] == [3, 5, 1]
+    assert (tmp_path / "p.png").stat().st_size > 1000
