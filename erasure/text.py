@@ -53,6 +53,18 @@ class TextEncoder:
         raise ValueError(f"concept word {word!r} does not occur in prompt {prompt!r}: "
                          "put the concept word in the prompt, or fix the concept's name")
 
+    def truncates(self, prompt: str, word: str) -> bool:
+        """Whether the encoder's cut at max_length tokens falls inside or before `word`'s last occurrence
+        in `prompt` (False when the prompt fits, or the word's tokens are not found as such)."""
+        full = self.tokenizer(prompt)["input_ids"]
+        if len(full) <= self.max_length:
+            return False
+        word_ids = self._content_ids(word)
+        for start in range(len(full) - len(word_ids), -1, -1):
+            if full[start:start + len(word_ids)] == word_ids:
+                return start + len(word_ids) > self.max_length - 1   # the last position keeps the end token
+        return False
+
     def _content_ids(self, text):
         ids = self.tokenize([text])["input_ids"][0].tolist()
         special = set(self.tokenizer.all_special_ids)

@@ -13,7 +13,7 @@ import yaml
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import ROOT, default_config, run_stage  # noqa: E402
+from conftest import ROOT, default_config, run_stage, write_config  # noqa: E402
 from erasure import embedding_set  # noqa: E402
 from erasure.config import ConfigError, load_config  # noqa: E402
 
@@ -171,6 +171,14 @@ def corrupt_manifest(tmp):
     return str(tmp / "images.csv")
 
 
+def long_prompt_config(tmp):
+    """A run whose extra erase prompt puts the concept word past the text encoder's 16 tokens."""
+    config = default_config(tmp)
+    (tmp / "extra.csv").write_text("concept,prompt,seed,kind\nheart," + "a very " * 8 + "big heart,1,erase\n")
+    config["extra_prompts"] = [str(tmp / "extra.csv")]
+    return str(write_config(tmp, config))
+
+
 CONCEPTS_OK = json.loads((ROOT / "data/miniworld/concepts.json").read_text())
 
 # (id, what is wrong, how to produce the message from a temporary directory)
@@ -313,6 +321,9 @@ CASES = [
     ("stage-nan", "the closed-form stage given a NaN embedding set (no output is written)",
      stage_error("closed_form", "--config", str(ROOT / "config.yaml"), "--method", "cf", "--concept", "heart",
                  "--embeddings", write_embedding, "--out", lambda t: str(t / "deltas.safetensors"))),
+    ("prompt-truncated", "an erase prompt whose concept word falls past the text encoder's 16 tokens (no image is drawn)",
+     stage_error("generate", "--config", long_prompt_config, "--method", "original",
+                 "--out", lambda t: str(t / "images" / "original.csv"))),
     ("score-corrupt-image", "the score stage given a manifest whose image does not decode",
      stage_error("score", "--config", str(ROOT / "config.yaml"), "--manifest", corrupt_manifest,
                  "--out", lambda t: str(t / "scores.csv"))),
@@ -347,6 +358,7 @@ def test_bad_input_gives_the_documented_message(case, tmp_path):
     assert "\n" not in got
     assert doc_rows().get(case[0]) == doc_cell(got), f"{case[0]}: message is now\n{got}\n(rerun this file to regenerate)"
     assert not (tmp_path / "deltas.safetensors").exists() and not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob("images/*/*.png"))
 
 
 def test_the_doc_lists_every_case_and_at_least_30():

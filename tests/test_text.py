@@ -45,3 +45,10 @@ def test_clip_encoder_on_tiny_sd(tiny_sd):
     start, end = encoder.token_span("a red heart", "heart")
     ids = encoder.tokenize(["a red heart"])["input_ids"][0].tolist()
     assert encoder.tokenizer.decode(ids[start:end]).strip() == "heart"
+
+
+def test_truncation_is_caught_only_when_the_cut_reaches_the_concept_word(minilm):
+    assert not minilm.truncates("a heart", "heart")
+    assert not minilm.truncates("a heart " + "and more " * 10, "heart")   # long, but the word comes first
+    assert minilm.truncates("a very " * 8 + "big heart", "heart")          # 16 kept tokens end before it
+    assert not minilm.truncates("a very " * 8 + "big star", "heart")       # not there at all: nothing to say
