@@ -6,7 +6,8 @@ statistics) and, when its prompts use learned tokens, tokens.safetensors (erasur
 generate and score stages then draw and label its prompts on any model, so one method's artefact can be
 replayed on another's.
 
-    none       the attack templates filled with the concept's name (or attacks.prompts_file's prompts): the pre-attack ASR
+    none       the attack templates filled with the concept's name (or attacks.prompts_file's prompts):
+               the pre-attack ASR
     inversion  concept inversion through the attacked model's UNet (erasure.inversion)
     ringabell  Ring-A-Bell's prompts from the text encoder alone (erasure.ringabell): model-agnostic
     unlearndiff  UnlearnDiffAtk's word prefixes through the attacked model's UNet (erasure.unlearndiff)

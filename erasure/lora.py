@@ -88,8 +88,8 @@ class ConditionSampler:
 
 
 def train(student: torch.nn.Module, teacher: torch.nn.Module, train_scheduler, z0: torch.Tensor,
-          sampler: "ConditionSampler", cfg: dict, gen: torch.Generator, start_step: int = 0, opt: torch.optim.Optimizer | None = None,
-          params: list[torch.nn.Parameter] | None = None) -> list[float]:
+          sampler: "ConditionSampler", cfg: dict, gen: torch.Generator, start_step: int = 0,
+          opt: torch.optim.Optimizer | None = None, params: list[torch.nn.Parameter] | None = None) -> list[float]:
     """Alternate Eq. 8 (odd steps) and Eq. 9 (even steps); returns the loss history."""
     losses = []
     bar = Progress(cfg["steps"], "lora", every=10, initial=start_step, unit="steps")

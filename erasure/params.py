@@ -96,7 +96,8 @@ def attack(config: dict, attack_name: str, method: str, concept_slug: str) -> di
         out.update({attack_name: dict(a[attack_name])}, target_prompt=config["prompt_template"].format(concept),
                    generate={k: g[k] for k in ("steps", "guidance", "eta")})
     if attack_name in ("none", "unlearndiff"):   # the prompts they start from: the file's, or the templates'
-        given = read_attack_prompts(a["prompts_file"], load_concepts(config["concepts_file"])) if a["prompts_file"] else {}
+        given = (read_attack_prompts(a["prompts_file"], load_concepts(config["concepts_file"]))
+                 if a["prompts_file"] else {})
         out["base_prompts"] = given.get(concept) or [t.format(concept) for t in a["templates"]]
     if attack_name == "unlearndiff":
         out["names"] = names

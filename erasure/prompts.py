@@ -139,7 +139,8 @@ def check_duplicates(config: dict, concepts: dict) -> None:
     them twice in every metric: each extra CSV row must be new."""
     seen = {}
     for r in builtin_rows(config, concepts):
-        seen.setdefault((r["concept"], r["kind"], r["prompt"], r["seed"]), f"the built-in {r['kind']} prompt of {r['concept']!r}")
+        seen.setdefault((r["concept"], r["kind"], r["prompt"], r["seed"]),
+                        f"the built-in {r['kind']} prompt of {r['concept']!r}")
     for path in config["extra_prompts"]:
         for i, r in enumerate(read_extra_prompts(path), start=2):
             key = (r["concept"], r["kind"], r["prompt"], r["seed"])

@@ -283,8 +283,8 @@ def write_sepme_table(prm: dict, scores_dir: str | Path, out_csv: str | Path, ou
             specificity = [r for r in scores if r["concept"] in outside and r["kind"] == "erase"]
             for concept in members:
                 restored = model == "restore" and concept == prm["restore"]
-                measured = sepme_metrics(concept_rows(scores, concept, "erase"), concept_rows(scores, concept, "associated"),
-                                         specificity, restored, rng)
+                measured = sepme_metrics(concept_rows(scores, concept, "erase"),
+                                         concept_rows(scores, concept, "associated"), specificity, restored, rng)
                 table.append({"set": name, "k": len(members), "model": model, "concept": concept,
                               "role": "restored" if restored else "erased", **measured,
                               "original_acc_e": accuracy(concept_rows(original, concept, "erase")),
