@@ -24,10 +24,10 @@ dry-run: $(STAMP)
 	$(VENV)/bin/snakemake -n --cores $(CORES) all
 
 test: $(STAMP)
-	$(VENV)/bin/pytest -q -ra -m "not slow"
+	$(VENV)/bin/pytest -q -ra -m "not slow" --durations=15
 
 test-slow: $(STAMP)
-	$(VENV)/bin/pytest -q -ra -m slow
+	$(VENV)/bin/pytest -q -ra -m slow --durations=15
 
 # The original-model row (200 images per prompt): results/miniworld/original.{csv,md}
 original: $(STAMP)

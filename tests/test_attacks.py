@@ -72,6 +72,7 @@ def oracle_rate(world, prompt, concept, n=24):
     return (labels == LABELS.index(concept)).float().mean().item()
 
 
+@pytest.mark.slow   # 120 inversion steps and 48 oracle-labelled images (about 60 s idle); the SIGKILL test runs inversion in make test
 def test_inversion_loss_falls_and_its_token_draws_the_concept_more_often_than_a_random_token(unedited_world):
     from erasure.sampling import sample
     world, enc = unedited_world, unedited_world.encoder

@@ -80,6 +80,7 @@ def write_images(folder, n, shift=0, seed=0):
     return paths
 
 
+@pytest.mark.slow   # three 2048-dim FIDs (about 45 s idle); the quality stage's test computes one in make test
 def test_fid_is_zero_for_the_reference_itself_and_grows_with_a_shift(tmp_path):
     model = quality.inception(write_standin_inception(tmp_path / "inception"))
     ref = quality.statistics(quality.features(write_images(tmp_path / "ref", 12), model, batch_size=5))

@@ -98,6 +98,7 @@ def test_offline_without_coco_stops_before_any_job(tiny_sd, tmp_path, i2p_csv):
     assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow   # the whole explicit DAG (about 90 s idle); test_sd_path runs the SD DAG in make test
 def test_the_explicit_dag_on_tiny_sd_counts_nudenet_classes(tiny_sd, tmp_path, i2p_csv):
     prompts = tmp_path / "data" / "i2p_prompts.csv"
     # COCO-30k from a 6-image captions file, FID against 4 real images with the stand-in Inception

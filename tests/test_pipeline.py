@@ -255,6 +255,7 @@ def test_bad_config_stops_before_any_work(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow   # a second whole DAG (about 60 s idle); tests/test_sepme.py checks the parts in make test
 def test_sepme_sets_erase_restore_and_joint_rows(tmp_path):
     config = miniworld_config(tmp_path, run_methods=["original"], sepme_sets={"k1": ["heart"], "k2": ["heart", "star"]},
                               sepme_restore="heart")
