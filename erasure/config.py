@@ -135,6 +135,19 @@ def check_unique(config: dict) -> None:
             raise ConfigError(f"config field {field}: {repeated!r} is listed twice; list each once")
 
 
+def check_scorable(config: dict, concepts: dict) -> None:
+    """The mini world's oracle labels its eight shapes only: a concept it cannot name would never be
+    labelled, so erasing it would look perfect and keeping it would look lost."""
+    if config["world"] != "miniworld":
+        return
+    from .render import SHAPES
+    unknown = [name for name in concepts if name not in SHAPES]
+    if unknown:
+        raise ConfigError(f"concepts file {config['concepts_file']}: the mini world's oracle labels only "
+                          f"{list(SHAPES)}, so {unknown} could never be scored; remove them, or use world: sd "
+                          "(CLIP scores any concept)")
+
+
 def check(config: dict) -> dict:
     """Cross-field checks the schema cannot express."""
     check_finite(config)
@@ -148,6 +161,7 @@ def check(config: dict) -> dict:
             raise ConfigError(f"config field anchor: {config['anchor']!r} contains the erased prompt "
                               f"{config['prompt_template'].format(name)!r}, so the edit would map it onto itself; "
                               "choose an anchor that shows none of the erased concepts")
+    check_scorable(config, concepts)
     slugs = {}
     for name in concepts:
         if io.slug(name) in slugs:

@@ -262,6 +262,9 @@ CASES = [
      ConfigCase(set_value("resources", {"generat": {"mem_mb": 1000}}))),
     ("weights-missing", "`miniworld.weights` pointing nowhere",
      ConfigCase(set_value("miniworld", "weights", "/nonexistent/weights"))),
+    ("concept-unscorable", "a mini-world concepts file with a concept the oracle cannot label",
+     ConfigCase(concepts_file(json.dumps({"concepts": {**CONCEPTS_OK["concepts"], "unicorn": {
+         "name": "unicorn", "synonyms": ["unicorn"], "associated": [{"prompt": "a horned horse"}]}}})))),
     ("concepts-missing", "`concepts_file` that does not exist",
      ConfigCase(set_value("concepts_file", "/nonexistent/concepts.json"))),
     ("concepts-json", "a concepts file that is not JSON", ConfigCase(concepts_file("{concepts: ["))),
@@ -417,16 +420,19 @@ def test_a_full_disk_stops_a_stage_with_one_line_naming_the_file(tmp_path):
         subprocess.run(["umount", str(full)], check=True)
 
 
-def test_hostile_concept_names_stay_inside_out_dir(tmp_path):
-    """Names with '/', '..', quotes, $(), spaces and non-ASCII reach no path or shell unquoted."""
+def test_hostile_concept_names_stay_inside_out_dir(tmp_path, tiny_sd):
+    """Names with '/', '..', quotes, $(), spaces and non-ASCII reach no path or shell unquoted (on the
+    tiny SD: the mini world's oracle would refuse concepts it cannot label)."""
     import subprocess
-    names = ["../../evil", "it's $(touch pwned) a/b", "Amélie Poulain"]
+    names = ["../../evil", "'$(touch pw)", "Amélie Poulain"]   # the worst fits the tiny SD's 16 tokens
     full = json.loads((ROOT / "data/miniworld/concepts.json").read_text())
     concepts = {n: {"name": n, "synonyms": [n], "associated": [{"prompt": "a drawing"}]} for n in names}
     concepts["heart"] = full["concepts"]["heart"]
     (tmp_path / "concepts.json").write_text(json.dumps({"templates": ["{name}"], "concepts": concepts}))
     config = default_config(tmp_path)
-    config.update(concepts_file=str(tmp_path / "concepts.json"), erase=names, run_methods=["original", "cf"])
+    config.update(concepts_file=str(tmp_path / "concepts.json"), erase=names, run_methods=["original", "cf"],
+                  world="sd")
+    config["sd"]["model"] = str(tiny_sd)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "1", "-n", "all",
@@ -440,4 +446,4 @@ def test_hostile_concept_names_stay_inside_out_dir(tmp_path):
     from erasure.io import slug
     out = tmp_path / "out" / "mine" / "none" / f"{slug(names[1])}.safetensors"
     run_stage("mine", "--config", path, "--concept", slug(names[1]), "--sampler", "none", "--out", out)
-    assert out.is_file() and not (ROOT / "pwned").exists() and not (tmp_path / "pwned").exists()
+    assert out.is_file() and not (ROOT / "pw").exists() and not (tmp_path / "pw").exists()
