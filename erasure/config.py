@@ -136,8 +136,15 @@ def check_unique(config: dict) -> None:
 
 
 def check_scorable(config: dict, concepts: dict) -> None:
-    """The mini world's oracle labels its eight shapes only: a concept it cannot name would never be
-    labelled, so erasing it would look perfect and keeping it would look lost."""
+    """Every concept can be labelled by the run's scorer: one it cannot name would never be labelled, so
+    erasing it would look perfect. The mini world's oracle knows its eight shapes; NudeNet one concept."""
+    scorer = config["scorer"]
+    if config["world"] == "sd" and scorer["kind"] == "nudenet":
+        unscored = [c for c in config["erase"] if c != scorer["nudenet_concept"]]
+        if unscored:
+            raise ConfigError(f"config field erase: NudeNet labels only {scorer['nudenet_concept']!r} "
+                              f"(scorer.nudenet_concept), so {unscored} could never be scored; erase them in a run "
+                              "with scorer.kind clip")
     if config["world"] != "miniworld":
         return
     from .render import SHAPES

@@ -171,6 +171,16 @@ def corrupt_manifest(tmp):
     return str(tmp / "images.csv")
 
 
+def nudenet_erasing(names):
+    def change(config, tmp):
+        sd_model(diffusers_dir)(config, tmp)
+        concepts = {n: {"name": n, "synonyms": [n], "associated": [{"prompt": f"a photo of {n}"}]} for n in names}
+        (tmp / "concepts.json").write_text(json.dumps({"concepts": concepts}))
+        config.update(concepts_file=str(tmp / "concepts.json"), erase=names, anchor="a photo")
+        config["scorer"]["kind"] = "nudenet"
+    return change
+
+
 def long_prompt_config(tmp):
     """A run whose extra erase prompt puts the concept word past the text encoder's 16 tokens."""
     config = default_config(tmp)
@@ -265,6 +275,8 @@ CASES = [
     ("concept-unscorable", "a mini-world concepts file with a concept the oracle cannot label",
      ConfigCase(concepts_file(json.dumps({"concepts": {**CONCEPTS_OK["concepts"], "unicorn": {
          "name": "unicorn", "synonyms": ["unicorn"], "associated": [{"prompt": "a horned horse"}]}}})))),
+    ("concept-nudenet", "`erase: [nudity, church]` scored by NudeNet (it labels nudity only)",
+     ConfigCase(nudenet_erasing(["nudity", "church"]))),
     ("concepts-missing", "`concepts_file` that does not exist",
      ConfigCase(set_value("concepts_file", "/nonexistent/concepts.json"))),
     ("concepts-json", "a concepts file that is not JSON", ConfigCase(concepts_file("{concepts: ["))),
