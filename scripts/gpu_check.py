@@ -43,7 +43,9 @@ def site_config(work: Path, model: Path, dtype: str, tiny: bool) -> dict:
                                       "target_images": 2 if tiny else 8},
                         "revival": {"shots": 2 if tiny else 8, "checkpoints": [2] if tiny else [100],
                                     "batch_size": 1 if tiny else 2}},
-            "run_methods": ["original", "cf", "realera", "uce", "esd_x", "rece"]}
+            "run_methods": ["original", "cf", "realera", "uce", "esd_x", "rece"],
+            # the tiny SD's tokenizer keeps 16 tokens: "a photo of the airplane" would lose its class word
+            **({"prompt_template": "a {}"} if tiny else {})}
 
 
 def stages(work: Path) -> list[tuple[str, list[str]]]:
@@ -118,7 +120,7 @@ def run_stage(label, argv, configs, memory, log_dir):
     if proc.returncode != 0:
         raise SystemExit(f"gpu_check: stage {label} failed (exit {proc.returncode}); see {log_dir}")
     text = (log_dir / f"{label.replace(' ', '_')}.log").read_text()
-    rates = re.findall(r"([0-9.]+) img/s", text)
+    rates = re.findall(r"([0-9.]+) images/s", text)   # erasure.progress: "generate: 8/8 images (100%), 2.31 images/s, ..."
     return {"stage": label, "seconds": round(seconds, 2), "peak_gpu_mib": memory.peak.get(proc.pid),
             "img_per_s": float(rates[-1]) if rates else None}
 
