@@ -1,6 +1,6 @@
 # The two commands of the README. Both create the virtual environment on first use.
 #   make run    the default pipeline on the mini world (CPU, offline)
-#   make test        the test suite (about 9 minutes on 2 cores; BENCHMARKS.md)
+#   make test        the test suite (about 10 minutes on 2 cores, 14 with the live SLURM tests; BENCHMARKS.md)
 #   make test-slow   the full-size and whole-DAG checks marked slow (CI runs both)
 VENV ?= .venv
 PY := $(VENV)/bin/python
