@@ -12,7 +12,6 @@ import json
 import multiprocessing
 import signal
 import sys
-import time
 from pathlib import Path
 
 import torch

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from PIL import Image
 
+    from .errors import DiskFull
+
 
 def slug(name: object) -> str:
     """A file-safe name for untrusted text: [a-z0-9_-] only, plus a short hash whenever characters were
