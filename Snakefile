@@ -18,11 +18,14 @@ include: "workflow/rules/attacks.smk"
 include: "workflow/rules/export.smk"
 
 
-# One run at a time per out_dir, whichever checkout starts it (erasure/outlock.py).
+# Once, when a run starts and before any job: every erase prompt keeps its concept word within the
+# text encoder's tokens (this loads a tokenizer, too slow for every DAG build); then one run at a time
+# per out_dir, whichever checkout starts it (erasure/outlock.py).
 onstart:
     try:
+        prompts.check_run_lengths(config)
         _outlock.acquire(OUT)
-    except _outlock.OutDirLocked as e:
+    except (ConfigError, _outlock.OutDirLocked) as e:
         raise WorkflowError(str(e)) from None
 
 

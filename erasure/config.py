@@ -137,8 +137,18 @@ def check_unique(config: dict) -> None:
 
 def check_scorable(config: dict, concepts: dict) -> None:
     """Every concept can be labelled by the run's scorer: one it cannot name would never be labelled, so
-    erasing it would look perfect. The mini world's oracle knows its eight shapes; NudeNet one concept."""
+    erasing it would look perfect (and a preserved one would look destroyed). The mini world's oracle
+    knows its eight shapes; NudeNet one concept; GCD the celebrities of its labels.csv."""
     scorer = config["scorer"]
+    labels_csv = Path(scorer["gcd_resources"] or "") / "face_recognition/labels.csv"
+    if config["world"] == "sd" and scorer["kind"] == "gcd" and scorer["gcd_resources"] and labels_csv.is_file():
+        labels = environment.gcd_labels(scorer["gcd_resources"])
+        unknown = [name for name in concepts if environment.gcd_name(name) not in labels]
+        if unknown:
+            raise ConfigError(f"concepts file {config['concepts_file']}: GCD ({labels_csv}) has no label for "
+                              f"{unknown[:5]}{' and more' if len(unknown) > 5 else ''} ({len(unknown)} of "
+                              f"{len(concepts)}), so their faces could never be recognised; remove them, or score "
+                              "with scorer.kind clip")
     if config["world"] == "sd" and scorer["kind"] == "nudenet":
         unscored = [c for c in config["erase"] if c != scorer["nudenet_concept"]]
         if unscored:

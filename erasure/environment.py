@@ -63,6 +63,19 @@ def check_gcd(python: str, resources: str, weights_file: str) -> None:
                                     "scorer.gcd_resources")
 
 
+def gcd_name(label: str) -> str:
+    """GCD labels are folder names ("Leonardo_DiCaprio"); compare them with concept names this way."""
+    return " ".join(label.replace("_", " ").replace("-", " ").split()).lower()
+
+
+def gcd_labels(resources: str) -> set[str]:
+    """Every name GCD can give a face (face_recognition/labels.csv), as gcd_name writes it. Every cell is
+    read, so the check does not rely on the file's column order."""
+    import csv
+    with open(Path(resources) / "face_recognition/labels.csv", newline="", encoding="utf-8", errors="replace") as f:
+        return {gcd_name(cell) for row in csv.reader(f) for cell in row if cell.strip()}
+
+
 def check_coco(config: dict) -> None:
     """COCO-30k's CLIP score and FID need Stable Diffusion, and FID needs both of its folders."""
     coco = config["coco"]

@@ -21,6 +21,7 @@ from . import cli, io, placeholders
 from .edits import apply_edit, fingerprint
 from .io import slug
 from .progress import Progress
+from .prompts import check_lengths
 from .sampling import sample
 from .world import World, load_world_from_params
 
@@ -65,7 +66,7 @@ def generate(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str |
     if todo:
         # The model with the method's edits (a bad edit file stops here, before any image is drawn).
         world = edited_world(prm, deltas, lora, tokens)
-        check_lengths(world, prompt_rows)
+        check_lengths(prompt_rows, world.encoder.tokenizer, world.encoder.max_length)
         batches = [todo[i:i + g["batch_size"]] for i in range(0, len(todo), g["batch_size"])]
         workers = cpu_workers(threads, len(batches))
         helpers = [start_worker(prm, (deltas, lora, tokens), batches[w::workers], f"worker {w + 1}/{workers}")
@@ -81,17 +82,6 @@ def generate(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str |
                                "rerun to draw the missing images")
     io.write_csv(out, MANIFEST_COLUMNS, [[row["id"], row["concept"], row["kind"], row["prompt"], seed, path.as_posix()]
                                          for row, seed, path in jobs])
-
-
-def check_lengths(world: World, prompt_rows: list[dict]) -> None:
-    """An erased concept's prompt whose concept word the text encoder would cut off draws the same images
-    as a prompt without it, and its Acc_e would mean nothing: stop before any image is drawn."""
-    for row in prompt_rows:
-        if row["kind"] == "erase" and world.encoder.truncates(row["prompt"], row["concept"]):
-            n = len(world.encoder.tokenizer(row["prompt"])["input_ids"])
-            raise ValueError(f"prompt {row['prompt']!r} (id {row['id']}) is {n} tokens and the text encoder keeps "
-                             f"{world.encoder.max_length}: the concept word {row['concept']!r} falls past the cut; "
-                             "shorten the prompt")
 
 
 def cpu_workers(threads: int, n_batches: int) -> int:

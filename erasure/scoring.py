@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from .environment import check_gcd
+from .environment import check_gcd, gcd_name
 from .oracle import LABELS, Oracle
 
 
@@ -138,11 +138,6 @@ class NudeNetScorer:
 
 
 NO_FACE = "no_face"
-
-
-def gcd_name(label: str) -> str:
-    """GCD labels are folder names ("Leonardo_DiCaprio"); compare them with concept names this way."""
-    return " ".join(label.replace("_", " ").replace("-", " ").split()).lower()
 
 
 class GcdScorer:

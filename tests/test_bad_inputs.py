@@ -13,7 +13,7 @@ import yaml
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import ROOT, default_config, run_stage, write_config  # noqa: E402
+from conftest import ROOT, default_config, gcd_resources, run_stage, write_config  # noqa: E402
 from erasure import embedding_set  # noqa: E402
 from erasure.config import ConfigError, load_config  # noqa: E402
 
@@ -135,6 +135,32 @@ def stage_error(*args):
         lines = proc.stderr.strip().splitlines()
         return lines[-1]
     return run
+
+
+def run_error(make_config, target="prompts.csv"):
+    """A whole `snakemake` run (not a dry run) on the config make_config(tmp) writes: it must stop before
+    any job, with its one line and no traceback; returns that line."""
+    def run(tmp):
+        import subprocess
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "1", f"{tmp}/out/{target}",
+                               "--configfile", make_config(tmp)], cwd=ROOT, capture_output=True, text=True)
+        said = (proc.stdout + proc.stderr).splitlines()
+        assert proc.returncode != 0 and "Traceback" not in "\n".join(said), "\n".join(said[-30:])
+        return said[next(i for i, line in enumerate(said) if line.startswith("WorkflowError")) + 1]
+    return run
+
+
+def gcd_without(celebrity):
+    """The celebrity task scored by a GCD whose labels.csv lacks `celebrity`."""
+    def change(config, tmp):
+        resources = gcd_resources(tmp / "gcd", ROOT / "data/sd/celebrities.json")
+        labels = resources / "face_recognition/labels.csv"
+        labels.write_text("".join(line for line in labels.read_text().splitlines(keepends=True)
+                                  if not line.startswith(celebrity.replace(" ", "_") + ",")))
+        gcd_scorer(sys.executable, str(resources))(config, tmp)
+        config.update(concepts_file=str(ROOT / "data/sd/celebrities.json"), erase=[celebrity],
+                      prompt_template="A portrait of {}", anchor="a person")
+    return change
 
 
 def write_embedding(tmp):
@@ -308,6 +334,8 @@ CASES = [
      ConfigCase(gcd_scorer("", ""))),
     ("gcd-resources", "`scorer.kind: gcd` without GCD's resources (labels, weights)",
      ConfigCase(gcd_scorer(sys.executable, "/nonexistent/gcd/resources"))),
+    ("gcd-unlabelled", "a celebrity that GCD's labels.csv does not list (it could never be recognised)",
+     ConfigCase(gcd_without("Mariah Carey"))),
     ("i2p-concept", "`i2p.concept: unicorn` with I2P enabled",
      ConfigCase(set_value("i2p", {"enabled": True, "concept": "unicorn"}))),
     ("i2p-sha256", "`i2p.sha256: abc` (not a sha256)", ConfigCase(set_value("i2p", {"sha256": "abc"}))),
@@ -339,6 +367,8 @@ CASES = [
     ("prompt-truncated", "an erase prompt whose concept word falls past the text encoder's 16 tokens (no image is drawn)",
      stage_error("generate", "--config", long_prompt_config, "--method", "original",
                  "--out", lambda t: str(t / "images" / "original.csv"))),
+    ("prompt-truncated-run", "the same prompt in a `snakemake` run: stopped when the run starts, before any job",
+     run_error(long_prompt_config)),
     ("score-corrupt-image", "the score stage given a manifest whose image does not decode",
      stage_error("score", "--config", str(ROOT / "config.yaml"), "--manifest", corrupt_manifest,
                  "--out", lambda t: str(t / "scores.csv"))),

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT, default_config
+from conftest import ROOT, default_config, gcd_resources
 from erasure.config import ConfigError, defaults, load_config, merge, read_config_files, schema
 from erasure.io import slug
 
@@ -120,9 +120,7 @@ def test_a_stage_runs_every_task_config_on_its_own(task, tmp_path, tiny_sd):
     if task.startswith("sd_"):
         site["sd"] = {"model": str(tiny_sd)}
     if task == "sd_celebrities":
-        (tmp_path / "gcd/face_recognition").mkdir(parents=True)
-        for name in ("labels.csv", "best_model_states.pkl"):
-            (tmp_path / "gcd/face_recognition" / name).write_text("")
+        gcd_resources(tmp_path / "gcd", ROOT / "data/sd/celebrities.json")
         site["scorer"] = {"gcd_python": sys.executable, "gcd_resources": str(tmp_path / "gcd")}
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
     config = read_config_files([ROOT / "configs" / f"{task}.yaml", tmp_path / "site.yaml"])

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, gcd_resources
 
 TASKS = ["sd_objects", "sd_celebrities", "sd_artists", "sd_explicit"]
 
@@ -18,9 +18,7 @@ def test_task_config_plans_its_dag(task, tiny_sd, tmp_path):
     override = tmp_path / "model.yaml"
     site = {"sd": {"model": str(tiny_sd)}, "out_dir": str(tmp_path / "out")}
     if task == "sd_celebrities":  # what a user sets after building GCD's environment (README)
-        (tmp_path / "gcd/face_recognition").mkdir(parents=True)
-        for name in ("labels.csv", "best_model_states.pkl"):
-            (tmp_path / "gcd/face_recognition" / name).write_text("")
+        gcd_resources(tmp_path / "gcd", ROOT / "data/sd/celebrities.json")
         site["scorer"] = {"kind": "gcd", "gcd_python": sys.executable, "gcd_resources": str(tmp_path / "gcd")}
     if task == "sd_explicit":  # I2P's CSV put in place by hand (a 1-row stand-in)
         raw = tmp_path / "i2p_benchmark.csv"
