@@ -4,6 +4,7 @@ Concept names and prompts are untrusted text: they are only ever formatted into 
 file names through io.slug, never into paths or commands.
 """
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -65,10 +66,19 @@ def concept_by_slug(config: dict, concept_slug: str) -> str:
 
 
 def read_extra_prompts(path: str | Path) -> list[dict]:
-    """Rows (concept, prompt, seed, kind) of an extra prompt CSV, checked."""
+    """Rows (concept, prompt, seed, kind) of an extra prompt CSV, checked. A config check reads each file
+    several times (and I2P's has thousands of rows), so a file is parsed once until it changes."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config field extra_prompts: no such file {path}")
+    stat = path.stat()
+    return [dict(row) for row in _parse_extra_prompts(str(path), stat.st_mtime_ns, stat.st_size)]
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_extra_prompts(name: str, mtime_ns: int, size: int) -> tuple[dict, ...]:
+    """read_extra_prompts' work, cached by the file's name, time and size (a failure is not cached)."""
+    path = Path(name)
     reader = csv.DictReader(io.StringIO(read_text(path, "extra prompt CSV"), newline=""))
     columns = reader.fieldnames or []
     missing = set(CSV_COLUMNS) - set(columns)
@@ -96,7 +106,7 @@ def read_extra_prompts(path: str | Path) -> list[dict]:
                 raise ConfigError(f"extra prompt CSV {path} line {i}: images {row['images']!r} is not an integer "
                                   f"from 1 to {MAX_IMAGES}")
             row["images"] = int(row["images"])
-    return rows
+    return tuple(rows)
 
 
 def read_attack_prompts(path: str | Path, concepts: dict) -> dict[str, list[str]]:

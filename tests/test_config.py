@@ -158,3 +158,17 @@ def test_importing_the_package_turns_the_hub_offline_before_diffusers_loads():
     said = [subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, check=True).stdout.strip()
             for e in (env, {**env, "HF_HUB_OFFLINE": "0"})]
     assert said == ["True", "False"]
+
+
+def test_an_extra_prompt_csv_is_parsed_once_and_again_when_it_changes(tmp_path):
+    from erasure import prompts
+    path = tmp_path / "extra.csv"
+    path.write_text("concept,prompt,seed,kind\nheart,a red heart,1,erase\n")
+    first = prompts.read_extra_prompts(path)
+    first[0]["prompt"] = "changed by a caller"           # callers get copies: the cache stays intact
+    assert prompts.read_extra_prompts(path)[0]["prompt"] == "a red heart"
+    hits = prompts._parse_extra_prompts.cache_info().hits
+    prompts.read_extra_prompts(path)
+    assert prompts._parse_extra_prompts.cache_info().hits == hits + 1
+    path.write_text("concept,prompt,seed,kind\nheart,a big red heart,2,erase\n")
+    assert prompts.read_extra_prompts(path)[0]["prompt"] == "a big red heart"
