@@ -231,6 +231,12 @@ def check_methods(config: dict, concepts: dict) -> None:
         if missing:
             raise ConfigError(f"config field methods.{name}: kind {m['kind']} needs {', '.join(missing)}; "
                               "add it (the methods in config.yaml show each kind)")
+        if m["kind"] == "uce" and isinstance(m["preserve_scale"], str) and m["preserve_scale"] != "auto":
+            raise ConfigError(f"config field methods.{name}.preserve_scale: {m['preserve_scale']!r}; give a number, "
+                              "auto (the 2023 code's rule) or null (uce.preserve_scale)")
+        if m["kind"] == "uce" and isinstance(m["preserve_scale"], (int, float)) and m["preserve_scale"] < 0:
+            raise ConfigError(f"config field methods.{name}.preserve_scale: {m['preserve_scale']} is negative; "
+                              "give a weight of 0 or more")
         base = config["methods"].get(m.get("base")) if m["kind"] == "rece" else None
         if m["kind"] == "rece" and (base is None or base["kind"] != "uce"):
             raise ConfigError(f"config field methods.{name}.base: {m['base']!r} is not a method of kind uce; RECE's "

@@ -4,7 +4,7 @@
 
 i.e. negative guidance away from c. x_t comes from the frozen model's own partial sampling of c
 (classifier-free guidance `start_guidance`, a random number of DDIM steps). ESD-x trains the
-cross-attention (attn2) parameters, ESD-u every other parameter.
+cross-attention (attn2) parameters, ESD-u the rest (which of the rest: TRAIN_SETS below).
 """
 from typing import Iterator
 
@@ -14,12 +14,33 @@ from .progress import Progress
 from .sampling import step
 
 
+# What each `train` value updates (docs/baselines.md):
+#   xattn    ESD-x, both reference codes: the cross-attention (attn2) projections.
+#   linear   ESD-u of the 2025 code (esd_sd.py, esd-u): weights and biases of every Linear and Conv2d
+#            module outside cross-attention; norms are left as they are.
+#   noxattn  ESD-u of the 2023 code (train-esd.py, noxattn): every parameter outside cross-attention,
+#            the time embedding and the output layers (CompVis `out.` = diffusers conv_norm_out, conv_out).
+#   unet     ours: every parameter outside cross-attention, norms, time embedding and output included.
+TRAIN_SETS = ("xattn", "linear", "noxattn", "unet")
+
+
 def trainable_names(unet: torch.nn.Module, train: str) -> list[str]:
-    """Parameter names ESD-x (train="xattn") or ESD-u (train="unet") updates."""
-    in_xattn = [n for n, _ in unet.named_parameters() if ".attn2." in n]
+    """Names of the parameters the `train` set above updates, in the UNet's parameter order."""
+    in_xattn = {n for n, _ in unet.named_parameters() if ".attn2." in n}
     if train == "xattn":
-        return in_xattn
-    return [n for n, _ in unet.named_parameters() if n not in set(in_xattn)]
+        chosen = in_xattn
+    elif train == "linear":
+        chosen = {f"{name}.{p}" for name, module in unet.named_modules()
+                  if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)) and ".attn2." not in f".{name}."
+                  for p, _ in module.named_parameters(recurse=False)}
+    elif train == "noxattn":
+        chosen = {n for n, _ in unet.named_parameters() if n not in in_xattn
+                  and not n.startswith(("time_embedding.", "conv_norm_out.", "conv_out."))}
+    elif train == "unet":
+        chosen = {n for n, _ in unet.named_parameters() if n not in in_xattn}
+    else:
+        raise ValueError(f"esd train set {train!r}: one of {TRAIN_SETS}")
+    return [n for n, _ in unet.named_parameters() if n in chosen]
 
 
 @torch.no_grad()

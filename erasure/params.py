@@ -36,14 +36,26 @@ def closed_form(config: dict, method: str, concept_slug: str) -> dict:
     common = {**world_params(config), "concept": concept, "kind": m["kind"],
               "preserve_prompts": preserve_prompts(config, concept)}
     if m["kind"] == "uce":
-        u = config["uce"]
-        prompts = [config["prompt_template"].format(concept)] + [t.format(concept) for t in u["expand_templates"]]
-        return {**common, "tokens": m["tokens"], "erase_prompts": prompts,
-                "uce": {k: u[k] for k in ("lamb", "erase_scale", "preserve_scale", "guide")}}
+        return {**common, **uce_rows(config, m, concept)}
     cf = dict(config["closed_form"])
     if m["reg_weight"] is not None:  # the method sets its own weight (a point of a frontier sweep)
         cf["reg_weight"] = m["reg_weight"]
     return {**common, "regularization": m["regularization"], "closed_form": cf}
+
+
+def uce_rows(config: dict, m: dict, concept: str) -> dict:
+    """A kind-uce method's prompts and scales, resolved to what its solve uses (docs/baselines.md)."""
+    u = config["uce"]
+    templates = u["expand_templates"] if m["expand"] else []
+    preserve = ([""] if m["retain_empty"] else []) + preserve_prompts(config, concept)
+    scale = m["preserve_scale"]
+    if scale is None:
+        scale = u["preserve_scale"]
+    elif scale == "auto":   # the 2023 code's default when --preserve_scale is not given
+        scale = max(0.1, 1 / max(1, len(preserve)))
+    return {"tokens": m["tokens"], "preserve_prompts": preserve,
+            "erase_prompts": [config["prompt_template"].format(concept)] + [t.format(concept) for t in templates],
+            "uce": {"lamb": u["lamb"], "erase_scale": u["erase_scale"], "preserve_scale": scale, "guide": u["guide"]}}
 
 
 def rece(config: dict, method: str, concept_slug: str) -> dict:

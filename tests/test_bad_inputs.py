@@ -336,6 +336,8 @@ CASES = [
      ConfigCase(gcd_scorer(sys.executable, "/nonexistent/gcd/resources"))),
     ("gcd-unlabelled", "a celebrity that GCD's labels.csv does not list (it could never be recognised)",
      ConfigCase(gcd_without("Mariah Carey"))),
+    ("uce-preserve-scale", "`preserve_scale: lots` on a uce method (a number, auto or null)",
+     ConfigCase(set_value("methods", "uce", "preserve_scale", "lots"))),
     ("i2p-concept", "`i2p.concept: unicorn` with I2P enabled",
      ConfigCase(set_value("i2p", {"enabled": True, "concept": "unicorn"}))),
     ("i2p-sha256", "`i2p.sha256: abc` (not a sha256)", ConfigCase(set_value("i2p", {"sha256": "abc"}))),

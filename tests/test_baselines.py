@@ -46,12 +46,24 @@ def test_uce_solution_is_the_papers_formula():
     assert torch.allclose(w0 @ m, left @ torch.linalg.inv(right), rtol=1e-9, atol=1e-9)
 
 
-def test_esd_parameter_sets_split_the_unet():
+def test_esd_parameter_sets_follow_the_reference_codes():
     from erasure.world import load_miniworld
     unet = load_miniworld(ROOT / "weights/miniworld").unet
+    every = [n for n, _ in unet.named_parameters()]
     x, u = esd.trainable_names(unet, "xattn"), esd.trainable_names(unet, "unet")
     assert x and u and all(".attn2." in n for n in x) and not any(".attn2." in n for n in u)
-    assert set(x) | set(u) == {n for n, _ in unet.named_parameters()}
+    assert set(x) | set(u) == set(every)
+    # 2025 (esd-u): Linear and Conv2d layers outside cross-attention; no norm, the time embedding's layers in
+    linear = esd.trainable_names(unet, "linear")
+    norms = {f"{n}.{p}" for n, m in unet.named_modules() if isinstance(m, (torch.nn.GroupNorm, torch.nn.LayerNorm))
+             for p, _ in m.named_parameters(recurse=False)}
+    assert norms and set(linear) == set(u) - norms
+    assert "time_embedding.linear_1.weight" in linear and "conv_out.weight" in linear
+    # 2023 (noxattn): outside cross-attention, the time embedding and the output layers; norms in
+    noxattn = esd.trainable_names(unet, "noxattn")
+    assert {n for n in u if n.startswith(("time_embedding.", "conv_norm_out.", "conv_out."))} == set(u) - set(noxattn)
+    assert norms - set(noxattn) == {"conv_norm_out.weight", "conv_norm_out.bias"}
+    assert all(names == [n for n in every if n in set(names)] for names in (linear, noxattn))   # UNet order
 
 
 @pytest.mark.parametrize("method,part", [("esd_x", ".attn2."), ("esd_u", None)])
@@ -68,7 +80,7 @@ def test_esd_stage_trains_only_its_parameters(tmp_path, method, part):
     assert changed
     assert all((part in n) if part else (".attn2." not in n) for n in deltas)
     sidecar = json.loads(out.with_suffix(".json").read_text())
-    assert sidecar["iterations_run"] == 3 and sidecar["train"] == ("xattn" if part else "unet")
+    assert sidecar["iterations_run"] == 3 and sidecar["train"] == ("xattn" if part else "linear")
 
     # The deltas apply by parameter name through the same path the generate stage uses.
     from erasure.edits import apply_edit
@@ -176,3 +188,73 @@ def test_rece_edits_a_half_precision_sd(tiny_sd, tmp_path, dtype):
     deltas = load_file(out)
     assert set(deltas) == set(modules) and all(d.dtype == getattr(torch, dtype) for d in deltas.values())
     assert all(torch.isfinite(d).all() for d in deltas.values()) and any(d.abs().max() > 0 for d in deltas.values())
+
+
+# The two UCE reference codes, re-derived here from their published algorithm on a diffusers model
+# (trainscripts/uce_sd_erase.py of 2025, train-scripts/train_erase.py edit_model of 2023), independently
+# of erasure/uce.py and erasure/closed_form.py, in float64.
+def _tokens(tokenizer, text_encoder, prompt):
+    t = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                  return_tensors="pt")
+    with torch.no_grad():
+        emb = text_encoder(t.input_ids)[0][0].double()
+    return emb, int(t.attention_mask.sum()) - 2   # all token embeddings, the last subject token's position
+
+
+def reference_uce_2025(tok, enc, w, erase, guide, preserve, lamb, s_e, s_p):
+    mat1, mat2 = lamb * w, lamb * torch.eye(w.shape[1], dtype=torch.float64)
+    for prompt, target, scale in [(e, guide, s_e) for e in erase] + [(p, p, s_p) for p in preserve]:
+        c = (lambda emb, k: emb[k])(*_tokens(tok, enc, prompt))
+        v = w @ (lambda emb, k: emb[k])(*_tokens(tok, enc, target))
+        mat1, mat2 = mat1 + scale * torch.outer(v, c), mat2 + scale * torch.outer(c, c)
+    return mat1 @ torch.linalg.inv(mat2)
+
+
+def reference_uce_2023(tok, enc, w, erase, guide, preserve, lamb, s_e):
+    retain = [""] + preserve                     # the 2023 code always starts its retain set with ""
+    s_p = max(0.1, 1 / len(retain))              # its preserve scale when none is given
+    mat1, mat2 = lamb * w, lamb * torch.eye(w.shape[1], dtype=torch.float64)
+    for prompt in erase:
+        (old, k_old), (new, k_new) = _tokens(tok, enc, prompt), _tokens(tok, enc, guide or " ")
+        far, n = max(k_old, k_new), len(old)
+        old, new = old[k_old:n - max(0, far - k_old)], new[k_new:n - max(0, far - k_new)]
+        mat1, mat2 = mat1 + s_e * (w @ new.T) @ old, mat2 + s_e * old.T @ old
+    for prompt in retain:
+        emb, _ = _tokens(tok, enc, prompt)
+        mat1, mat2 = mat1 + s_p * (w @ emb.T) @ emb, mat2 + s_p * emb.T @ emb
+    return mat1 @ torch.linalg.inv(mat2)
+
+
+@pytest.mark.parametrize("method", ["uce_2025", "uce_2023"])
+def test_uce_stage_reproduces_the_reference_code_on_a_tiny_sd(method, tiny_sd, tmp_path):
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+    from erasure import params
+    from erasure.config import load_config
+    config = filled_config()
+    config.update(world="sd", sd={"model": str(tiny_sd), "dtype": "float32"}, prompt_template="a {}", anchor="a shape",
+                  concepts_file=str(ROOT / config["concepts_file"]), miniworld={"weights": str(ROOT / "weights/miniworld")})
+    config["methods"]["uce_2025"] = {"kind": "uce"}   # the 2025 code's defaults: last token, no templates
+    config = load_config(config)
+    prm = params.closed_form(config, method, "heart")
+    out = tmp_path / "deltas.safetensors"
+    run_stage("closed_form", "--params", json.dumps(prm), "--method", method, "--concept", "heart", "--out", out)
+    deltas = load_file(out)
+    tok = CLIPTokenizer.from_pretrained(tiny_sd, subfolder="tokenizer")
+    enc = CLIPTextModel.from_pretrained(tiny_sd, subfolder="text_encoder").eval()
+    unet = UNet2DConditionModel.from_pretrained(tiny_sd, subfolder="unet")
+    u = config["uce"]
+    preserve = params.preserve_prompts(config, "heart")
+    assert prm["erase_prompts"] == ["a heart"] and prm["preserve_prompts"] == ([""] if method == "uce_2023" else []) + preserve
+    edited = {n for n, m in unet.named_modules() if "attn2" in n and n.endswith(("to_k", "to_v"))}
+    assert set(deltas) == edited
+    for name in edited:
+        w = unet.get_submodule(name).weight.detach().double()
+        if method == "uce_2025":
+            want = reference_uce_2025(tok, enc, w, ["a heart"], u["guide"], preserve, u["lamb"], u["erase_scale"],
+                                      u["preserve_scale"])
+        else:
+            want = reference_uce_2023(tok, enc, w, ["a heart"], u["guide"], preserve, u["lamb"], u["erase_scale"])
+        # ours solves in float64 and stores the delta in the model's float32
+        err = (deltas[name].double() - (want - w)).norm() / (want - w).norm()
+        assert err < 1e-6, (name, err.item())
