@@ -262,7 +262,10 @@ def task_workload(name):
     from erasure.prompts import prompt_table
     config = read_config_files([ROOT / "configs" / f"{name}.yaml"])
     config["scorer"] = {"kind": "clip"}  # GCD's environment is not needed to count images
-    config = load_config(config)
+    with tempfile.TemporaryDirectory() as stand_in:   # nor the SD weights: a directory that passes the check
+        (Path(stand_in) / "model_index.json").write_text("{}")
+        config["sd"] = {**config.get("sd", {}), "model": stand_in}
+        config = load_config(config)
     rows = prompt_table(config, datasets=False)
     g, methods, erase = config["generate"], config["run_methods"], config["erase"]
     i2p = config["i2p"]["rows"] if config["i2p"]["enabled"] else 0
@@ -281,8 +284,9 @@ def task_workload(name):
     train = 0
     for m in edited:
         kind = config["methods"][m]["kind"]
-        if kind == "esd":  # partial sampling (on average half the DDIM steps, 2 calls each) + 3 targets + fwd/bwd (3)
-            train += esd["iterations"] * (esd["ddim_steps"] + 3 + 3) * len(erase)
+        if kind == "esd":  # per latent: partial sampling (on average half the DDIM steps, 2 calls each),
+            # 3 targets, the student's forward and backward (3)
+            train += esd["iterations"] * esd["batch_size"] * (esd["ddim_steps"] + 3 + 3) * len(erase)
         elif kind == "realera" and config["methods"][m]["lora"]:
             # anchor images (full sampling) + per step: teacher forward + student forward/backward, per sample
             train += (lora["anchor_images"] * lora["anchor_steps"] * 2 + lora["steps"] * lora["batch_size"] * 4) * len(erase)
