@@ -81,6 +81,10 @@ def test_esd_stage_trains_only_its_parameters(tmp_path, method, part):
     assert all((part in n) if part else (".attn2." not in n) for n in deltas)
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["iterations_run"] == 3 and sidecar["train"] == ("xattn" if part else "linear")
+    if part:   # seeded from the config: a second run trains the same deltas
+        run_stage("train_esd", "--config", path, "--method", method, "--concept", "heart", "--out", tmp_path / "again.safetensors")
+        again = load_file(tmp_path / "again.safetensors")
+        assert again.keys() == deltas.keys() and all(torch.equal(again[k], deltas[k]) for k in deltas)
 
     # The deltas apply by parameter name through the same path the generate stage uses.
     from erasure.edits import apply_edit
