@@ -258,7 +258,6 @@ def task_workload(name):
     every image set draws all COCO captions)."""
     from erasure.config import load_config, read_config_files
     from erasure.generation import images_for
-    from erasure.io import slug
     from erasure.prompts import prompt_table
     config = read_config_files([ROOT / "configs" / f"{name}.yaml"])
     config["scorer"] = {"kind": "clip"}  # GCD's environment is not needed to count images
