@@ -22,8 +22,9 @@ include: "workflow/rules/export.smk"
 # text encoder's tokens (this loads a tokenizer, too slow for every DAG build); then one run at a time
 # per out_dir, whichever checkout starts it (erasure/outlock.py).
 onstart:
+    from erasure import truncation
     try:
-        prompts.check_run_lengths(config)
+        truncation.check_run(config)
         _outlock.acquire(OUT)
     except (ConfigError, _outlock.OutDirLocked) as e:
         raise WorkflowError(str(e)) from None

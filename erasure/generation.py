@@ -21,7 +21,7 @@ from . import cli, io, placeholders
 from .edits import apply_edit, fingerprint
 from .io import slug
 from .progress import Progress
-from .prompts import check_lengths
+from .truncation import check_lengths
 from .sampling import sample
 from .world import World, load_world_from_params
 

@@ -193,26 +193,6 @@ def prompt_table(config: dict, datasets: bool = True) -> list[dict]:
     return rows
 
 
-def check_lengths(rows: list[dict], tokenizer, max_length: int) -> None:
-    """An erase prompt whose concept word the text encoder would cut off draws the same images as a
-    prompt without it, and its Acc_e would mean nothing: one line naming the prompt, before any work."""
-    from .text import cuts_word
-    for row in rows:
-        n = cuts_word(tokenizer, max_length, row["prompt"], row["concept"]) if row["kind"] == "erase" else None
-        if n is not None:
-            raise ConfigError(f"erase prompt {row['prompt']!r} (id {row['id']}) is {n} tokens and the text "
-                              f"encoder keeps {max_length}: the concept word {row['concept']!r} falls past the "
-                              "cut; shorten the prompt (prompt_template, or its row in the extra prompt CSV)")
-
-
-def check_run_lengths(config: dict) -> None:
-    """check_lengths for every prompt of a checked config, with only the world's tokenizer loaded
-    (a few seconds: the Snakefile runs it once, when a run starts, not at every DAG build)."""
-    from .world import load_tokenizer
-    datasets = all(Path(p).is_file() for p in dataset_prompt_files(config))
-    check_lengths(prompt_table(config, datasets=datasets), *load_tokenizer(config))
-
-
 def read_prompt_csv(path: str | Path) -> list[dict]:
     """Rows of a prompts.csv the prompts rule wrote (id and seed as integers)."""
     with open(path, newline="", encoding="utf-8") as f:
