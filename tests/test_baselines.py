@@ -80,7 +80,7 @@ def test_esd_stage_trains_only_its_parameters(tmp_path, method, part):
     assert changed
     assert all((part in n) if part else (".attn2." not in n) for n in deltas)
     sidecar = json.loads(out.with_suffix(".json").read_text())
-    assert sidecar["iterations_run"] == 3 and sidecar["train"] == ("xattn" if part else "linear")
+    assert sidecar["iterations_run"] == 3 and sidecar["train"] == ("xattn" if part else "unet")
     if part:   # seeded from the config: a second run trains the same deltas
         run_stage("train_esd", "--config", path, "--method", method, "--concept", "heart", "--out", tmp_path / "again.safetensors")
         again = load_file(tmp_path / "again.safetensors")
@@ -238,7 +238,6 @@ def test_uce_stage_reproduces_the_reference_code_on_a_tiny_sd(method, tiny_sd, t
     config = filled_config()
     config.update(world="sd", sd={"model": str(tiny_sd), "dtype": "float32"}, prompt_template="a {}", anchor="a shape",
                   concepts_file=str(ROOT / config["concepts_file"]), miniworld={"weights": str(ROOT / "weights/miniworld")})
-    config["methods"]["uce_2025"] = {"kind": "uce"}   # the 2025 code's defaults: last token, no templates
     config = load_config(config)
     prm = params.closed_form(config, method, "heart")
     out = tmp_path / "deltas.safetensors"
