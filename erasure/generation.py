@@ -21,8 +21,8 @@ from . import cli, io, placeholders
 from .edits import apply_edit, fingerprint
 from .io import slug
 from .progress import Progress
-from .truncation import check_lengths
 from .sampling import sample
+from .truncation import check_lengths
 from .world import World, load_world_from_params
 
 MANIFEST_COLUMNS = ["id", "concept", "kind", "prompt", "seed", "file"]

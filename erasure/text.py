@@ -55,9 +55,6 @@ class TextEncoder:
         raise ValueError(f"concept word {word!r} does not occur in prompt {prompt!r}: "
                          "put the concept word in the prompt, or fix the concept's name")
 
-    def truncates(self, prompt: str, word: str) -> bool:
-        return cuts_word(self.tokenizer, self.max_length, prompt, word) is not None
-
     def _content_ids(self, text):
         return content_ids(self.tokenizer, text)
 

@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from erasure.text import cuts_word
+
 
 def test_minilm_fixed_length_embeddings(minilm):
     emb = minilm.encode(["a heart", "a very long prompt " * 10])
@@ -48,7 +50,9 @@ def test_clip_encoder_on_tiny_sd(tiny_sd):
 
 
 def test_truncation_is_caught_only_when_the_cut_reaches_the_concept_word(minilm):
-    assert not minilm.truncates("a heart", "heart")
-    assert not minilm.truncates("a heart " + "and more " * 10, "heart")   # long, but the word comes first
-    assert minilm.truncates("a very " * 8 + "big heart", "heart")          # 16 kept tokens end before it
-    assert not minilm.truncates("a very " * 8 + "big star", "heart")       # not there at all: nothing to say
+    def cut(prompt, word):
+        return cuts_word(minilm.tokenizer, minilm.max_length, prompt, word)
+    assert cut("a heart", "heart") is None
+    assert cut("a heart " + "and more " * 10, "heart") is None   # long, but the word comes first
+    assert cut("a very " * 8 + "big heart", "heart") == 20        # 16 kept tokens end before it
+    assert cut("a very " * 8 + "big star", "heart") is None       # not there at all: nothing to say
