@@ -205,11 +205,16 @@ def _tokens(tokenizer, text_encoder, prompt):
     return emb, int(t.attention_mask.sum()) - 2   # all token embeddings, the last subject token's position
 
 
+def _last_token(tokenizer, text_encoder, prompt):
+    emb, k = _tokens(tokenizer, text_encoder, prompt)
+    return emb[k]
+
+
 def reference_uce_2025(tok, enc, w, erase, guide, preserve, lamb, s_e, s_p):
     mat1, mat2 = lamb * w, lamb * torch.eye(w.shape[1], dtype=torch.float64)
     for prompt, target, scale in [(e, guide, s_e) for e in erase] + [(p, p, s_p) for p in preserve]:
-        c = (lambda emb, k: emb[k])(*_tokens(tok, enc, prompt))
-        v = w @ (lambda emb, k: emb[k])(*_tokens(tok, enc, target))
+        c = _last_token(tok, enc, prompt)
+        v = w @ _last_token(tok, enc, target)
         mat1, mat2 = mat1 + scale * torch.outer(v, c), mat2 + scale * torch.outer(c, c)
     return mat1 @ torch.linalg.inv(mat2)
 
