@@ -226,7 +226,7 @@ def check(config: dict) -> dict:
 def check_methods(config: dict, concepts: dict) -> None:
     """Each method has its kind's keys and names known concepts; a LoRA has something to preserve."""
     for name, m in config["methods"].items():
-        needed = {"realera": ("mining", "regularization", "lora"), "uce": (), "esd": ("train",), "sepme": (), "rece": ()}[m["kind"]]
+        needed = {"realera": ("mining", "regularization", "lora"), "uce": (), "esd": ("train",), "sepme": (), "rece": (), "adavd": ()}[m["kind"]]
         missing = [k for k in needed if k not in m]
         if missing:
             raise ConfigError(f"config field methods.{name}: kind {m['kind']} needs {', '.join(missing)}; "
@@ -282,6 +282,10 @@ def check_export(config: dict) -> None:
         if m == "original" or m not in config["run_methods"]:
             raise ConfigError(f"config field export.methods: {m!r} is not an edited method in run_methods; "
                               "export the methods the run builds and evaluates (or export.methods: [] for none)")
+        if config["methods"][m]["kind"] == "adavd":
+            raise ConfigError(f"config field export.methods: {m!r} is AdaVD, which erases at inference time through "
+                              "attention processors and changes no weight, so an exported model cannot carry it; "
+                              "export a weight-editing method")
 
 
 def load_config(source: dict | str | Path | Iterable[str | Path]) -> dict:

@@ -1,11 +1,14 @@
-"""Applying a method's edits to a world: closed-form deltas, then an optional LoRA (fused)."""
+"""Applying a method's edits to a world: closed-form deltas, then an optional LoRA (fused); an
+inference-time method (AdaVD) installs its attention processors instead."""
 import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
+from . import adavd
 from .closed_form import apply_deltas
 
 if TYPE_CHECKING:
@@ -18,10 +21,15 @@ def apply_edit(world: "World", deltas_path: str | Path | None = None, lora_dir: 
     """Add weight deltas, then load and fuse a LoRA if given.
 
     Delta files are keyed by module name (closed forms: the module's weight) or by parameter name
-    (fine-tuning methods such as ESD: any parameter of the UNet).
+    (fine-tuning methods such as ESD: any parameter of the UNet). An AdaVD file holds the concept
+    embeddings its processors project out, and no weights.
     """
     if deltas_path:
         deltas = load_file(deltas_path)
+        if adavd.TARGET_KEY in deltas:
+            with safe_open(str(deltas_path), "pt") as f:
+                settings = adavd.read_settings(f.metadata(), str(deltas_path))
+            adavd.install(world.unet, deltas.pop(adavd.TARGET_KEY), settings)
         params = dict(world.unet.named_parameters())
         by_param = {k: v for k, v in deltas.items() if k in params}
         apply_deltas(world.edit_modules(), {k: v for k, v in deltas.items() if k not in by_param})

@@ -66,6 +66,13 @@ def rece(config: dict, method: str, concept_slug: str) -> dict:
             "rece": dict(config["rece"])}
 
 
+def adavd(config: dict, method: str, concept_slug: str) -> dict:
+    """AdaVD's targets: the erased concept's name, as the reference erases the names it is given."""
+    concept = concept_by_slug(config, concept_slug)
+    return {**world_params(config), "concept": concept, "target_concepts": [concept],
+            "adavd": {**config["adavd"], "shift": config["methods"][method]["shift"]}}
+
+
 def sepme(config: dict, concepts: list[str]) -> dict:
     """SepME increments for a known set of concepts: everything not in the set is preserved."""
     return {**world_params(config), "concepts": list(concepts), "anchor": config["anchor"],
@@ -196,6 +203,8 @@ def edit_settings(config: dict, method: str, concept_slug: str) -> dict:
         return {"train_esd": _without_world(train_esd(config, method, concept_slug))}
     if m["kind"] == "sepme":
         return {"sepme": _without_world(sepme_method(config, method, concept_slug))}
+    if m["kind"] == "adavd":
+        return {"adavd": _without_world(adavd(config, method, concept_slug))}
     if m["kind"] == "rece":
         return {"closed_form": _without_world(closed_form(config, m["base"], concept_slug)),
                 "rece": _without_world(rece(config, method, concept_slug))}

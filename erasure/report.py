@@ -141,9 +141,9 @@ def write_report(prm: dict, prompts: list[dict], scores_dir: str | Path, remap_d
             key = "all" if method == "original" else slug(concept)
             scores = read_scores(Path(scores_dir) / method / f"{key}.csv")
             row = {"method": method, "concept": concept, **metrics(scores, concept, splits, prm["seed"])}
-            if method != "original":
-                remap = json.loads((Path(remap_dir) / method / f"{key}.json").read_text())["scores"]
-                row.update(remap_metrics(remap, prompts, concept))
+            remap_file = Path(remap_dir) / method / f"{key}.json"
+            if method != "original" and remap_file.is_file():   # none for AdaVD: it edits no weight
+                row.update(remap_metrics(json.loads(remap_file.read_text())["scores"], prompts, concept))
             quality = Path(quality_dir) / method / f"{key}.json" if quality_dir else None
             if quality and quality.is_file():
                 q = io.read_json(quality)

@@ -22,6 +22,9 @@ REPORT = f"{OUT}/{config['report']['name']}"
 ERASE = [slug(c) for c in config["erase"]]
 METHODS = config["methods"]
 EDIT_METHODS = [m for m in config["run_methods"] if m != "original"]
+# The edited methods whose edit is in the weights (AdaVD's is in attention processors): exported by
+# default, and given remap scores.
+WEIGHT_METHODS = [m for m in EDIT_METHODS if METHODS[m]["kind"] != "adavd"]
 SAMPLERS = sorted({METHODS[m]["mining"] for m in EDIT_METHODS if METHODS[m]["kind"] == "realera"} - {"none"})
 AUDITS = [f"{OUT}/mine/{s}/{c}_audit/audit.md" for s in SAMPLERS for c in ERASE]
 PY = sys.executable  # the interpreter running Snakemake (the project venv)
@@ -44,6 +47,7 @@ CLOSED_FORM_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] in ("real
 ESD_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "esd"])
 SEPME_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "sepme"])
 RECE_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "rece"])
+ADAVD_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "adavd"])
 
 
 def _imported_modules(path):

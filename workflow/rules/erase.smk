@@ -68,6 +68,26 @@ rule rece:
         " --base {input.base:q} --out {output.deltas:q} --threads {threads} > {log:q} 2>&1"
 
 
+rule adavd:
+    input:
+        code=code_inputs("adavd"),
+    output:
+        deltas=f"{OUT}/edit/{{method}}/{{concept}}.safetensors",
+        sidecar=f"{OUT}/edit/{{method}}/{{concept}}.json",
+    wildcard_constraints:
+        method=ADAVD_METHODS,
+    params:
+        p=as_json(lambda w: P.adavd(config, w.method, w.concept)),
+    log:
+        f"{OUT}/logs/adavd/{{method}}/{{concept}}.log",
+    threads: res("mine", "threads")
+    resources:
+        **resources_of("mine"),  # text encoding only: AdaVD's cost is in generation
+    shell:
+        "{PY:q} stages/adavd.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
+        " --out {output.deltas:q} --threads {threads} > {log:q} 2>&1"
+
+
 rule train_esd:
     input:
         code=code_inputs("train_esd"),

@@ -153,7 +153,7 @@ def report_inputs(w):
     sets = [("original", "all")] if "original" in config["run_methods"] else []
     sets += [(m, c) for m in EDIT_METHODS for c in ERASE]
     files = [f"{OUT}/scores/{m}/{c}.csv" for m, c in sets]
-    files += expand(f"{OUT}/remap/{{method}}/{{concept}}.json", method=EDIT_METHODS, concept=ERASE)
+    files += expand(f"{OUT}/remap/{{method}}/{{concept}}.json", method=WEIGHT_METHODS, concept=ERASE)
     if COCO["enabled"]:
         files += [f"{OUT}/quality/{m}/{c}.json" for m, c in sets]
     return files

@@ -1,6 +1,6 @@
 # The erased models as deliverables: outputs/<run>/export/<method>/<concept>, a directory plain diffusers
 # loads (the edit merged into the UNet) with its model card; a SepME set: export/set_<set>/<all|restore|joint>.
-EXPORT_METHODS = EDIT_METHODS if config["export"]["methods"] is None else config["export"]["methods"]
+EXPORT_METHODS = WEIGHT_METHODS if config["export"]["methods"] is None else config["export"]["methods"]
 EXPORTS = [f"{OUT}/export/{m}/{c}" for m in EXPORT_METHODS for c in ERASE]
 
 
