@@ -18,12 +18,11 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, cli, inversion, io, placeholders, ringabell, unlearndiff
+from .attack_kinds import ATTACKS
 from .edits import apply_edit
 from .sampling import sample
 from .world import load_text_encoder, load_world_from_params
 
-ATTACKS = ("none", "inversion", "ringabell", "unlearndiff")
-MODEL_AGNOSTIC = ("none", "ringabell")   # their artefacts do not depend on the model: found once, on "original"
 PROMPT_COLUMNS = ["id", "concept", "kind", "prompt", "seed", "split", "images"]
 CHECKPOINT_EVERY = 50
 SEED_STRIDE = 10_000   # prompt i's images use seeds first_seed + SEED_STRIDE * i + k (schema: images <= 10,000)

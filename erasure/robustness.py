@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .attacks import MODEL_AGNOSTIC
+from .attack_kinds import source_of
 from .intervals import wilson
 from .report import image_rows, read_scores, with_interval
 
@@ -24,11 +24,6 @@ REVIVAL_COLUMNS = ["method", "concept", "step", "asr", "asr_lo", "asr_hi", "n_im
 REVIVED = 50.0   # percent: the revival figure is the first step at or above it
 TRANSFER_COLUMNS = ["attack", "source", "method", "concept", "post_asr", "post_asr_lo", "post_asr_hi", "n_images"]
 PROMPT_COLUMNS = ["attack", "source", "method", "concept", "prompt", "n_images", "asr", "asr_lo", "asr_hi"]
-
-
-def source_of(attack: str, method: str) -> str:
-    """The model an attack's artefact was found on when `method` is attacked."""
-    return "original" if attack in MODEL_AGNOSTIC else method
 
 
 def scores_path(scores_dir: str | Path, attack: str, source: str, method: str, concept: str) -> Path:

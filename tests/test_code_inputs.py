@@ -4,6 +4,7 @@ module, or inside a function), so editing any of them reruns the rule.
 The rules' inputs come from Snakemake's own dry run; the imports from the standard library's
 ModuleFinder, which reads the compiled code of each stage and every module it reaches: a second,
 independent reading of the imports, not the Snakefile's helper."""
+import functools
 import json
 import re
 import subprocess
@@ -21,12 +22,13 @@ RUN_BLOCKS = {"prompts": {"erasure/prompts.py", "erasure/io.py"},
 NO_CODE = {"all", "fetch_i2p", "fetch_coco"}   # targets and downloads (a download is pinned by its checksum)
 
 
+@functools.lru_cache(maxsize=None)   # many jobs run the same stage
 def stage_imports(stage):
     """Repository-relative files of the erasure/ modules a stage file reaches."""
     finder = ModuleFinder(path=[str(ROOT)])
     finder.run_script(str(ROOT / "stages" / f"{stage}.py"))
-    return {str(m.__file__).removeprefix(f"{ROOT}/") for name, m in finder.modules.items()
-            if name.split(".")[0] == "erasure" and m.__file__}
+    return frozenset(str(m.__file__).removeprefix(f"{ROOT}/") for name, m in finder.modules.items()
+                     if name.split(".")[0] == "erasure" and m.__file__)
 
 
 def planned_jobs(*args):

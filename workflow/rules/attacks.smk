@@ -3,7 +3,7 @@
 # An attack's artefact lives in attacks/<attack>/<found on>/<concept>/; replaying it on a model writes
 # attack_images/<attack>/<found on>/<model>/<concept>.csv and its scores mirror that path.
 
-from erasure import attacks as _attacks, robustness as _robustness
+from erasure import attack_kinds as _attack_kinds
 
 ATTACKS = config["attacks"]["run"]
 ATTACKED = P.attacked_methods(config)
@@ -17,7 +17,7 @@ def attack_score_files():
     """Every score file the robustness table reads: pre-attack prompts and each attack on each model,
     plus every (found on, drawn with) pair of the transfer table."""
     pairs = {("none", "original", m) for m in ATTACKED}
-    pairs |= {(a, _robustness.source_of(a, m), m) for a in ATTACKS if a != "revival" for m in ATTACKED}
+    pairs |= {(a, _attack_kinds.source_of(a, m), m) for a in ATTACKS if a != "revival" for m in ATTACKED}
     if config["attacks"]["transfer"] and "inversion" in ATTACKS:
         pairs |= {("inversion", s, m) for s in ATTACKED for m in ATTACKED}
     return sorted(f"{OUT}/attack_scores/{a}/{s}/{m}/{c}.csv" for a, s, m in pairs for c in ERASE)
@@ -30,7 +30,7 @@ rule attack_prompts:
         prompts=f"{OUT}/attacks/{{attack}}/original/{{concept}}/prompts.csv",
         sidecar=f"{OUT}/attacks/{{attack}}/original/{{concept}}/attack.json",
     wildcard_constraints:
-        attack=one_of(_attacks.MODEL_AGNOSTIC),
+        attack=one_of(_attack_kinds.MODEL_AGNOSTIC),
     params:
         p=as_json(lambda w: P.attack(config, w.attack, "original", w.concept)),
         out=lambda w: attack_dir(w.attack, "original", w.concept),
@@ -180,7 +180,7 @@ rule replay:
     output:
         manifest=f"{OUT}/attack_images/{{attack}}/{{source}}/{{method}}/{{concept}}.csv",
     wildcard_constraints:
-        attack=one_of(_attacks.ATTACKS),
+        attack=one_of(_attack_kinds.ATTACKS),
         source="[A-Za-z0-9_-]+",
     params:
         p=as_json(lambda w: P.generate(config, w.method)),

@@ -1,4 +1,5 @@
 import ast
+import functools
 import json
 import os
 import re
@@ -50,6 +51,7 @@ RECE_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "rece"])
 ADAVD_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "adavd"])
 
 
+@functools.lru_cache(maxsize=None)   # every rule asks again for the same modules: parse each file once
 def _imported_modules(path):
     """The erasure/ modules one source file imports (at the top or inside functions), as file paths."""
     tree = ast.parse((BASEDIR / path).read_text(encoding="utf-8"), filename=path)
@@ -64,7 +66,7 @@ def _imported_modules(path):
             if package == "erasure" or (package or "").startswith("erasure."):
                 names |= {package} | {f"{package}.{a.name}" for a in node.names}
     files = [name.replace(".", "/") + ".py" for name in names]
-    return [f for f in files if (BASEDIR / f).is_file()] + ["erasure/__init__.py"]
+    return tuple(f for f in files if (BASEDIR / f).is_file()) + ("erasure/__init__.py",)
 
 
 def code_inputs(*entry_points):
@@ -76,7 +78,7 @@ def code_inputs(*entry_points):
         path = todo.pop()
         if path not in files:
             files.add(path)
-            todo += _imported_modules(path) if path.endswith(".py") else []
+            todo += _imported_modules(path) if path.endswith(".py") else ()
     return sorted(files)
 
 
