@@ -1,7 +1,7 @@
 # The two commands of the README. Both create the virtual environment on first use.
 #   make run    the default pipeline on the mini world (CPU, offline)
-#   make test        the test suite (about 10 minutes on 2 cores, 14 with the live SLURM tests; BENCHMARKS.md)
-#   make test-slow   the full-size and whole-DAG checks marked slow (CI runs both)
+#   make test        the test suite (about 8 minutes on 2 cores with the live SLURM tests; BENCHMARKS.md)
+#   make test-slow   the full-size and whole-DAG checks marked slow, about 13 minutes (CI runs both)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -23,11 +23,15 @@ run: $(STAMP)
 dry-run: $(STAMP)
 	$(VENV)/bin/snakemake -n --cores $(CORES) all
 
+# One pytest worker per core: the tests pin torch to one thread. A file's tests stay on one worker, so a
+# module fixture (a whole DAG, the SLURM run) runs once.
+PYTEST := $(VENV)/bin/pytest -q -ra -n $(CORES) --dist loadfile --durations=15
+
 test: $(STAMP)
-	$(VENV)/bin/pytest -q -ra -m "not slow" --durations=15
+	$(PYTEST) -m "not slow"
 
 test-slow: $(STAMP)
-	$(VENV)/bin/pytest -q -ra -m slow --durations=15
+	$(PYTEST) -m slow
 
 # The original-model row (200 images per prompt): results/miniworld/original.{csv,md}
 original: $(STAMP)
