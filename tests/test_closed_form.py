@@ -1,5 +1,6 @@
 import torch
 
+from erasure import closed_form
 from erasure.closed_form import apply_deltas, mixing_matrix, remap_score, weight_deltas
 
 
@@ -67,3 +68,38 @@ def test_duplicate_and_degenerate_rows_warn_and_stay_finite():
         m, cond = mixing_matrix(e, a, p, 1.0, 1e-14)
     assert any("ill-conditioned" in str(w.message) for w in caught) and cond > 1e12
     assert torch.isfinite(m).all()
+
+
+def _one_product_solve(e, a, p, lam, ridge, we, wp):
+    """The solve as one float64 product over all rows (the code before the blocked products), written out."""
+    e, a, p, we, wp = (x.double() for x in (e, a, p, we, wp))
+    keep = lam * (p.T * wp) @ p + ridge * torch.eye(e.shape[1], dtype=torch.float64)
+    return torch.linalg.solve((e.T * we) @ e + keep, ((a.T * we) @ e + keep).T).T
+
+
+def _text_like_rows(n, d, g, basis, scale):
+    # a shared direction and a decaying spectrum, as text-encoder tokens have: an ill-conditioned Gram matrix
+    return ((torch.randn(n, d, generator=g) * scale) @ basis.T + 0.5 * basis[:, 0]).float()
+
+
+def test_a_solve_within_one_block_is_bitwise_the_one_product_solve():
+    # What every single-concept run computes: the committed edits stay bit for bit what they were.
+    g = torch.Generator().manual_seed(3)
+    e, a, p = torch.randn(300, 48, generator=g), torch.randn(300, 48, generator=g), torch.randn(90, 48, generator=g)
+    we, wp = torch.rand(300, generator=g) + 0.5, torch.rand(90, generator=g) + 0.5
+    m, _ = mixing_matrix(e, a, p, 0.7, 0.1, erase_weights=we, preserve_weights=wp)
+    assert torch.equal(m, _one_product_solve(e, a, p, 0.7, 0.1, we, wp))
+
+
+def test_many_blocks_match_the_one_product_solve_to_1e_6(monkeypatch):
+    g = torch.Generator().manual_seed(4)
+    d = 64
+    basis, scale = torch.linalg.qr(torch.randn(d, d, generator=g))[0], torch.logspace(0, -3, d)
+    e, a, p = (_text_like_rows(n, d, g, basis, scale) for n in (2000, 2000, 500))
+    we, wp = torch.rand(2000, generator=g) + 0.5, torch.rand(500, generator=g) + 0.5
+    reference = _one_product_solve(e, a, p, 1.0, 0.1, we, wp)
+    monkeypatch.setattr(closed_form, "BLOCK_ROWS", 97)   # 21 blocks, the last one short
+    m, cond = mixing_matrix(e, a, p, 1.0, 0.1, erase_weights=we, preserve_weights=wp)
+    eye = torch.eye(d, dtype=torch.float64)
+    assert cond > 1e4   # the ill-conditioned case the float32 products failed on
+    assert (m - reference).norm() / (reference - eye).norm() < 1e-6
