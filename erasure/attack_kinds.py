@@ -2,7 +2,8 @@
 
 Kept apart from erasure.attacks (which imports torch and the models) because the Snakefile reads these
 names every time it builds the DAG, and the robustness table needs them without any model code."""
-ATTACKS = ("none", "inversion", "ringabell", "unlearndiff")
+# The attacks whose artefact is a set of prompts (drawn and scored on any model); revival's is a model.
+PROMPT_ATTACKS = ("none", "inversion", "ringabell", "unlearndiff")
 MODEL_AGNOSTIC = ("none", "ringabell")   # their artefacts do not depend on the model: found once, on "original"
 
 

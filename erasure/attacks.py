@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, cli, inversion, io, placeholders, ringabell, unlearndiff
-from .attack_kinds import ATTACKS
+from .attack_kinds import PROMPT_ATTACKS
 from .edits import apply_edit
 from .sampling import sample
 from .world import load_text_encoder, load_world_from_params
@@ -51,7 +51,7 @@ def run(prm: dict, out_dir: str | Path, deltas: str | None = None, lora: str | N
     elif attack == "unlearndiff":
         prompts, stats = run_unlearndiff(prm, deltas, lora)
     else:
-        raise ValueError(f"attack {attack!r}: not one of {', '.join(ATTACKS)}")
+        raise ValueError(f"attack {attack!r}: not one of {', '.join(PROMPT_ATTACKS)}")
     io.write_csv(out_dir / "prompts.csv", PROMPT_COLUMNS, prompt_rows(prm, prompts))
     io.write_json(out_dir / "attack.json", {**prm, "prompts": prompts, **stats,
                                             "wall_time_s": round(time.time() - t0, 1)})

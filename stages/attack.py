@@ -8,12 +8,12 @@ any model; inversion checkpoints every 50 steps and resumes after a kill.
     python stages/attack.py --config config.yaml --attack inversion --method cf --concept heart \\
         --deltas outputs/miniworld/edit/cf/heart.safetensors --out-dir outputs/miniworld/attacks/inversion/cf/heart
 """
-from erasure import attacks, cli, params
+from erasure import attack_kinds, attacks, cli, params
 
 
 def main():
     p = cli.parser(__doc__)
-    p.add_argument("--attack", required=True, choices=attacks.ATTACKS)
+    p.add_argument("--attack", required=True, choices=attack_kinds.PROMPT_ATTACKS)
     cli.add_attacked_model_args(p)
     args = p.parse_args()
     cli.set_threads(args.threads)

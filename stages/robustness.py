@@ -12,7 +12,7 @@ attack and concept (attack_grids/<attack>_<concept>.png).
 """
 from pathlib import Path
 
-from erasure import cli, io, params, plots, robustness
+from erasure import attack_kinds, cli, io, params, plots, robustness
 from erasure.report import fmt
 
 
@@ -30,7 +30,7 @@ def main():
     out = Path(args.out)
 
     # 1. Pre- and post-attack ASR per method, concept and attack; per prompt; revival's curve.
-    prompt_attacks = [a for a in prm["attacks"] if a != "revival"]
+    prompt_attacks = [a for a in prm["attacks"] if a in attack_kinds.PROMPT_ATTACKS]
     rows, per_prompt = robustness.robustness_rows(args.scores_dir, prompt_attacks, prm["methods"], prm["concepts"])
     if prm["revival_steps"]:
         if not args.revival_dir:

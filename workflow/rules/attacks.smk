@@ -17,7 +17,8 @@ def attack_score_files():
     """Every score file the robustness table reads: pre-attack prompts and each attack on each model,
     plus every (found on, drawn with) pair of the transfer table."""
     pairs = {("none", "original", m) for m in ATTACKED}
-    pairs |= {(a, _attack_kinds.source_of(a, m), m) for a in ATTACKS if a != "revival" for m in ATTACKED}
+    pairs |= {(a, _attack_kinds.source_of(a, m), m)
+              for a in ATTACKS if a in _attack_kinds.PROMPT_ATTACKS for m in ATTACKED}
     if config["attacks"]["transfer"] and "inversion" in ATTACKS:
         pairs |= {("inversion", s, m) for s in ATTACKED for m in ATTACKED}
     return sorted(f"{OUT}/attack_scores/{a}/{s}/{m}/{c}.csv" for a, s, m in pairs for c in ERASE)
@@ -180,7 +181,7 @@ rule replay:
     output:
         manifest=f"{OUT}/attack_images/{{attack}}/{{source}}/{{method}}/{{concept}}.csv",
     wildcard_constraints:
-        attack=one_of(_attack_kinds.ATTACKS),
+        attack=one_of(_attack_kinds.PROMPT_ATTACKS),
         source="[A-Za-z0-9_-]+",
     params:
         p=as_json(lambda w: P.generate(config, w.method)),
