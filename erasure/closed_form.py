@@ -29,7 +29,7 @@ def weighted_products(left: torch.Tensor, right: torch.Tensor, weights: torch.Te
     total = torch.zeros(left.shape[1], right.shape[1], dtype=torch.float64)
     for start in range(0, len(left), BLOCK_ROWS):
         rows = slice(start, start + BLOCK_ROWS)
-        # Each pass over a block costs a tenth of its product here (memory-bound): make no pass twice.
+        # A pass over a block costs about a sixth of its product here (memory-bound): make no pass twice.
         lb = left[rows].double()
         rb = lb if right is left else right[rows].double()
         weighted = lb.T * weights[rows].double()
