@@ -155,8 +155,6 @@ def bench_closed_form(repeats):
     return out
 
 
-# --- mining ---------------------------------------------------------------------------------------------
-
 def float32_alternative(d, g, repeats):
     """What float32 block products summed in float64 would give: their matmul rate, and how far they move
     the solve (relative to M - I) from the float64 one on 10 concepts' rows with a text encoder's
@@ -184,6 +182,8 @@ def joint_gflop(erase_rows, preserve_rows, d=768):
     """FLOPs of the closed form's products: sum e e^T and sum a e^T over the erase rows, sum p p^T."""
     return (2 * erase_rows + preserve_rows) * d * d * 2 / 1e9
 
+
+# --- mining ---------------------------------------------------------------------------------------------
 
 def bench_mining(repeats):
     """Accepted perturbations per second, paper sampler, 768-d CLIP-sized tokens of a 10-token span."""
