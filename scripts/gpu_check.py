@@ -7,20 +7,24 @@ each stage's wall time and peak GPU memory, and generation against diffusers' ow
 Each stage runs as its CLI, one after another, with the parameters the DAG would give it (`--config`
 with the objects task plus a site file: the random model, `sd.dtype`, small budgets): mine; the closed
 forms of cf, realera and uce; realera's LoRA; ESD-x; RECE; generate and score for the unedited model and
-realera; concept inversion on realera and its replay; revival on uce. Peak GPU memory per stage is read
-from nvidia-smi's per-process figures (polled every 0.2 s), so it includes CUDA's context. The model is
-built by tests/tiny_sd.py (no download); CLIP scores with random weights (no download either).
+realera; concept inversion on realera and its replay; revival on uce. The stages run in this process
+(runpy, with the command line a job would have), so the device minutes go to the stages rather than to
+fifteen interpreter starts (about 8 s each: torch, diffusers, transformers): a stage's wall time leaves
+out that start-up, and its peak GPU memory is torch's allocator's (reset before each stage), without
+CUDA's context. Each stage's output goes to its log file. The model is built by tests/tiny_sd.py (no
+download); CLIP scores with random weights (no download either).
 """
 import argparse
+import contextlib
+import gc
 import json
 import platform
 import re
-import shutil
-import subprocess
+import runpy
 import sys
 import tempfile
-import threading
 import time
+import traceback
 from pathlib import Path
 
 import yaml
@@ -83,46 +87,38 @@ def stages(work: Path) -> list[tuple[str, list[str]]]:
     ]
 
 
-class GpuMemory:
-    """Peak used memory (MiB) per process id, from nvidia-smi; empty where there is no nvidia-smi."""
-
-    def __init__(self):
-        self.peak, self._stop = {}, threading.Event()
-        self.available = shutil.which("nvidia-smi") is not None
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def __enter__(self):
-        if self.available:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-
-    def _poll(self):
-        while not self._stop.is_set():
-            out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                                 capture_output=True, text=True).stdout
-            for line in out.splitlines():
-                pid, used = (x.strip() for x in line.split(","))
-                if pid.isdigit() and used.isdigit():
-                    self.peak[int(pid)] = max(self.peak.get(int(pid), 0), int(used))
-            time.sleep(0.2)
-
-
-def run_stage(label, argv, configs, memory, log_dir):
-    cmd = [sys.executable, str(ROOT / "stages" / argv[0]), *sum((["--config", str(c)] for c in configs), []), *argv[1:]]
+def run_stage(label, argv, configs, log_dir):
+    """Run stages/<argv[0]> in this process with the command line a job would give it; its wall time,
+    peak GPU memory (allocated and reserved by torch, MiB) and last images/s."""
+    import torch
+    script = ROOT / "stages" / argv[0]
+    log = log_dir / f"{label.replace(' ', '_')}.log"
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    sys.argv = [str(script), *sum((["--config", str(c)] for c in configs), []), *argv[1:]]
     t0 = time.time()
-    with open(log_dir / f"{label.replace(' ', '_')}.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        proc.wait()
+    with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+            code = 0
+        except SystemExit as e:   # cli.run ends a known bad input with exit code 2
+            code = e.code
+        except Exception:
+            traceback.print_exc()
+            code = 1
+        if cuda:
+            torch.cuda.synchronize()
     seconds = time.time() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"gpu_check: stage {label} failed (exit {proc.returncode}); see {log_dir}")
-    text = (log_dir / f"{label.replace(' ', '_')}.log").read_text()
-    rates = re.findall(r"([0-9.]+) images/s", text)   # erasure.progress: "generate: 8/8 images (100%), 2.31 images/s, ..."
-    return {"stage": label, "seconds": round(seconds, 2), "peak_gpu_mib": memory.peak.get(proc.pid),
-            "img_per_s": float(rates[-1]) if rates else None}
+    if code:
+        raise SystemExit(f"gpu_check: stage {label} failed (exit {code}); see {log}")
+    peak = {"peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None,
+            "peak_gpu_reserved_mib": round(torch.cuda.max_memory_reserved() / 2**20) if cuda else None}
+    gc.collect()   # the stage's model goes before the next stage loads its own
+    if cuda:
+        torch.cuda.empty_cache()
+    rates = re.findall(r"([0-9.]+) images/s", log.read_text())   # erasure.progress: "generate: 8/8 images (100%), 2.31 images/s, ..."
+    return {"stage": label, "seconds": round(seconds, 2), **peak, "img_per_s": float(rates[-1]) if rates else None}
 
 
 def diffusers_rate(model: Path, dtype: str, steps: int, images: int, batch: int) -> float:
@@ -166,15 +162,12 @@ def main():
         configs = [ROOT / "configs/sd_objects.yaml", work / "site.yaml"]
         log_dir = Path(args.out).with_suffix(".logs")
         log_dir.mkdir(parents=True, exist_ok=True)
-        results = []
-        with GpuMemory() as memory:
-            # cf reads the clean-span set (sampler none), mined like realera's before the closed forms run
-            results.append(run_stage("mine none", ["mine.py", "--concept", CONCEPT, "--sampler", "none",
-                                                   "--out", str(work / "out/mine_none.safetensors")],
-                                     configs, memory, log_dir))
-            for label, argv in stages(work):
-                results.append(run_stage(label, argv, configs, memory, log_dir))
-                print(f"{label}: {results[-1]['seconds']} s, peak GPU {results[-1]['peak_gpu_mib']} MiB", flush=True)
+        # cf reads the clean-span set (sampler none), mined like realera's before the closed forms run
+        results = [run_stage("mine none", ["mine.py", "--concept", CONCEPT, "--sampler", "none",
+                                           "--out", str(work / "out/mine_none.safetensors")], configs, log_dir)]
+        for label, argv in stages(work):
+            results.append(run_stage(label, argv, configs, log_dir))
+            print(f"{label}: {results[-1]['seconds']} s, peak GPU {results[-1]['peak_gpu_mib']} MiB", flush=True)
         g = site["generate"]
         ours = next(r["img_per_s"] for r in results if r["stage"] == "generate original")
         theirs = diffusers_rate(model, args.dtype, g["steps"], 4 * g["batch_size"], g["batch_size"])

@@ -331,38 +331,3 @@ def test_revival_steps_to_50_is_the_first_checkpoint_at_or_above_half(tmp_path):
     page = robustness.html_page([("ASR", table), ("Revival", robustness.curve_markdown(curve))], ["revival_heart.png"])
     assert "<td>cf</td><td>crescent</td><td>0.0 [0.0, 27.8]</td><td>&gt; 50 (30.0 [" in page
     assert "<th>step 25</th>" in page and "<img src='attack_grids/revival_heart.png'>" in page
-
-
-@pytest.mark.slow
-def test_the_explicit_tasks_attacks_run_on_a_half_precision_tiny_sd(tiny_sd, tmp_path):
-    """The Stable Diffusion path of every attack, in the DAG, with the explicit task's config (budgets cut
-    to a few steps) on the tiny SD loaded in float16: artefacts, replays, revival's models, the tables."""
-    import yaml
-    config = yaml.safe_load((ROOT / "configs/sd_explicit.yaml").read_text())
-    config.update(out_dir=str(tmp_path / "out"), run_methods=["original", "uce"], i2p={"enabled": False},
-                  coco={"enabled": False}, sd={"model": str(tiny_sd), "dtype": "float16"},
-                  export={"methods": []})   # the task exports realera, which this run does not build
-    config["generate"].update(images_per_prompt=1, steps=2, batch_size=4)
-    a = config["attacks"]
-    a.update(templates=["{}"], images_per_prompt=1, transfer=True)
-    a["inversion"].update(steps=2, batch_size=1, target_images=1)
-    a["unlearndiff"].update(steps=1, batch_size=1, target_images=1)
-    a["ringabell"].update(population=4, generations=1, length=2, prompts=1)
-    a["revival"].update(shots=1, batch_size=1, checkpoints=[1, 2])
-    path = tmp_path / "attacks.yaml"
-    path.write_text(yaml.safe_dump(config))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", "robustness",
-                           "--configfile", str(path)], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = tmp_path / "out" / "report"
-    with open(report / "robustness.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert {(r["method"], r["attack"]) for r in rows} == {(m, a) for m in ("original", "uce")
-                                                          for a in ("inversion", "ringabell", "unlearndiff", "revival")}
-    assert all(r["n_images"] == "1" for r in rows if r["attack"] != "revival")
-    tokens = load_file(tmp_path / "out/attacks/inversion/uce/nudity/tokens.safetensors")
-    assert list(tokens) == ["<nudity-inv-0>"] and torch.isfinite(tokens["<nudity-inv-0>"]).all()
-    revived = load_file(tmp_path / "out/attacks/revival/uce/nudity/step_2.safetensors")
-    assert revived and all(k.endswith("weight") and torch.isfinite(v).all() for k, v in revived.items())
-    assert (report / "transfer.csv").is_file() and (report / "revival.csv").is_file()

@@ -426,19 +426,32 @@ if __name__ == "__main__":
     print(f"{len(lines)} rows written to {DOC}")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", [c for c in CASES if isinstance(c[2], ConfigCase)], ids=lambda c: c[0])
-def test_snakemake_stops_on_each_bad_config_with_its_line_and_no_traceback(case, tmp_path):
+CONFIG_CASES = [c for c in CASES if isinstance(c[2], ConfigCase)]
+
+
+@pytest.fixture(scope="module")
+def snakemake_said(tmp_path_factory):
+    """Snakemake's dry run on every bad config, all in one interpreter (tests/snakemake_batch.py):
+    {case id: (its tmp directory, exit code, what Snakemake printed)}."""
     import subprocess
-    config = default_config(tmp_path)
-    case[2].change(config, tmp_path)
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(config))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "1", "-n", "all",
-                           "--configfile", str(path)], cwd=ROOT, capture_output=True, text=True)
-    expected = doc_rows()[case[0]].strip("`").replace("<tmp>", str(tmp_path))
-    said = proc.stdout + proc.stderr   # Snakemake prints a workflow error on stdout
-    assert proc.returncode != 0 and "Traceback" not in said, said[-2000:]
+    dirs, configs = {}, []
+    for case in CONFIG_CASES:
+        tmp = dirs[case[0]] = tmp_path_factory.mktemp(case[0])
+        config = default_config(tmp)
+        case[2].change(config, tmp)
+        configs.append(str(write_config(tmp, config, "bad.yaml")))
+    out = tmp_path_factory.mktemp("said") / "said.json"
+    subprocess.run([sys.executable, str(ROOT / "tests/snakemake_batch.py"), str(out), *configs], cwd=ROOT, check=True)
+    said = json.loads(out.read_text())
+    return {case[0]: (dirs[case[0]], run["exit"], run["output"]) for case, run in zip(CONFIG_CASES, said)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CONFIG_CASES, ids=lambda c: c[0])
+def test_snakemake_stops_on_each_bad_config_with_its_line_and_no_traceback(case, snakemake_said):
+    tmp, code, said = snakemake_said[case[0]]
+    expected = doc_rows()[case[0]].strip("`").replace("<tmp>", str(tmp))
+    assert code != 0 and "Traceback" not in said, said[-2000:]
 
     def plain(text):   # the doc's cell: the repository's path left out, backticks as quotes
         return re.sub("['`]", "", text.replace(str(ROOT) + "/", ""))

@@ -1,5 +1,6 @@
 """scripts/gpu_check.py, the GPU check of issue 22, run on CPU with the tiny SD in float16: every stage
-runs as its CLI and the figures file lists each one and the comparison with diffusers' pipeline."""
+runs as its CLI (in the check's own process) and the figures file lists each one and the comparison
+with diffusers' pipeline."""
 import json
 import os
 import subprocess
@@ -22,5 +23,7 @@ def test_the_gpu_check_runs_every_stage_on_the_tiny_sd(tmp_path):
     assert stages[0] == "mine none" and "train_lora realera" in stages and "revival uce" in stages
     assert {"train_esd esd_x", "rece", "attack inversion realera", "replay inversion realera"} <= set(stages)
     assert all(s["seconds"] > 0 for s in report["stages"]) and report["dtype"] == "float16"
+    assert all(s["peak_gpu_mib"] is None and s["peak_gpu_reserved_mib"] is None for s in report["stages"])  # no GPU here
+    assert (out.with_suffix(".logs") / "closed_form_uce.log").read_text().count("closed form uce/cat:") == 1
     g = report["generation"]
     assert g["ours_img_per_s"] > 0 and g["diffusers_img_per_s"] > 0 and g["ratio"] > 0
