@@ -7,7 +7,8 @@ each stage's wall time and peak GPU memory, and generation against diffusers' ow
 Each stage runs as its CLI, one after another, with the parameters the DAG would give it (`--config`
 with the objects task plus a site file: the random model, `sd.dtype`, small budgets): mine; the closed
 forms of cf, realera and uce; realera's LoRA; ESD-x; RECE; generate and score for the unedited model and
-realera; concept inversion on realera and its replay; revival on uce. The stages run in this process
+realera; concept inversion on realera and its replay; UnlearnDiffAtk on realera; Ring-A-Bell's search;
+revival on uce. The stages run in this process
 (runpy, with the command line a job would have), so the device minutes go to the stages rather than to
 fifteen interpreter starts (about 8 s each: torch, diffusers, transformers): a stage's wall time leaves
 out that start-up, and its peak GPU memory is torch's allocator's (reset before each stage), without
@@ -45,6 +46,10 @@ def site_config(work: Path, model: Path, dtype: str, tiny: bool) -> dict:
             "attacks": {"templates": ["a photo of the {}"], "images_per_prompt": 2 if tiny else 8,
                         "inversion": {"steps": 4 if tiny else 200, "batch_size": 1 if tiny else 4,
                                       "target_images": 2 if tiny else 8},
+                        "unlearndiff": {"steps": 2 if tiny else 40, "batch_size": 1 if tiny else 4,
+                                        "target_images": 2 if tiny else 8},
+                        "ringabell": {"population": 4 if tiny else 200, "generations": 2 if tiny else 100,
+                                      "prompts": 1},
                         "revival": {"shots": 2 if tiny else 8, "checkpoints": [2] if tiny else [100],
                                     "batch_size": 1 if tiny else 2}},
             "run_methods": ["original", "cf", "realera", "uce", "esd_x", "rece"],
@@ -83,6 +88,11 @@ def stages(work: Path) -> list[tuple[str, list[str]]]:
                                       "--lora", str(lora.parent), "--prompts", str(o / "inv/prompts.csv"),
                                       "--tokens", str(o / "inv/tokens.safetensors"),
                                       "--out", str(o / "images/inversion.csv")]),
+        ("attack unlearndiff realera", ["attack.py", "--attack", "unlearndiff", "--method", "realera", *c,
+                                        "--deltas", realera, "--lora", str(lora.parent), "--out-dir", str(o / "uda")]),
+        # Ring-A-Bell reads the text encoder alone: its prompts are found once, on the unedited model
+        ("attack ringabell", ["attack.py", "--attack", "ringabell", "--method", "original", *c,
+                              "--out-dir", str(o / "rab")]),
         ("revival uce", ["revival.py", "--method", "uce", *c, "--deltas", uce, "--out-dir", str(o / "revival")]),
     ]
 

@@ -21,7 +21,8 @@ def test_the_gpu_check_runs_every_stage_on_the_tiny_sd(tmp_path):
     report = json.loads(out.read_text())
     stages = [s["stage"] for s in report["stages"]]
     assert stages[0] == "mine none" and "train_lora realera" in stages and "revival uce" in stages
-    assert {"train_esd esd_x", "rece", "attack inversion realera", "replay inversion realera"} <= set(stages)
+    assert {"train_esd esd_x", "rece", "attack inversion realera", "replay inversion realera",
+            "attack unlearndiff realera", "attack ringabell"} <= set(stages)
     assert all(s["seconds"] > 0 for s in report["stages"]) and report["dtype"] == "float16"
     assert all(s["peak_gpu_mib"] is None and s["peak_gpu_reserved_mib"] is None for s in report["stages"])  # no GPU here
     assert (out.with_suffix(".logs") / "closed_form_uce.log").read_text().count("closed form uce/cat:") == 1
