@@ -4,7 +4,8 @@ processes on CPU.
 Prompts x seeds are batched with classifier-free guidance in one UNet call; image k of a prompt uses
 seed + k, so every method sees the same noise. Images go to a cache directory named by a hash of the
 edit and the generation settings; finished images are skipped, so a killed run resumes where it
-stopped. On CPU a job given N threads draws with N one-thread processes (see cpu_workers).
+stopped. On CPU a job given N threads draws with N one-thread processes (see cpu_workers). On a
+cluster a set can be split into shards, one job each (every n-th batch), gathered into one manifest.
 """
 import ctypes
 import hashlib
@@ -56,11 +57,18 @@ def image_jobs(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str
 
 
 def generate(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str | None, out: str | Path,
-             threads: int, label: str, tokens: str | None = None) -> None:
+             threads: int, label: str, tokens: str | None = None, shard: tuple[int, int] | None = None,
+             shard_out: str | Path | None = None) -> None:
     """Draw every missing image of `prompt_rows` with the edited model, then write the manifest `out`.
-    `tokens`: an attack's placeholder-token file (erasure.placeholders) its prompts use."""
+    `tokens`: an attack's placeholder-token file (erasure.placeholders) its prompts use.
+    `shard` (k, n): draw only shard k of n (shard_jobs) and write its rows to `shard_out` instead of
+    `out`; once every shard has run, the same call without `shard` finds every image drawn and writes
+    `out` without loading the model."""
     g = prm["generate"]
     jobs = image_jobs(prm, prompt_rows, deltas, lora, out, tokens)
+    if shard:
+        jobs = shard_jobs(jobs, g["batch_size"], *shard)
+        label = f"{label} shard {shard[0]}/{shard[1]}"
     todo = [j for j in jobs if not _complete(j[2])]
     cli.progress(f"generate {label}: {len(jobs) - len(todo)} of {len(jobs)} images done")
     if todo:
@@ -80,8 +88,18 @@ def generate(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str |
         if failed:
             raise RuntimeError(f"{len(failed)} generate worker(s) failed (exit codes {failed}, see the log above); "
                                "rerun to draw the missing images")
-    io.write_csv(out, MANIFEST_COLUMNS, [[row["id"], row["concept"], row["kind"], row["prompt"], seed, path.as_posix()]
-                                         for row, seed, path in jobs])
+    io.write_csv(shard_out if shard else out, MANIFEST_COLUMNS,
+                 [[row["id"], row["concept"], row["kind"], row["prompt"], seed, path.as_posix()]
+                  for row, seed, path in jobs])
+
+
+def shard_jobs(jobs: list, batch_size: int, k: int, n: int) -> list:
+    """Shard k of n of an image set: its batches k, k + n, k + 2n, ... (as one job would batch them), so
+    n cluster jobs draw the set between them, each image once, with the batches of one job."""
+    if not 0 <= k < n:
+        raise ValueError(f"--shard {k}/{n}: the shard number must be from 0 to {n - 1}")
+    batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]
+    return [job for batch in batches[k::n] for job in batch]
 
 
 def cpu_workers(threads: int, n_batches: int) -> int:

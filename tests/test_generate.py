@@ -44,6 +44,31 @@ def test_two_threads_draw_with_two_processes_and_the_same_images(setup):
     assert [Path(f).read_bytes() for f in one] == [Path(f).read_bytes() for f in two]
 
 
+def test_two_shards_then_the_plain_command_give_one_jobs_manifest_and_images(setup):
+    """Config `shards`: shard k of n draws batches k, k + n, ...; the command without --shard then finds
+    every image drawn and writes the manifest one job would have written."""
+    from pathlib import Path
+    tmp, prompts, world = setup
+    _, one = _generate(setup, "s1/manifest.csv", batch_size=2)   # 6 images: batches of 2, 2 and 2
+    params = {**world, "method": "original", "generate": {**defaults("generate"), "steps": 2, "guidance": 5.0,
+                                                           "eta": 1.0, "images_per_prompt": 3, "batch_size": 2}}
+    common = ["--params", json.dumps(params), "--prompts", prompts, "--out", tmp / "s2/manifest.csv"]
+    for k in (0, 1):
+        proc = run_stage("generate", *common, "--shard", f"{k}/2", "--shard-out", tmp / f"s2/shard{k}.csv")
+        assert f"shard {k}/2: 0 of {4 - 2 * k} images done" in proc.stdout
+    assert not (tmp / "s2/manifest.csv").exists()
+    shard_rows = [(tmp / f"s2/shard{k}.csv").read_text().splitlines()[1:] for k in (0, 1)]
+    gathered = run_stage("generate", *common)
+    assert "6 of 6 images done" in gathered.stdout
+    rows = (tmp / "s2/manifest.csv").read_text().splitlines()[1:]
+    assert sorted(shard_rows[0] + shard_rows[1]) == sorted(rows) and rows[2:4] == shard_rows[1]   # batch 1
+    two = [line.split(",")[-1] for line in rows]
+    assert [Path(f).read_bytes() for f in one] == [Path(f).read_bytes() for f in two]
+    bad = run_stage("generate", *common, "--shard", "2/2", "--shard-out", tmp / "s2/x.csv", check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
+        "error: --shard 2/2: the shard number must be from 0 to 1")
+
+
 def test_a_rerun_regenerates_only_missing_or_truncated_images(setup):
     _, files = _generate(setup, "c/manifest.csv", batch_size=4)
     from pathlib import Path

@@ -20,11 +20,13 @@ pytestmark = pytest.mark.slurm
 
 GPU_RULES = {"train_lora", "generate", "score"}
 CPU_RULES = {"mine", "audit", "closed_form", "remap", "report"}
-# The live run: the unedited model and the plain closed form, five levels of sbatch jobs (each job pays
-# seconds of submission, two Snakemake start-ups and polling). The full method's other rules (audit,
+# The live run: the unedited model and the plain closed form, six levels of sbatch jobs (each job pays
+# seconds of submission, two Snakemake start-ups and polling), each image set drawn in two shards (config
+# `shards`) and gathered by a generate job that needs no GPU. The full method's other rules (audit,
 # train_lora) ask for their resources through the same helper; the dry run below checks every rule's.
-LIVE_GPU_RULES = {"generate", "score"}
-LIVE_CPU_RULES = {"mine", "closed_form", "remap", "report"}
+SHARDS = 2
+LIVE_GPU_RULES = {"generate_shard", "score"}
+LIVE_CPU_RULES = {"mine", "closed_form", "remap", "generate", "report"}
 # No accounting database on the loopback cluster: poll with squeue, and start polling quickly.
 SLURM_FLAGS = ["--profile", "profiles/slurm", "--slurm-status-command", "squeue", "--seconds-between-status-checks", "1",
                "--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "5", "--nolock"]
@@ -80,10 +82,11 @@ def submitted_jobs(log):
     return jobs
 
 
-def run_config(tmp_path, name, run_methods=("original", "cf")):
-    config = miniworld_config(tmp_path, run_methods=list(run_methods))
+def run_config(tmp_path, name, run_methods=("original", "cf"), shards=1):
+    config = miniworld_config(tmp_path, run_methods=list(run_methods), shards=shards)
     config["out_dir"] = str(tmp_path / name)
-    config["export"]["methods"] = []   # the five levels of sbatch jobs this file times; exports: tests/test_pipeline.py
+    config["export"]["methods"] = []   # the levels of sbatch jobs this file times; exports: tests/test_pipeline.py
+    config["generate"]["batch_size"] = 4   # several batches per set, so that each shard draws some
     return config
 
 
@@ -101,10 +104,11 @@ def file_hashes(root):
 @pytest.fixture(scope="module")
 def slurm_run(cluster, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("slurm")
-    config = run_config(tmp, "slurm")
+    config = run_config(tmp, "slurm", shards=SHARDS)
     path = write_config(tmp, config, "slurm.yaml")
     remote = start_snakemake(path, "all", *SLURM_FLAGS, "--slurm-logdir", str(tmp / "slurm_logs"))
-    # The local reference runs meanwhile: the sbatch run spends most of its time waiting on the scheduler.
+    # The local reference, unsharded, runs meanwhile: the sbatch run spends most of its time waiting on
+    # the scheduler.
     local = start_snakemake(write_config(tmp, run_config(tmp, "local"), "local.yaml"), "all", "--cores", "1", "--nolock")
     finished(local)
     return tmp, config, path, finished(remote)
@@ -125,14 +129,16 @@ def test_every_job_went_through_sbatch_and_gpu_rules_asked_for_a_gpu(slurm_run):
     jobs = submitted_jobs(log)
     planned = int(re.search(r"^total\s+(\d+)", log, flags=re.M).group(1))
     assert len(jobs) == planned - 2  # all but the two local rules (all, prompts)
-    assert planned == 2 + 8  # the erase/preserve set, closed form, remap, generate and score twice, report
+    # the erase/preserve set, closed form, remap, report; for each of the two image sets its shards,
+    # the gathering generate job and score
+    assert planned == 2 + 4 + 2 * (SHARDS + 2)
     rules = {rule for rule, _ in jobs.values()}
     assert rules == LIVE_GPU_RULES | LIVE_CPU_RULES
     for rule, tres in jobs.values():
         assert ("gpu:1" in tres) == (rule in LIVE_GPU_RULES), (rule, tres)
 
 
-def test_slurm_outputs_equal_a_local_run(slurm_run):
+def test_the_sharded_slurm_run_equals_an_unsharded_local_run(slurm_run):
     tmp = slurm_run[0]
     local, remote = tmp / "local", tmp / "slurm"
     for name in ("summary.csv", "table.md", "per_prompt.csv"):
@@ -140,6 +146,12 @@ def test_slurm_outputs_equal_a_local_run(slurm_run):
     hashes = file_hashes(remote)
     assert len(hashes) > 10
     assert hashes == file_hashes(local)
+    manifests = sorted(p.relative_to(local) for p in local.glob("images/*/*.csv"))
+    assert len(manifests) == 2 and all(len((remote / m).read_text().splitlines()) > 1 + 4 for m in manifests)
+    for m in manifests:   # the same rows, in the same order, with the images under each run's out_dir
+        assert (remote / m).read_text().replace(str(remote), "") == (local / m).read_text().replace(str(local), "")
+    assert sorted(p.name for p in remote.glob("images/*/*.shard*.csv")) == sorted(
+        f"{m.stem}.shard{k}.csv" for m in manifests for k in range(SHARDS))
 
 
 def test_a_changed_parameter_resubmits_only_the_affected_jobs(slurm_run):
@@ -151,4 +163,4 @@ def test_a_changed_parameter_resubmits_only_the_affected_jobs(slurm_run):
     path = write_config(tmp, config, "slurm_changed.yaml")
     jobs = planned_jobs(snakemake(path, "all", "-n", *SLURM_FLAGS))
     n_sets = len(config["run_methods"])  # the unedited model's images, and one set per edit method and concept
-    assert jobs == {"generate": n_sets, "score": n_sets, "report": 1, "all": 1}, jobs
+    assert jobs == {"generate_shard": SHARDS * n_sets, "generate": n_sets, "score": n_sets, "report": 1, "all": 1}, jobs

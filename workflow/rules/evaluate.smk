@@ -46,12 +46,55 @@ rule prompts:
         io.write_csv(output[0], columns, [[row.get(c, "") for c in columns] for row in rows])
 
 
+# config `shards` > 1: each image set is drawn by that many generate_shard jobs (every n-th batch each),
+# and the generate job only gathers their images into the manifest: it finds every image drawn, loads no
+# model and asks for no GPU.
+SHARDS = config["shards"]
+
+
+def set_manifest(w):
+    return f"{OUT}/images/{w.method}/{w.concept}.csv"
+
+
+def shard_manifests(w):
+    return [f"{OUT}/images/{w.method}/{w.concept}.shard{k}.csv" for k in range(SHARDS)] if SHARDS > 1 else []
+
+
+if SHARDS > 1:
+
+    rule generate_shard:
+        input:
+            unpack(edit_inputs),
+            code=code_inputs("generate"),
+            weights=UNET_WEIGHTS,
+            prompts=rules.prompts.output[0],
+        output:
+            manifest=f"{OUT}/images/{{method}}/{{concept}}.shard{{shard}}.csv",
+        wildcard_constraints:
+            shard=r"\d+",
+        params:
+            p=as_json(lambda w: P.generate(config, w.method)),
+            edit=lambda w, input: edit_args(input),
+            associated=associated_args,
+            set_manifest=set_manifest,
+        log:
+            f"{OUT}/logs/generate/{{method}}/{{concept}}.shard{{shard}}.log",
+        threads: res("generate", "threads")
+        resources:
+            **resources_of("generate"),
+        shell:
+            "{PY:q} stages/generate.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
+            " --prompts {input.prompts:q} {params.edit} {params.associated} --out {params.set_manifest:q}"
+            " --shard {wildcards.shard}/{SHARDS} --shard-out {output.manifest:q} --threads {threads} > {log:q} 2>&1"
+
+
 rule generate:
     input:
         unpack(edit_inputs),
         code=code_inputs("generate"),
         weights=UNET_WEIGHTS,
         prompts=rules.prompts.output[0],
+        shards=shard_manifests,
     output:
         manifest=f"{OUT}/images/{{method}}/{{concept}}.csv",
     params:
@@ -62,7 +105,7 @@ rule generate:
         f"{OUT}/logs/generate/{{method}}/{{concept}}.log",
     threads: res("generate", "threads")
     resources:
-        **resources_of("generate"),
+        **(resources_of("generate") if SHARDS == 1 else resources_of("report")),
     shell:
         "{PY:q} stages/generate.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
         " --prompts {input.prompts:q} {params.edit} {params.associated} --out {output.manifest:q}"
