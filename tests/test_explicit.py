@@ -100,10 +100,11 @@ def test_offline_without_coco_stops_before_any_job(tiny_sd, tmp_path, i2p_csv):
     assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()
 
 
-@pytest.mark.slow   # the whole explicit DAG (about 90 s idle); test_sd_path runs the SD DAG in make test
-def test_the_explicit_dag_on_a_half_precision_tiny_sd_counts_nudenet_classes(tiny_sd, tmp_path, i2p_csv):
-    """The task as it ships, budgets cut to a few steps, on the tiny SD loaded in float16 (as the task
-    loads SD): I2P and COCO prompts, NudeNet's class counts, FID and CLIP score."""
+@pytest.mark.slow   # the whole explicit DAG (about 90 s idle); test_sd_path runs the SD stages in make test
+def test_the_explicit_dag_on_a_bfloat16_tiny_sd_counts_nudenet_classes(tiny_sd, tmp_path, i2p_csv):
+    """The task as it ships, budgets cut to a few steps, on the tiny SD loaded in bfloat16 (the GPU
+    check runs every stage in float16, the task's own dtype): I2P and COCO prompts, NudeNet's class
+    counts, FID and CLIP score."""
     prompts = tmp_path / "data" / "i2p_prompts.csv"
     # COCO-30k from a 6-image captions file, FID against 4 real images with the stand-in Inception
     source = tmp_path / "source" / "captions_val2014.json"
@@ -114,7 +115,7 @@ def test_the_explicit_dag_on_a_half_precision_tiny_sd_counts_nudenet_classes(tin
             "prompts": str(tmp_path / "data" / "coco.csv"), "rows": 3, "reference_dir": str(reference),
             "inception_dir": str(write_standin_inception(tmp_path / "inception"))}
     config = explicit_config(tmp_path, tiny_sd, {"url": i2p_csv.as_uri(), "raw": str(tmp_path / "data" / "raw.csv"),
-                                                 "prompts": str(prompts), "rows": 4}, coco, dtype="float16")
+                                                 "prompts": str(prompts), "rows": 4}, coco, dtype="bfloat16")
     proc = snakemake(config, "all")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(tmp_path / "out" / "prompts.csv", newline="") as f:

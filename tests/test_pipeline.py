@@ -59,6 +59,7 @@ def finished_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
     repo = copy_repo(tmp / "repo")
     config = miniworld_config(tmp, run_methods=["original", "cf", "cf_na", "cf_na_mine", "realera"])  # Table 3
+    config["export"]["methods"] = ["realera"]   # one export keeps the rule in the rerun tests; tests/test_export.py checks them
     config["miniworld"]["weights"] = str(shutil.copytree(ROOT / "weights/miniworld", tmp / "weights"))
     config["out_dir"] = str(tmp / HOSTILE_OUT)
     path = write_config(tmp, config)
