@@ -1,11 +1,8 @@
-import contextlib
 import io
 import json
 import os
-import runpy
 import subprocess
 import sys
-import traceback
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+
+from erasure import cli  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -99,25 +98,12 @@ def run_stage(stage, *args, check=True, new_process=False):
         if check and proc.returncode != 0:
             raise AssertionError(f"{stage} failed:\n{proc.stdout}\n{proc.stderr}")
         return proc
-    out, err, code = io.StringIO(), io.StringIO(), 0
-    saved_argv, saved_cwd, saved_threads, saved_env = sys.argv, os.getcwd(), torch.get_num_threads(), dict(os.environ)
+    out, err, saved_cwd = io.StringIO(), io.StringIO(), os.getcwd()
     try:
-        sys.argv = argv
         os.chdir(ROOT)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                runpy.run_path(argv[0], run_name="__main__")
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            except Exception:
-                traceback.print_exc()
-                code = 1
+        code = cli.run_script(argv, out, err)
     finally:
-        sys.argv = saved_argv
         os.chdir(saved_cwd)
-        torch.set_num_threads(saved_threads)   # a stage sets its own thread count (and OMP_NUM_THREADS)
-        os.environ.clear()
-        os.environ.update(saved_env)
     proc = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
     if check and proc.returncode != 0:
         raise AssertionError(f"{stage} failed:\n{proc.stdout}\n{proc.stderr}")
