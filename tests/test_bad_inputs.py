@@ -238,6 +238,7 @@ CASES = [
     ("num-neighbors", "`mining.num_neighbors: 2.5`", ConfigCase(set_value("mining", "num_neighbors", 2.5))),
     ("ridge-zero", "`closed_form.ridge: 0`", ConfigCase(set_value("closed_form", "ridge", 0))),
     ("lora-steps", "`lora.steps: 0`", ConfigCase(set_value("lora", "steps", 0))),
+    ("shards-zero", "`shards: 0` (each image set in no job)", ConfigCase(set_value("shards", 0))),
     ("images-zero", "`generate.images_per_prompt: 0`",
      ConfigCase(set_value("generate", "images_per_prompt", 0))),
     ("guidance-type", "`generate.guidance: high`", ConfigCase(set_value("generate", "guidance", "high"))),
