@@ -1,12 +1,9 @@
 """What every stage CLI shares: --config or --params, thread count, and one-line errors."""
 import argparse
-import contextlib
 import json
 import os
-import runpy
 import sys
-import traceback
-from typing import Callable, TextIO
+from typing import Callable
 
 from . import io
 from .config import load_config
@@ -89,32 +86,6 @@ def run(main: Callable[[], None]) -> None:
         # A write outside io's atomic helpers (a library's own save) ran out of space.
         print(f"error: {io.disk_full(getattr(e, 'filename', None) or '.').strerror}", file=sys.stderr)
         sys.exit(2)
-
-
-def run_script(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
-    """Run the stage script argv[0] with the command line argv in this process, as `python *argv` would,
-    its output going to stdout and stderr; returns its exit code (an uncaught exception: 1, with its
-    traceback on stderr). sys.argv, the environment and torch's thread count are restored afterwards (a
-    stage sets its own). The tests and the GPU check use it to skip a fresh interpreter's imports of
-    torch and diffusers (about 8 s a process)."""
-    import torch
-    saved_argv, saved_env, saved_threads = sys.argv, dict(os.environ), torch.get_num_threads()
-    try:
-        sys.argv = [str(a) for a in argv]
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            try:
-                runpy.run_path(sys.argv[0], run_name="__main__")
-                return 0
-            except SystemExit as e:   # run() ends a known bad input with exit code 2
-                return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            except Exception:
-                traceback.print_exc()
-                return 1
-    finally:
-        sys.argv = saved_argv
-        os.environ.clear()
-        os.environ.update(saved_env)
-        torch.set_num_threads(saved_threads)
 
 
 def progress(message: str) -> None:

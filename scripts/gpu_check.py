@@ -8,12 +8,12 @@ Each stage runs as its CLI, one after another, with the parameters the DAG would
 with the objects task plus a site file: the random model, `sd.dtype`, small budgets): mine; the closed
 forms of cf, realera and uce; realera's LoRA; ESD-x; RECE; generate and score for the unedited model and
 realera; concept inversion on realera and its replay; UnlearnDiffAtk on realera; Ring-A-Bell's search;
-revival on uce. The stages run in this process (erasure.cli.run_script, with the command line a job
-would have), so the device minutes go to the stages rather than to seventeen interpreter starts (about
-8 s each: torch, diffusers, transformers): a stage's wall time leaves out that start-up, and its peak
-GPU memory is torch's allocator's (reset before each stage), without CUDA's context. Each stage's output
-goes to its log file. The model is built by tests/tiny_sd.py (no download); CLIP scores with random
-weights (no download either).
+revival on uce. The stages run in this process (erasure.inprocess.run_script, with the command line a
+job would have), so the device minutes go to the stages rather than to seventeen interpreter starts
+(about 8 s each: torch, diffusers, transformers): a stage's wall time leaves out that start-up, and its
+peak GPU memory is torch's allocator's (reset before each stage), without CUDA's context. Each stage's
+output goes to its log file. The model is built by tests/tiny_sd.py (no download); CLIP scores with
+random weights (no download either).
 """
 import argparse
 import gc
@@ -98,7 +98,7 @@ def run_stage(label, argv, configs, log_dir):
     """Run stages/<argv[0]> in this process with the command line a job would give it; its wall time,
     peak GPU memory (allocated and reserved by torch, MiB) and last images/s."""
     import torch
-    from erasure import cli
+    from erasure.inprocess import run_script
     script = ROOT / "stages" / argv[0]
     log = log_dir / f"{label.replace(' ', '_')}.log"
     cuda = torch.cuda.is_available()
@@ -106,7 +106,7 @@ def run_stage(label, argv, configs, log_dir):
         torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
     with open(log, "w") as f:
-        code = cli.run_script([script, *sum((["--config", c] for c in configs), []), *argv[1:]], f, f)
+        code = run_script([script, *sum((["--config", c] for c in configs), []), *argv[1:]], f, f)
         if cuda:
             torch.cuda.synchronize()
     seconds = time.time() - t0

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from erasure import cli  # noqa: E402
+from erasure.inprocess import run_script  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -101,7 +101,7 @@ def run_stage(stage, *args, check=True, new_process=False):
     out, err, saved_cwd = io.StringIO(), io.StringIO(), os.getcwd()
     try:
         os.chdir(ROOT)
-        code = cli.run_script(argv, out, err)
+        code = run_script(argv, out, err)
     finally:
         os.chdir(saved_cwd)
     proc = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())

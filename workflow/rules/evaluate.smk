@@ -60,22 +60,31 @@ def shard_manifests(w):
     return [f"{OUT}/images/{w.method}/{w.concept}.shard{k}.csv" for k in range(SHARDS)] if SHARDS > 1 else []
 
 
+# What drawing an image set reads, and the parameters of its command: the generate rule and its
+# generate_shard jobs share them.
+def generate_inputs(w):
+    return {**edit_inputs(w), "code": list(code_inputs("generate")), "weights": UNET_WEIGHTS,
+            "prompts": rules.prompts.output[0]}
+
+
+GENERATE_PARAMS = dict(
+    p=as_json(lambda w: P.generate(config, w.method)),
+    edit=lambda w, input: edit_args(input),
+    associated=associated_args,
+)
+
+
 if SHARDS > 1:
 
     rule generate_shard:
         input:
-            unpack(edit_inputs),
-            code=code_inputs("generate"),
-            weights=UNET_WEIGHTS,
-            prompts=rules.prompts.output[0],
+            unpack(generate_inputs),
         output:
             manifest=f"{OUT}/images/{{method}}/{{concept}}.shard{{shard}}.csv",
         wildcard_constraints:
             shard=r"\d+",
         params:
-            p=as_json(lambda w: P.generate(config, w.method)),
-            edit=lambda w, input: edit_args(input),
-            associated=associated_args,
+            **GENERATE_PARAMS,
             set_manifest=set_manifest,
         log:
             f"{OUT}/logs/generate/{{method}}/{{concept}}.shard{{shard}}.log",
@@ -90,17 +99,12 @@ if SHARDS > 1:
 
 rule generate:
     input:
-        unpack(edit_inputs),
-        code=code_inputs("generate"),
-        weights=UNET_WEIGHTS,
-        prompts=rules.prompts.output[0],
+        unpack(generate_inputs),
         shards=shard_manifests,
     output:
         manifest=f"{OUT}/images/{{method}}/{{concept}}.csv",
     params:
-        p=as_json(lambda w: P.generate(config, w.method)),
-        edit=lambda w, input: edit_args(input),
-        associated=associated_args,
+        **GENERATE_PARAMS,
     log:
         f"{OUT}/logs/generate/{{method}}/{{concept}}.log",
     threads: res("generate", "threads")
