@@ -226,7 +226,7 @@ def check(config: dict) -> dict:
 def check_methods(config: dict, concepts: dict) -> None:
     """Each method has its kind's keys and names known concepts; a LoRA has something to preserve."""
     for name, m in config["methods"].items():
-        needed = {"realera": ("mining", "regularization", "lora"), "uce": (), "esd": ("train",), "sepme": (), "rece": (), "adavd": ()}[m["kind"]]
+        needed = {"realera": ("mining", "regularization", "lora"), "uce": (), "esd": ("train",), "sepme": (), "rece": (), "adavd": (), "speed": ()}[m["kind"]]
         missing = [k for k in needed if k not in m]
         if missing:
             raise ConfigError(f"config field methods.{name}: kind {m['kind']} needs {', '.join(missing)}; "

@@ -73,6 +73,17 @@ def adavd(config: dict, method: str, concept_slug: str) -> dict:
             "adavd": {**config["adavd"], "shift": config["methods"][method]["shift"]}}
 
 
+def speed(config: dict, method: str, concept_slug: str) -> dict:
+    """SPEED's rows and settings: the canonical erase prompt, the run's preserve prompts as retain
+    candidates, and the method's refinement switches (the paper's ablation rows)."""
+    concept = concept_by_slug(config, concept_slug)
+    m = config["methods"][method]
+    return {**world_params(config), "concept": concept, "erase_prompts": [config["prompt_template"].format(concept)],
+            "preserve_prompts": preserve_prompts(config, concept),
+            "speed": {**config["speed"], "ipf": m["ipf"], "dpa": m["dpa"], "iec": m["iec"]},
+            "seed": derived_seed(config, "speed", method, concept)}
+
+
 def sepme(config: dict, concepts: list[str]) -> dict:
     """SepME increments for a known set of concepts: everything not in the set is preserved."""
     return {**world_params(config), "concepts": list(concepts), "anchor": config["anchor"],
@@ -205,6 +216,8 @@ def edit_settings(config: dict, method: str, concept_slug: str) -> dict:
         return {"sepme": _without_world(sepme_method(config, method, concept_slug))}
     if m["kind"] == "adavd":
         return {"adavd": _without_world(adavd(config, method, concept_slug))}
+    if m["kind"] == "speed":
+        return {"speed": _without_world(speed(config, method, concept_slug))}
     if m["kind"] == "rece":
         return {"closed_form": _without_world(closed_form(config, m["base"], concept_slug)),
                 "rece": _without_world(rece(config, method, concept_slug))}

@@ -38,11 +38,11 @@ def test_task_config_plans_its_dag(task, tiny_sd, tmp_path):
     sets = 1 + len(config["erase"]) * (len(config["run_methods"]) - 1)   # the unedited model + each edit
     assert int(jobs["generate"]) == int(jobs["score"]) == sets
     assert int(jobs.get("quality", 0)) == (sets if task == "sd_explicit" else 0)
-    # every job that runs a model on images asks SLURM for a GPU; the closed form, mining and AdaVD's
-    # target embeddings (text only: AdaVD's cost is in generation) do not
+    # every job that runs a model on images asks SLURM for a GPU; the closed forms (ours and SPEED's),
+    # mining and AdaVD's target embeddings (text only: AdaVD's cost is in generation) do not
     asked = dict(re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: .*\bgpu=(\d+)", proc.stdout, flags=re.M))
     assert all(asked[r] == "1" for r in ("generate", "score", "train_lora") if r in asked), asked
-    assert asked["closed_form"] == asked["mine"] == asked["adavd"] == "0", asked
+    assert asked["closed_form"] == asked["mine"] == asked["adavd"] == asked["speed"] == "0", asked
 
 
 def test_task_concept_files():

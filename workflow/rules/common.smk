@@ -49,6 +49,7 @@ ESD_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "esd"])
 SEPME_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "sepme"])
 RECE_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "rece"])
 ADAVD_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "adavd"])
+SPEED_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "speed"])
 
 
 @functools.lru_cache(maxsize=None)   # every rule asks again for the same modules: parse each file once

@@ -68,6 +68,27 @@ rule rece:
         " --base {input.base:q} --out {output.deltas:q} --threads {threads} > {log:q} 2>&1"
 
 
+rule speed:
+    input:
+        code=code_inputs("speed"),
+        weights=UNET_WEIGHTS,
+    output:
+        deltas=f"{OUT}/edit/{{method}}/{{concept}}.safetensors",
+        sidecar=f"{OUT}/edit/{{method}}/{{concept}}.json",
+    wildcard_constraints:
+        method=SPEED_METHODS,
+    params:
+        p=as_json(lambda w: P.speed(config, w.method, w.concept)),
+    log:
+        f"{OUT}/logs/speed/{{method}}/{{concept}}.log",
+    threads: res("closed_form", "threads")
+    resources:
+        **resources_of("closed_form"),
+    shell:
+        "{PY:q} stages/speed.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
+        " --out {output.deltas:q} --threads {threads} > {log:q} 2>&1"
+
+
 rule adavd:
     input:
         code=code_inputs("adavd"),

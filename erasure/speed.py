@@ -1,0 +1,130 @@
+"""SPEED (Li et al., ICLR 2026, arXiv 2503.07392): a closed-form edit of every cross-attention value
+projection that lies in the null space of the knowledge it must keep.
+
+For one value projection W0 [out, D], erase rows c_i [n, D] mapped to anchor rows a_i, and retained
+rows K [m, D], SPEED edits W = W0 + Delta with Delta confined to rows orthogonal to everything kept:
+
+  1. Null space (AlphaEdit's construction): U [D, k], the eigenvectors of K^T K whose eigenvalues are
+     below `threshold` (approximately zero), so Delta = Delta' U^T changes W K by at most
+     sqrt(threshold) * |Delta'| per row, and by exactly nothing when K has rank below D.
+  2. Invariant Equality Constraints (IEC): rows whose keys and values must not move at all, the
+     start token (the same vector in every CLIP prompt) and the null text's rows (the unconditional
+     branch of classifier-free guidance). Delta J = 0 for their rows J is an equality constraint on
+     Delta'; its Lagrangian solution restricts U to the part orthogonal to U^T J: U2 = U Q, Q an
+     orthonormal basis of the complement of the column space of U^T J.
+  3. The erasure objective in that subspace, Delta' minimising
+         sum_i ||Delta' U2^T c_i - (W0 a_i - W0 c_i)||^2 + lamb ||Delta'||^2,
+     X = C U2 [n, k2]: Delta'^T = (X^T X + lamb I)^-1 X^T R, or with lamb = 0 the least-norm
+     solution pinv(X) R (exact erasure whenever the subspace has room for it).
+
+The retained rows K come from Prior Knowledge Refinement:
+  - Influence-based Prior Filtering (IPF): the erasure-only edit (step 3 with U2 = I) moves each
+    candidate prompt's values by s_j = sum_rows ||Delta_e k||^2 (its "prior shift"); a candidate is
+    kept when s_j > alpha * mean(s) (alpha = 1: above the mean).
+  - Directed Prior Augmentation (DPA): each kept prompt gets `aug_num` copies with Gaussian noise
+    projected onto the `aug_rank` input directions along which W0 varies least (its smallest right
+    singular vectors), so an augmented prompt maps to (nearly) the same value; the copies pass
+    IPF again (against their own mean) and join K.
+Every step runs per layer in float64 (the DPA directions and the prior shifts depend on W0).
+
+Where this differs from, or could not be checked against, the reference: docs/baselines.md.
+"""
+import torch
+
+
+def least_norm_edit(erase: torch.Tensor, residual: torch.Tensor, basis: torch.Tensor, lamb: float) -> torch.Tensor:
+    """Delta [out, D] = Delta' basis^T fitting Delta erase^T ~ residual^T (step 3).
+
+    erase [n, D], residual [n, out] (W0 a - W0 c per row), basis [D, k] with orthonormal columns."""
+    x = erase @ basis                                                   # [n, k]
+    if basis.shape[1] == 0:
+        return torch.zeros(residual.shape[1], erase.shape[1], dtype=torch.float64)
+    if lamb > 0:
+        gram = x.T @ x + lamb * torch.eye(x.shape[1], dtype=torch.float64)
+        coefficients = torch.linalg.solve(gram, x.T @ residual)        # [k, out]
+    else:
+        coefficients = torch.linalg.pinv(x) @ residual                 # least norm, exact when it can be
+    return coefficients.T @ basis.T
+
+
+def prior_shifts(delta: torch.Tensor, candidates: list[torch.Tensor]) -> torch.Tensor:
+    """s_j = sum over candidate j's rows of ||Delta k||^2: [number of candidates]."""
+    return torch.stack([((c @ delta.T) ** 2).sum() for c in candidates]) if candidates else torch.zeros(0)
+
+
+def influential(shifts: torch.Tensor, alpha: float) -> list[int]:
+    """IPF: the candidates whose prior shift is above alpha times the mean shift."""
+    if len(shifts) == 0:
+        return []
+    return [j for j, s in enumerate(shifts.tolist()) if s > alpha * shifts.mean().item()]
+
+
+def directed_augmentations(w0: torch.Tensor, prompt: torch.Tensor, times: int, rank: int,
+                           generator: torch.Generator) -> list[torch.Tensor]:
+    """DPA: `times` copies of a prompt's rows [L, D], each row plus Gaussian noise at the row's own scale
+    (standard deviation |row| / sqrt(D) per coordinate) projected onto the `rank` right singular vectors
+    of W0 with the smallest singular values."""
+    _, _, vh = torch.linalg.svd(w0, full_matrices=True)
+    directions = vh[-rank:]                                             # [rank, D]
+    scale = prompt.norm(dim=-1, keepdim=True) / prompt.shape[-1] ** 0.5  # [L, 1]
+    copies = []
+    for _ in range(times):
+        noise = torch.randn(prompt.shape, generator=generator, dtype=torch.float64) * scale
+        copies.append(prompt + (noise @ directions.T) @ directions)
+    return copies
+
+
+def null_space(retained: torch.Tensor, threshold: float) -> torch.Tensor:
+    """U [D, k]: eigenvectors of K^T K with eigenvalue below the threshold (all of R^D when nothing is kept)."""
+    d = retained.shape[1]
+    if len(retained) == 0:
+        return torch.eye(d, dtype=torch.float64)
+    values, vectors = torch.linalg.eigh(retained.T @ retained)
+    return vectors[:, values < threshold]
+
+
+def without_invariants(basis: torch.Tensor, invariants: torch.Tensor) -> torch.Tensor:
+    """IEC: the part of span(basis) orthogonal to every invariant row, as orthonormal columns [D, k2]."""
+    if basis.shape[1] == 0 or len(invariants) == 0:
+        return basis
+    projected = basis.T @ invariants.T                                  # [k, q]
+    u, s, _ = torch.linalg.svd(projected, full_matrices=True)
+    rank = int((s > s.max() * 1e-10).sum()) if s.numel() and s.max() > 0 else 0
+    return basis @ u[:, rank:]
+
+
+def edit_layer(w0: torch.Tensor, erase: torch.Tensor, anchors: torch.Tensor, candidates: list[torch.Tensor],
+               invariants: torch.Tensor, cfg: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """(Delta [out, D] float64, statistics) for one value projection.
+
+    erase, anchors: [n, D] rows mapped one to one; candidates: each retained prompt's rows [L, D];
+    invariants: [q, D] rows that must keep their values exactly (used when cfg["iec"]);
+    cfg: threshold, lamb, alpha, aug_num, aug_rank and the method's ipf / dpa / iec switches."""
+    w0, erase, anchors, invariants = w0.double(), erase.double(), anchors.double(), invariants.double()
+    candidates = [c.double() for c in candidates]
+    residual = (anchors - erase) @ w0.T                                 # [n, out]
+    eye = torch.eye(w0.shape[1], dtype=torch.float64)
+
+    # 1. IPF on the prompts: which ones the erasure alone would move most.
+    erasure_only = least_norm_edit(erase, residual, eye, cfg["lamb"])
+    kept = influential(prior_shifts(erasure_only, candidates), cfg["alpha"]) if cfg["ipf"] else list(range(len(candidates)))
+    retained = [candidates[j] for j in kept]
+    # 2. DPA on the kept prompts, the copies filtered by IPF again.
+    augmented = []
+    if cfg["dpa"] and retained:
+        copies = [a for c in retained for a in directed_augmentations(w0, c, cfg["aug_num"], cfg["aug_rank"], generator)]
+        augmented = ([copies[j] for j in influential(prior_shifts(erasure_only, copies), cfg["alpha"])]
+                     if cfg["ipf"] else copies)
+    rows = torch.cat(retained + augmented) if retained or augmented else erase[:0]
+    # 3. The null space of what is kept, less the invariants' directions; the erasure solved in it.
+    basis = null_space(rows, cfg["threshold"])
+    null_dim = basis.shape[1]
+    if cfg["iec"]:
+        basis = without_invariants(basis, invariants)
+    delta = least_norm_edit(erase, residual, basis, cfg["lamb"])
+    moved = (erase @ delta.T - residual).norm() / residual.norm().clamp_min(1e-30)
+    kept_change = ((rows @ delta.T).norm() / (rows @ w0.T).norm()).item() if len(rows) else 0.0
+    return delta, {"candidates": len(candidates), "kept_by_ipf": len(kept), "kept": kept, "augmented_kept": len(augmented),
+                   "retained_rows": len(rows), "null_space_dim": null_dim, "edit_space_dim": basis.shape[1],
+                   "erase_residual_relative": round(moved.item(), 6),
+                   "retained_value_change_relative": kept_change}
