@@ -226,7 +226,7 @@ def check(config: dict) -> dict:
 def check_methods(config: dict, concepts: dict) -> None:
     """Each method has its kind's keys and names known concepts; a LoRA has something to preserve."""
     for name, m in config["methods"].items():
-        needed = {"realera": ("mining", "regularization", "lora"), "uce": (), "esd": ("train",), "sepme": (), "rece": (), "adavd": (), "speed": ()}[m["kind"]]
+        needed = {"realera": ("mining", "regularization", "lora"), "uce": (), "esd": ("train",), "sepme": (), "rece": (), "adavd": (), "speed": (), "mace": ()}[m["kind"]]
         missing = [k for k in needed if k not in m]
         if missing:
             raise ConfigError(f"config field methods.{name}: kind {m['kind']} needs {', '.join(missing)}; "
@@ -251,6 +251,12 @@ def check_methods(config: dict, concepts: dict) -> None:
             raise ConfigError(f"config field preserve: empty, and method {name} trains its LoRA without mined "
                               "beyond-concept samples, so its Eq. 9 has nothing to keep; list preserve prompts or "
                               "leave that method out")
+        mc = config["mace"]
+        kept = not no_preserve and mc["preserve_weight"] > 0 and mc["train_preserve_scale"] > 0 and mc["fuse_preserve_scale"] > 0
+        if m and m["kind"] == "mace" and mc["lamb"] == 0 and not kept:
+            raise ConfigError(f"config field mace.lamb: 0, and method {name}'s solves keep no preserved rows (MACE's "
+                              "COCO cache is not built here), so they are singular; set mace.lamb above 0, or "
+                              "preserve prompts with mace.preserve_weight, train_preserve_scale and fuse_preserve_scale above 0")
     for curve, members in config["report"]["frontier"].items():
         outside = [m for m in members if m not in config["run_methods"]]
         if outside:

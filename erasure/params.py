@@ -84,6 +84,19 @@ def speed(config: dict, method: str, concept_slug: str) -> dict:
             "seed": derived_seed(config, "speed", method, concept)}
 
 
+def mace(config: dict, method: str, concept_slug: str) -> dict:
+    """MACE's prompts and settings: its templates filled with the concept and with the run's anchor (the
+    mapping concept), the run's preserve prompts, and the unedited model's images of the canonical prompt."""
+    concept = concept_by_slug(config, concept_slug)
+    g = config["generate"]
+    return {**world_params(config), "concept": concept, "mapping": config["anchor"],
+            "preserve_prompts": preserve_prompts(config, concept),
+            "image_prompt": config["prompt_template"].format(concept),
+            "generate": {k: g[k] for k in ("steps", "guidance", "eta")},
+            "attention_lora": config["methods"][method]["attention_lora"], "mace": dict(config["mace"]),
+            "seed": derived_seed(config, "mace", method, concept)}
+
+
 def sepme(config: dict, concepts: list[str]) -> dict:
     """SepME increments for a known set of concepts: everything not in the set is preserved."""
     return {**world_params(config), "concepts": list(concepts), "anchor": config["anchor"],
@@ -218,6 +231,8 @@ def edit_settings(config: dict, method: str, concept_slug: str) -> dict:
         return {"adavd": _without_world(adavd(config, method, concept_slug))}
     if m["kind"] == "speed":
         return {"speed": _without_world(speed(config, method, concept_slug))}
+    if m["kind"] == "mace":
+        return {"mace": _without_world(mace(config, method, concept_slug))}
     if m["kind"] == "rece":
         return {"closed_form": _without_world(closed_form(config, m["base"], concept_slug)),
                 "rece": _without_world(rece(config, method, concept_slug))}

@@ -51,6 +51,11 @@ def set_value(*path_value):
     return change
 
 
+def mace_without_ridge(config, tmp):
+    config["run_methods"] = ["original", "mace"]
+    config["mace"] = {"lamb": 0}
+
+
 def extra_csv(content):
     def change(config, tmp):
         (tmp / "extra.csv").write_text(content)
@@ -290,6 +295,8 @@ CASES = [
      ConfigCase(set_value("methods", "cf", "tokens", "last"))),
     ("preserve-empty-lora", "`preserve: []` with a LoRA method that mines no beyond-concept samples (cf_na)",
      ConfigCase(set_value("preserve", []))),
+    ("mace-singular", "`mace.lamb: 0` for a run of method mace with no preserved rows weighted (the defaults)",
+     ConfigCase(mace_without_ridge)),
     ("config-file-missing", "a stage given a `--config` file that does not exist",
      stage_error("report", "--config", "/nonexistent/task.yaml", "--scores-dir", "s", "--remap-dir", "r",
                  "--out", lambda t: str(t / "report"))),

@@ -41,7 +41,8 @@ def test_task_config_plans_its_dag(task, tiny_sd, tmp_path):
     # every job that runs a model on images asks SLURM for a GPU; the closed forms (ours and SPEED's),
     # mining and AdaVD's target embeddings (text only: AdaVD's cost is in generation) do not
     asked = dict(re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: .*\bgpu=(\d+)", proc.stdout, flags=re.M))
-    assert all(asked[r] == "1" for r in ("generate", "score", "train_lora") if r in asked), asked
+    assert all(asked[r] == "1" for r in ("generate", "score", "train_lora", "mace") if r in asked), asked
+    assert asked["mace"] == "1", asked   # MACE draws images and trains its LoRA
     assert asked["closed_form"] == asked["mine"] == asked["adavd"] == asked["speed"] == "0", asked
 
 

@@ -50,6 +50,7 @@ SEPME_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "sepme"])
 RECE_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "rece"])
 ADAVD_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "adavd"])
 SPEED_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "speed"])
+MACE_METHODS = one_of([m for m in METHODS if METHODS[m]["kind"] == "mace"])
 
 
 @functools.lru_cache(maxsize=None)   # every rule asks again for the same modules: parse each file once

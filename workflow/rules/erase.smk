@@ -89,6 +89,27 @@ rule speed:
         " --out {output.deltas:q} --threads {threads} > {log:q} 2>&1"
 
 
+rule mace:
+    input:
+        code=code_inputs("mace"),
+        weights=UNET_WEIGHTS,
+    output:
+        deltas=f"{OUT}/edit/{{method}}/{{concept}}.safetensors",
+        sidecar=f"{OUT}/edit/{{method}}/{{concept}}.json",
+    wildcard_constraints:
+        method=MACE_METHODS,
+    params:
+        p=as_json(lambda w: P.mace(config, w.method, w.concept)),
+    log:
+        f"{OUT}/logs/mace/{{method}}/{{concept}}.log",
+    threads: res("train_lora", "threads")
+    resources:
+        **resources_of("train_lora"),   # draws images and trains a LoRA: a GPU job
+    shell:
+        "{PY:q} stages/mace.py --params {params.p:q} --method {wildcards.method} --concept {wildcards.concept}"
+        " --out {output.deltas:q} --threads {threads} > {log:q} 2>&1"
+
+
 rule adavd:
     input:
         code=code_inputs("adavd"),
