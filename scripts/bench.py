@@ -155,6 +155,33 @@ def bench_closed_form(repeats):
     return out
 
 
+def bench_speed(repeats):
+    """SPEED's edit (erasure/speed.py) of the 16 SD v1.x to_v matrices for 1, 10 and 100 concepts erased
+    together: 72 erase rows per concept (the rows of "a photo of <name>" from the name to the end), the
+    paper's multi-concept retain set (100 kept prompts x 77 tokens, threshold 1e-4), the null text's 77
+    rows as invariants, IPF and DPA on. Text embeddings are correlated: the rows here span 500 of the 768
+    dimensions, so the null space is not empty (random full-rank rows would leave nothing to solve)."""
+    from erasure import speed
+    from erasure.config import defaults
+    g = torch.Generator().manual_seed(0)
+    d = 768
+    basis = torch.randn(500, d, generator=g)
+    rows = lambda n: torch.randn(n, 500, generator=g) @ basis / 500 ** 0.5   # noqa: E731
+    weights = [torch.randn(w, d, generator=g) / d ** 0.5 for w in SD_ATTN2_WIDTHS[::2]]
+    candidates, invariants = [rows(77) for _ in range(100)], rows(77)
+    cfg = {**defaults("speed"), "threshold": 1e-4, "ipf": True, "dpa": True, "iec": True}
+    out = {"matrices": len(weights), "retain_prompts": len(candidates), "erase_rows_per_concept": 72}
+    for k in (1, 10, 100):
+        erase, anchors = torch.randn(72 * k, d, generator=g), torch.randn(72 * k, d, generator=g)
+
+        def edit():
+            gen = torch.Generator().manual_seed(1)
+            for w in weights:
+                speed.edit_layer(w, erase, anchors, candidates, invariants, cfg, gen)
+        out[f"speed_{k}_concepts_s"], _ = median_time(edit, 1 if k == 100 else repeats)
+    return out
+
+
 def float32_alternative(d, g, repeats):
     """What float32 block products summed in float64 would give: their matmul rate, and how far they move
     the solve (relative to M - I) from the float64 one on 10 concepts' rows with a text encoder's
@@ -388,6 +415,7 @@ def _load(name):
 def write_markdown():
     """BENCHMARKS.md from whatever results/bench/*.json exist (missing ones say so)."""
     gen, cf, mine, lora, e2e, flops = (_load(n) for n in ("generation", "closed_form", "mining", "lora", "e2e", "flops"))
+    spd = _load("speed")
     f = lambda x, d=2: "-" if x is None else f"{x:.{d}f}"  # noqa: E731
     lines = ["# Benchmarks", "",
              "Measured by `make bench` (`scripts/bench.py`; the end-to-end figures by `scripts/bench.py --only e2e`) "
@@ -432,6 +460,10 @@ def write_markdown():
             target = "<= 30 s" if k == 100 else ""
             met = ("yes" if cf["sepme_100_concepts_s"] <= 30 else "no") if k == 100 else ""
             lines.append(f"| SepME: {k} increment(s) + the 32 module deltas erasing all s | {f(cf[f'sepme_{k}_concepts_s'])} | | | {target} | {met} |")
+    if spd:
+        for k in (1, 10, 100):
+            lines.append(f"| SPEED: {k} concept(s) erased together, the 16 SD v1.x to_v ({spd['retain_prompts']} retained prompts, "
+                         f"IPF + DPA + IEC) s | {f(spd[f'speed_{k}_concepts_s'])} | 5.0 for 100 (the paper, one A100) | | | |")
     if mine:
         lines.append(f"| mining, paper sampler, {mine['tokens']} tokens x 768-d: accepted perturbations/s | "
                      f"{f(mine['accepted_per_s'], 0)} | | | | |")
@@ -513,7 +545,7 @@ def write_markdown():
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
 
 
-BENCHES = {"generation": bench_generation, "closed_form": bench_closed_form, "mining": bench_mining,
+BENCHES = {"generation": bench_generation, "closed_form": bench_closed_form, "speed": bench_speed, "mining": bench_mining,
            "lora": bench_lora, "flops": bench_flops, "e2e": bench_e2e}
 
 

@@ -49,7 +49,8 @@ def site_config(work: Path, model: Path, dtype: str, tiny: bool) -> dict:
                                       "prompts": 1},
                         "revival": {"shots": 2 if tiny else 8, "checkpoints": [2] if tiny else [100],
                                     "batch_size": 1 if tiny else 2}},
-            "run_methods": ["original", "cf", "realera", "uce", "esd_x", "rece"],
+            "mace": {"steps": 2 if tiny else 50, "images": 1 if tiny else 8},
+            "run_methods": ["original", "cf", "realera", "uce", "esd_x", "rece", "speed", "mace"],
             # the tiny SD's tokenizer keeps 16 tokens: "a photo of the airplane" would lose its class word
             **({"prompt_template": "a {}"} if tiny else {})}
 
@@ -71,6 +72,8 @@ def stages(work: Path) -> list[tuple[str, list[str]]]:
                                 "--embeddings", mined, "--out", str(lora)]),
         ("train_esd esd_x", ["train_esd.py", "--method", "esd_x", *c, "--out", str(o / "esd_x.safetensors")]),
         ("rece", ["rece.py", "--method", "rece", *c, "--base", uce, "--out", str(o / "rece.safetensors")]),
+        ("speed", ["speed.py", "--method", "speed", *c, "--out", str(o / "speed.safetensors")]),
+        ("mace", ["mace.py", "--method", "mace", *c, "--out", str(o / "mace.safetensors")]),
         ("generate original", ["generate.py", "--method", "original", "--concept", "all",
                                "--out", str(o / "images/original.csv")]),
         ("score original", ["score.py", "--manifest", str(o / "images/original.csv"),
