@@ -158,9 +158,10 @@ def train_lora(unet: torch.nn.Module, train_scheduler, z0: torch.Tensor, conditi
         for _ in range(cfg["steps"]):
             rows = torch.randint(len(z0), (cfg["batch_size"],), generator=generator)
             prompt = torch.randint(len(conditions), (cfg["batch_size"],), generator=generator)
-            noise = torch.randn(z0[rows].shape, generator=generator)
+            x0 = z0[rows].float().cpu()
+            noise = torch.randn(x0.shape, generator=generator)
             t = torch.multinomial(weights, cfg["batch_size"], replacement=True, generator=generator)
-            xt = train_scheduler.add_noise(z0[rows].cpu(), noise, t)
+            xt = train_scheduler.add_noise(x0, noise, t)
             recorder.update(positions=positions[prompt], losses=[])
             dev = next(unet.parameters())
             unet(xt.to(dev.device, dev.dtype), t.to(dev.device), conditions[prompt].to(dev.device, dev.dtype))
