@@ -43,6 +43,21 @@ def stage_params(args: argparse.Namespace, derive: Callable[..., dict], *wildcar
     return params
 
 
+def edit_stage(description: str, derive: Callable[..., dict],
+               extra: Callable[[argparse.ArgumentParser], None] | None = None) -> tuple[argparse.Namespace, dict]:
+    """(arguments, parameters) of a stage that writes one method's edit of one concept: --method, --concept,
+    --out and whatever `extra` adds; the torch threads set, the parameters derived from (method, concept)."""
+    p = parser(description)
+    p.add_argument("--method", required=True)
+    p.add_argument("--concept", required=True, help="erased concept (slug)")
+    p.add_argument("--out", required=True, help="the edit file to write (.safetensors)")
+    if extra:
+        extra(p)
+    args = p.parse_args()
+    set_threads(args.threads)
+    return args, stage_params(args, derive, args.method, args.concept)
+
+
 def add_prompts_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompts", help="prompts CSV (id, concept, kind, prompt, seed); default: built from --config")
 

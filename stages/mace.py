@@ -17,13 +17,7 @@ from erasure.world import load_world_from_params
 
 
 def main():
-    p = cli.parser(__doc__)
-    p.add_argument("--method", required=True)
-    p.add_argument("--concept", required=True, help="erased concept (slug)")
-    p.add_argument("--out", required=True)
-    args = p.parse_args()
-    cli.set_threads(args.threads)
-    prm = cli.stage_params(args, params.mace, args.method, args.concept)
+    args, prm = cli.edit_stage(__doc__, params.mace)
     cfg, concept = prm["mace"], prm["concept"]
     t0 = time.time()
 

@@ -17,14 +17,8 @@ from erasure.world import load_world_from_params
 
 
 def main():
-    p = cli.parser(__doc__)
-    p.add_argument("--method", required=True)
-    p.add_argument("--concept", required=True, help="erased concept (slug)")
-    p.add_argument("--base", required=True, help="the base UCE method's weight deltas (.safetensors)")
-    p.add_argument("--out", required=True)
-    args = p.parse_args()
-    cli.set_threads(args.threads)
-    prm = cli.stage_params(args, params.rece, args.method, args.concept)
+    args, prm = cli.edit_stage(__doc__, params.rece, lambda p: p.add_argument(
+        "--base", required=True, help="the base UCE method's weight deltas (.safetensors)"))
     t0 = time.time()
 
     # 1. The unedited projections, then the base edit applied to them.
