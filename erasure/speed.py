@@ -56,16 +56,19 @@ def influential(shifts: torch.Tensor, alpha: float) -> list[int]:
     """IPF: the candidates whose prior shift is above alpha times the mean shift."""
     if len(shifts) == 0:
         return []
-    return [j for j, s in enumerate(shifts.tolist()) if s > alpha * shifts.mean().item()]
+    threshold = alpha * shifts.mean().item()
+    return [j for j, s in enumerate(shifts.tolist()) if s > threshold]
 
 
-def directed_augmentations(w0: torch.Tensor, prompt: torch.Tensor, times: int, rank: int,
+def least_varying_directions(w0: torch.Tensor, rank: int) -> torch.Tensor:
+    """[rank, D]: the right singular vectors of W0 with the smallest singular values (W0 moves least along them)."""
+    return torch.linalg.svd(w0, full_matrices=True)[2][-rank:]
+
+
+def directed_augmentations(directions: torch.Tensor, prompt: torch.Tensor, times: int,
                            generator: torch.Generator) -> list[torch.Tensor]:
     """DPA: `times` copies of a prompt's rows [L, D], each row plus Gaussian noise at the row's own scale
-    (standard deviation |row| / sqrt(D) per coordinate) projected onto the `rank` right singular vectors
-    of W0 with the smallest singular values."""
-    _, _, vh = torch.linalg.svd(w0, full_matrices=True)
-    directions = vh[-rank:]                                             # [rank, D]
+    (standard deviation |row| / sqrt(D) per coordinate) projected onto `directions` [rank, D]."""
     scale = prompt.norm(dim=-1, keepdim=True) / prompt.shape[-1] ** 0.5  # [L, 1]
     copies = []
     for _ in range(times):
@@ -112,7 +115,8 @@ def edit_layer(w0: torch.Tensor, erase: torch.Tensor, anchors: torch.Tensor, can
     # 2. DPA on the kept prompts, the copies filtered by IPF again.
     augmented = []
     if cfg["dpa"] and retained:
-        copies = [a for c in retained for a in directed_augmentations(w0, c, cfg["aug_num"], cfg["aug_rank"], generator)]
+        directions = least_varying_directions(w0, cfg["aug_rank"])
+        copies = [a for c in retained for a in directed_augmentations(directions, c, cfg["aug_num"], generator)]
         augmented = ([copies[j] for j in influential(prior_shifts(erasure_only, copies), cfg["alpha"])]
                      if cfg["ipf"] else copies)
     rows = torch.cat(retained + augmented) if retained or augmented else erase[:0]

@@ -50,9 +50,9 @@ def main():
     if prm["attention_lora"]:
         positions = mace.concept_positions(enc, erase_prompts, concept, cfg["use_pooler"])
         gen = torch.Generator().manual_seed(prm["seed"])
-        lora, losses = mace.train_lora(world.unet, world.make_train_scheduler(), z0, enc.encode(erase_prompts),
-                                       positions, cfg, gen)
-        contexts = [enc.encode(erase_prompts).flatten(0, 1).double().cpu()]
+        erase_emb = enc.encode(erase_prompts)                                   # [P, L, D]
+        lora, losses = mace.train_lora(world.unet, world.make_train_scheduler(), z0, erase_emb, positions, cfg, gen)
+        contexts = [erase_emb.flatten(0, 1).double().cpu()]
         fused = mace.fuse(refined, originals, [{k: v.cpu() for k, v in lora.items()}], contexts, preserve, cfg)
 
     dtype = next(iter(modules.values())).weight.dtype

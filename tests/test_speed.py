@@ -71,7 +71,7 @@ def test_dpa_copies_move_only_along_the_least_varying_directions_of_w():
     g = torch.Generator().manual_seed(3)
     w0 = torch.randn(6, 8, generator=g, dtype=torch.float64)   # wider than tall: two exact null directions
     prompt = torch.randn(5, 8, generator=g, dtype=torch.float64)
-    copies = speed.directed_augmentations(w0, prompt, times=4, rank=1, generator=g)
+    copies = speed.directed_augmentations(speed.least_varying_directions(w0, 1), prompt, times=4, generator=g)
     assert len(copies) == 4
     _, _, vh = torch.linalg.svd(w0, full_matrices=True)
     for c in copies:
