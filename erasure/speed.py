@@ -47,9 +47,20 @@ def least_norm_edit(erase: torch.Tensor, residual: torch.Tensor, basis: torch.Te
     return coefficients.T @ basis.T
 
 
-def prior_shifts(delta: torch.Tensor, candidates: list[torch.Tensor]) -> torch.Tensor:
-    """s_j = sum over candidate j's rows of ||Delta k||^2: [number of candidates]."""
-    return torch.stack([((c @ delta.T) ** 2).sum() for c in candidates]) if candidates else torch.zeros(0)
+def shift_factor(delta: torch.Tensor) -> torch.Tensor:
+    """F [r, D] with ||F k|| = ||Delta k|| for every k (S V^T of Delta's thin SVD): the erasure-only edit
+    has the rank of its erase rows, so prior shifts through F cost a fraction of products with Delta."""
+    _, s, vh = torch.linalg.svd(delta, full_matrices=False)
+    keep = s > s.max() * 1e-12 if s.numel() and s.max() > 0 else s > 0
+    return s[keep, None] * vh[keep]
+
+
+def prior_shifts(factor: torch.Tensor, candidates: list[torch.Tensor]) -> torch.Tensor:
+    """s_j = sum over candidate j's rows k of ||Delta k||^2 = ||F k||^2: [number of candidates]."""
+    if not candidates:
+        return torch.zeros(0, dtype=torch.float64)
+    per_row = ((torch.cat(candidates) @ factor.T) ** 2).sum(-1)
+    return torch.stack([part.sum() for part in per_row.split([len(c) for c in candidates])])
 
 
 def influential(shifts: torch.Tensor, alpha: float) -> list[int]:
@@ -61,28 +72,26 @@ def influential(shifts: torch.Tensor, alpha: float) -> list[int]:
 
 
 def least_varying_directions(w0: torch.Tensor, rank: int) -> torch.Tensor:
-    """[rank, D]: the right singular vectors of W0 with the smallest singular values (W0 moves least along them)."""
-    return torch.linalg.svd(w0, full_matrices=True)[2][-rank:]
+    """[rank, D]: the right singular vectors of W0 with the smallest singular values (W0 moves least along
+    them): the eigenvectors of W0^T W0 with the smallest eigenvalues (no [out, out] factor computed)."""
+    return torch.linalg.eigh(w0.T @ w0)[1][:, :rank].T
 
 
 def directed_augmentations(directions: torch.Tensor, prompt: torch.Tensor, times: int,
                            generator: torch.Generator) -> list[torch.Tensor]:
     """DPA: `times` copies of a prompt's rows [L, D], each row plus Gaussian noise at the row's own scale
-    (standard deviation |row| / sqrt(D) per coordinate) projected onto `directions` [rank, D]."""
+    (standard deviation |row| / sqrt(D) per coordinate) projected onto the orthonormal `directions`
+    [rank, D]. The projection of such noise has independent N(0, scale^2) coefficients along each
+    direction, so those are drawn directly."""
     scale = prompt.norm(dim=-1, keepdim=True) / prompt.shape[-1] ** 0.5  # [L, 1]
-    copies = []
-    for _ in range(times):
-        noise = torch.randn(prompt.shape, generator=generator, dtype=torch.float64) * scale
-        copies.append(prompt + (noise @ directions.T) @ directions)
-    return copies
+    return [prompt + (torch.randn(len(prompt), len(directions), generator=generator, dtype=torch.float64) * scale)
+            @ directions for _ in range(times)]
 
 
-def null_space(retained: torch.Tensor, threshold: float) -> torch.Tensor:
-    """U [D, k]: eigenvectors of K^T K with eigenvalue below the threshold (all of R^D when nothing is kept)."""
-    d = retained.shape[1]
-    if len(retained) == 0:
-        return torch.eye(d, dtype=torch.float64)
-    values, vectors = torch.linalg.eigh(retained.T @ retained)
+def null_space(gram: torch.Tensor, threshold: float) -> torch.Tensor:
+    """U [D, k]: eigenvectors of the retained rows' Gram matrix K^T K with eigenvalue below the threshold
+    (all of R^D when nothing is kept, gram = 0)."""
+    values, vectors = torch.linalg.eigh(gram)
     return vectors[:, values < threshold]
 
 
@@ -109,25 +118,27 @@ def edit_layer(w0: torch.Tensor, erase: torch.Tensor, anchors: torch.Tensor, can
     eye = torch.eye(w0.shape[1], dtype=torch.float64)
 
     # 1. IPF on the prompts: which ones the erasure alone would move most.
-    erasure_only = least_norm_edit(erase, residual, eye, cfg["lamb"])
-    kept = influential(prior_shifts(erasure_only, candidates), cfg["alpha"]) if cfg["ipf"] else list(range(len(candidates)))
+    factor = shift_factor(least_norm_edit(erase, residual, eye, cfg["lamb"]))
+    kept = influential(prior_shifts(factor, candidates), cfg["alpha"]) if cfg["ipf"] else list(range(len(candidates)))
     retained = [candidates[j] for j in kept]
     # 2. DPA on the kept prompts, the copies filtered by IPF again.
     augmented = []
     if cfg["dpa"] and retained:
         directions = least_varying_directions(w0, cfg["aug_rank"])
         copies = [a for c in retained for a in directed_augmentations(directions, c, cfg["aug_num"], generator)]
-        augmented = ([copies[j] for j in influential(prior_shifts(erasure_only, copies), cfg["alpha"])]
+        augmented = ([copies[j] for j in influential(prior_shifts(factor, copies), cfg["alpha"])]
                      if cfg["ipf"] else copies)
     rows = torch.cat(retained + augmented) if retained or augmented else erase[:0]
+    gram = rows.T @ rows                                                # [D, D]
     # 3. The null space of what is kept, less the invariants' directions; the erasure solved in it.
-    basis = null_space(rows, cfg["threshold"])
+    basis = null_space(gram, cfg["threshold"])
     null_dim = basis.shape[1]
     if cfg["iec"]:
         basis = without_invariants(basis, invariants)
     delta = least_norm_edit(erase, residual, basis, cfg["lamb"])
     moved = (erase @ delta.T - residual).norm() / residual.norm().clamp_min(1e-30)
-    kept_change = ((rows @ delta.T).norm() / (rows @ w0.T).norm()).item() if len(rows) else 0.0
+    # ||K Delta^T|| / ||K W0^T|| through the Gram matrix: K has tens of thousands of rows on SD
+    kept_change = (((delta @ gram) * delta).sum() / ((w0 @ gram) * w0).sum()).sqrt().item() if len(rows) else 0.0
     return delta, {"candidates": len(candidates), "kept_by_ipf": len(kept), "kept": kept, "augmented_kept": len(augmented),
                    "retained_rows": len(rows), "null_space_dim": null_dim, "edit_space_dim": basis.shape[1],
                    "erase_residual_relative": round(moved.item(), 6),

@@ -47,7 +47,8 @@ def test_without_iec_the_invariants_move():
 def test_the_ridge_solution_is_the_stationary_point_of_the_objective():
     """lamb > 0: the gradient of sum ||Delta' U^T c - r||^2 + lamb ||Delta'||^2 vanishes at the solution."""
     w0, erase, anchors, kept, _ = _problem(seed=1)
-    basis = speed.null_space(torch.cat(kept), 1e-9)
+    rows = torch.cat(kept)
+    basis = speed.null_space(rows.T @ rows, 1e-9)
     residual = (anchors - erase) @ w0.T
     delta = speed.least_norm_edit(erase, residual, basis, lamb=0.5)
     inner = delta @ basis                                                   # Delta' [out, k]
@@ -63,22 +64,26 @@ def test_ipf_keeps_the_candidates_above_alpha_times_the_mean_shift():
     assert speed.influential(shifts, 0.5) == [2, 3]                         # above 2: 3 and 10
     assert speed.influential(shifts, 0.2) == [0, 1, 2, 3]                   # above 0.8: all
     assert speed.influential(torch.zeros(0), 1.0) == []
-    delta = torch.eye(2, dtype=torch.float64)
-    assert speed.prior_shifts(delta, [torch.tensor([[3.0, 4.0]], dtype=torch.float64)]).tolist() == [25.0]
+    delta = torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]], dtype=torch.float64)
+    rows = [torch.tensor([[3.0, 4.0]], dtype=torch.float64), torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)]
+    shifts = speed.prior_shifts(speed.shift_factor(delta), rows)            # ||Delta k||^2 summed per candidate
+    assert torch.allclose(shifts, torch.tensor([9.0 + 64.0, 1.0 + 4.0], dtype=torch.float64))
 
 
 def test_dpa_copies_move_only_along_the_least_varying_directions_of_w():
     g = torch.Generator().manual_seed(3)
-    w0 = torch.randn(6, 8, generator=g, dtype=torch.float64)   # wider than tall: two exact null directions
+    w0 = torch.randn(8, 8, generator=g, dtype=torch.float64)   # distinct singular values: one least direction
     prompt = torch.randn(5, 8, generator=g, dtype=torch.float64)
     copies = speed.directed_augmentations(speed.least_varying_directions(w0, 1), prompt, times=4, generator=g)
     assert len(copies) == 4
-    _, _, vh = torch.linalg.svd(w0, full_matrices=True)
+    v = torch.linalg.svd(w0)[2][-1:]                                          # independent: the SVD's
     for c in copies:
         moved = c - prompt
         assert moved.norm() > 1e-3                                          # a real perturbation
-        assert torch.allclose(moved, (moved @ vh[-1:].T) @ vh[-1:], atol=1e-12)   # along v_min only
-        assert torch.allclose(c @ w0.T, prompt @ w0.T, atol=1e-10)          # the same values
+        assert torch.allclose(moved, (moved @ v.T) @ v, atol=1e-10)         # along v_min only
+    wide = torch.randn(6, 8, generator=g, dtype=torch.float64)              # two exact null directions
+    for c in speed.directed_augmentations(speed.least_varying_directions(wide, 2), prompt, times=3, generator=g):
+        assert torch.allclose(c @ wide.T, prompt @ wide.T, atol=1e-10)      # the same values
 
 
 def _stage_config(tmp_path, **speed_settings):
