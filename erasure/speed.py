@@ -15,7 +15,8 @@ rows K [m, D], SPEED edits W = W0 + Delta with Delta confined to rows orthogonal
   3. The erasure objective in that subspace, Delta' minimising
          sum_i ||Delta' U2^T c_i - (W0 a_i - W0 c_i)||^2 + lamb ||Delta'||^2,
      X = C U2 [n, k2]: Delta'^T = (X^T X + lamb I)^-1 X^T R, or with lamb = 0 the least-norm
-     solution pinv(X) R (exact erasure whenever the subspace has room for it).
+     solution pinv(X) R (exact erasure whenever the subspace has room for it). R = (A - C) W0^T, so
+     both are Z W0^T with Z solved from the embedding rows alone: Delta = W0 (U2 Z)^T.
 
 The retained rows K come from Prior Knowledge Refinement:
   - Influence-based Prior Filtering (IPF): the erasure-only edit (step 3 with U2 = I) moves each
@@ -32,19 +33,26 @@ Where this differs from, or could not be checked against, the reference: docs/ba
 import torch
 
 
-def least_norm_edit(erase: torch.Tensor, residual: torch.Tensor, basis: torch.Tensor, lamb: float) -> torch.Tensor:
-    """Delta [out, D] = Delta' basis^T fitting Delta erase^T ~ residual^T (step 3).
+def least_norm_edit(w0: torch.Tensor, erase: torch.Tensor, gap: torch.Tensor, basis: torch.Tensor | None,
+                    lamb: float) -> tuple[torch.Tensor, float]:
+    """(Delta [out, D] = Delta' basis^T fitting Delta c_i = W0 (a_i - c_i) for every erase row (step 3), the
+    fit's relative miss ||C U Z - gap|| / ||gap|| in embedding space: 0 when every row is met exactly).
 
-    erase [n, D], residual [n, out] (W0 a - W0 c per row), basis [D, k] with orthonormal columns."""
-    x = erase @ basis                                                   # [n, k]
-    if basis.shape[1] == 0:
-        return torch.zeros(residual.shape[1], erase.shape[1], dtype=torch.float64)
+    erase [n, D]; gap [n, D] the anchor rows minus the erase rows; basis U [D, k] orthonormal columns
+    (None: the whole space, the erasure-only edit). The
+    targets are W0 times a row, so Delta'^T = Z W0^T with Z [k, D] solved from the rows alone and
+    Delta = W0 (U Z)^T: no product with the [n, out] targets (72 rows a concept, 7,200 for 100)."""
+    if basis is not None and basis.shape[1] == 0:
+        return torch.zeros_like(w0), 1.0
+    x = erase if basis is None else erase @ basis                       # [n, k]; None: all of R^D
     if lamb > 0:
-        gram = x.T @ x + lamb * torch.eye(x.shape[1], dtype=torch.float64)
-        coefficients = torch.linalg.solve(gram, x.T @ residual)        # [k, out]
+        z = torch.linalg.solve(x.T @ x + lamb * torch.eye(x.shape[1], dtype=torch.float64), x.T @ gap)
     else:
-        coefficients = torch.linalg.pinv(x) @ residual                 # least norm, exact when it can be
-    return coefficients.T @ basis.T
+        z = torch.linalg.pinv(x) @ gap                                  # least norm, exact when it can be
+    if basis is None:   # the erasure-only edit: IPF reads its shifts, nobody its miss
+        return w0 @ z.T, float("nan")
+    miss = ((x @ z - gap).norm() / gap.norm().clamp_min(1e-30)).item()
+    return w0 @ (basis @ z).T, miss
 
 
 def shift_factor(delta: torch.Tensor) -> torch.Tensor:
@@ -114,11 +122,10 @@ def edit_layer(w0: torch.Tensor, erase: torch.Tensor, anchors: torch.Tensor, can
     cfg: threshold, lamb, alpha, aug_num, aug_rank and the method's ipf / dpa / iec switches."""
     w0, erase, anchors, invariants = w0.double(), erase.double(), anchors.double(), invariants.double()
     candidates = [c.double() for c in candidates]
-    residual = (anchors - erase) @ w0.T                                 # [n, out]
-    eye = torch.eye(w0.shape[1], dtype=torch.float64)
+    gap = anchors - erase                                               # [n, D]: Delta c must be W0 gap
 
     # 1. IPF on the prompts: which ones the erasure alone would move most.
-    factor = shift_factor(least_norm_edit(erase, residual, eye, cfg["lamb"]))
+    factor = shift_factor(least_norm_edit(w0, erase, gap, None, cfg["lamb"])[0])
     kept = influential(prior_shifts(factor, candidates), cfg["alpha"]) if cfg["ipf"] else list(range(len(candidates)))
     retained = [candidates[j] for j in kept]
     # 2. DPA on the kept prompts, the copies filtered by IPF again.
@@ -135,11 +142,10 @@ def edit_layer(w0: torch.Tensor, erase: torch.Tensor, anchors: torch.Tensor, can
     null_dim = basis.shape[1]
     if cfg["iec"]:
         basis = without_invariants(basis, invariants)
-    delta = least_norm_edit(erase, residual, basis, cfg["lamb"])
-    moved = (erase @ delta.T - residual).norm() / residual.norm().clamp_min(1e-30)
+    delta, miss = least_norm_edit(w0, erase, gap, basis, cfg["lamb"])
     # ||K Delta^T|| / ||K W0^T|| through the Gram matrix: K has tens of thousands of rows on SD
     kept_change = (((delta @ gram) * delta).sum() / ((w0 @ gram) * w0).sum()).sqrt().item() if len(rows) else 0.0
     return delta, {"candidates": len(candidates), "kept_by_ipf": len(kept), "kept": kept, "augmented_kept": len(augmented),
                    "retained_rows": len(rows), "null_space_dim": null_dim, "edit_space_dim": basis.shape[1],
-                   "erase_residual_relative": round(moved.item(), 6),
+                   "erase_miss_relative": round(miss, 6),
                    "retained_value_change_relative": kept_change}

@@ -50,7 +50,7 @@ def test_the_ridge_solution_is_the_stationary_point_of_the_objective():
     rows = torch.cat(kept)
     basis = speed.null_space(rows.T @ rows, 1e-9)
     residual = (anchors - erase) @ w0.T
-    delta = speed.least_norm_edit(erase, residual, basis, lamb=0.5)
+    delta, _ = speed.least_norm_edit(w0, erase, anchors - erase, basis, lamb=0.5)
     inner = delta @ basis                                                   # Delta' [out, k]
     x = erase @ basis
     gradient = 2 * (inner @ x.T - residual.T) @ x + 2 * 0.5 * inner
