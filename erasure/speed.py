@@ -39,9 +39,9 @@ def least_norm_edit(w0: torch.Tensor, erase: torch.Tensor, gap: torch.Tensor, ba
     fit's relative miss ||C U Z - gap|| / ||gap|| in embedding space: 0 when every row is met exactly).
 
     erase [n, D]; gap [n, D] the anchor rows minus the erase rows; basis U [D, k] orthonormal columns
-    (None: the whole space, the erasure-only edit). The
-    targets are W0 times a row, so Delta'^T = Z W0^T with Z [k, D] solved from the rows alone and
-    Delta = W0 (U Z)^T: no product with the [n, out] targets (72 rows a concept, 7,200 for 100)."""
+    (None: the whole space, the erasure-only edit). The targets are W0 times a row, so
+    Delta'^T = Z W0^T with Z [k, D] solved from the rows alone and Delta = W0 (U Z)^T: no product with
+    the [n, out] targets (72 rows a concept, 7,200 for 100)."""
     if basis is not None and basis.shape[1] == 0:
         return torch.zeros_like(w0), 1.0
     x = erase if basis is None else erase @ basis                       # [n, k]; None: all of R^D
