@@ -85,15 +85,35 @@ def least_varying_directions(w0: torch.Tensor, rank: int) -> torch.Tensor:
     return torch.linalg.eigh(w0.T @ w0)[1][:, :rank].T
 
 
-def directed_augmentations(directions: torch.Tensor, prompt: torch.Tensor, times: int,
-                           generator: torch.Generator) -> list[torch.Tensor]:
-    """DPA: `times` copies of a prompt's rows [L, D], each row plus Gaussian noise at the row's own scale
-    (standard deviation |row| / sqrt(D) per coordinate) projected onto the orthonormal `directions`
-    [rank, D]. The projection of such noise has independent N(0, scale^2) coefficients along each
-    direction, so those are drawn directly."""
+def dpa_coefficients(prompt: torch.Tensor, times: int, rank: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """DPA: for `times` copies of a prompt's rows [L, D], the noise each row gets along the `rank`
+    least-varying directions V: copy = prompt + S V with S [L, rank]. The noise is Gaussian at the row's
+    own scale (standard deviation |row| / sqrt(D) per coordinate) projected onto V; such a projection has
+    independent N(0, scale^2) coefficients along each direction, so those are drawn directly."""
     scale = prompt.norm(dim=-1, keepdim=True) / prompt.shape[-1] ** 0.5  # [L, 1]
-    return [prompt + (torch.randn(len(prompt), len(directions), generator=generator, dtype=torch.float64) * scale)
-            @ directions for _ in range(times)]
+    return [torch.randn(len(prompt), rank, generator=generator, dtype=torch.float64) * scale for _ in range(times)]
+
+
+def retained_gram(bases: list[torch.Tensor], copies: list[tuple[int, torch.Tensor]],
+                  directions: torch.Tensor | None) -> torch.Tensor:
+    """K^T K [D, D] of the kept prompts' rows and their kept copies (base index j, S): a copy's rows are
+    c_j + S V, so the copies add w_j c_j^T c_j + c_j^T S V + V^T S^T c_j + V^T S^T S V, and the whole
+    Gram matrix is one product over the bases' rows (weighted by 1 + their copies) plus rank-r terms,
+    instead of a product over every copy's rows (ten times as many)."""
+    d = bases[0].shape[1] if bases else 0
+    weights = torch.ones(len(bases), dtype=torch.float64)
+    cross = torch.zeros(d, len(directions) if directions is not None else 0, dtype=torch.float64)  # sum c^T S
+    square = torch.zeros(cross.shape[1], cross.shape[1], dtype=torch.float64)                       # sum S^T S
+    for j, coefficients in copies:
+        weights[j] += 1
+        cross += bases[j].T @ coefficients
+        square += coefficients.T @ coefficients
+    rows = torch.cat([b * w.sqrt() for b, w in zip(bases, weights)])
+    gram = rows.T @ rows
+    if copies:
+        spread = cross @ directions                                      # [D, D], rank r
+        gram += spread + spread.T + directions.T @ square @ directions
+    return gram
 
 
 def null_space(gram: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -128,15 +148,18 @@ def edit_layer(w0: torch.Tensor, erase: torch.Tensor, anchors: torch.Tensor, can
     factor = shift_factor(least_norm_edit(w0, erase, gap, None, cfg["lamb"])[0])
     kept = influential(prior_shifts(factor, candidates), cfg["alpha"]) if cfg["ipf"] else list(range(len(candidates)))
     retained = [candidates[j] for j in kept]
-    # 2. DPA on the kept prompts, the copies filtered by IPF again.
-    augmented = []
+    # 2. DPA on the kept prompts, the copies filtered by IPF again: copy = c_j + S V, never materialised
+    #    beyond its shift (F (c_j + S V) = F c_j + S (F V^T)^T).
+    copies, directions = [], None
     if cfg["dpa"] and retained:
         directions = least_varying_directions(w0, cfg["aug_rank"])
-        copies = [a for c in retained for a in directed_augmentations(directions, c, cfg["aug_num"], generator)]
-        augmented = ([copies[j] for j in influential(prior_shifts(factor, copies), cfg["alpha"])]
-                     if cfg["ipf"] else copies)
-    rows = torch.cat(retained + augmented) if retained or augmented else erase[:0]
-    gram = rows.T @ rows                                                # [D, D]
+        copies = [(j, s) for j, c in enumerate(retained) for s in dpa_coefficients(c, cfg["aug_num"], cfg["aug_rank"], generator)]
+        if cfg["ipf"]:
+            along = directions @ factor.T                               # [r, rank of F]
+            shifts = torch.stack([((retained[j] @ factor.T + s @ along) ** 2).sum() for j, s in copies])
+            copies = [copies[i] for i in influential(shifts, cfg["alpha"])]
+    n_rows = sum(len(c) for c in retained) + sum(len(s) for _, s in copies)
+    gram = retained_gram(retained, copies, directions) if retained else torch.zeros(len(gap.T), len(gap.T), dtype=torch.float64)
     # 3. The null space of what is kept, less the invariants' directions; the erasure solved in it.
     basis = null_space(gram, cfg["threshold"])
     null_dim = basis.shape[1]
@@ -144,8 +167,8 @@ def edit_layer(w0: torch.Tensor, erase: torch.Tensor, anchors: torch.Tensor, can
         basis = without_invariants(basis, invariants)
     delta, miss = least_norm_edit(w0, erase, gap, basis, cfg["lamb"])
     # ||K Delta^T|| / ||K W0^T|| through the Gram matrix: K has tens of thousands of rows on SD
-    kept_change = (((delta @ gram) * delta).sum() / ((w0 @ gram) * w0).sum()).sqrt().item() if len(rows) else 0.0
-    return delta, {"candidates": len(candidates), "kept_by_ipf": len(kept), "kept": kept, "augmented_kept": len(augmented),
-                   "retained_rows": len(rows), "null_space_dim": null_dim, "edit_space_dim": basis.shape[1],
+    kept_change = (((delta @ gram) * delta).sum() / ((w0 @ gram) * w0).sum()).sqrt().item() if n_rows else 0.0
+    return delta, {"candidates": len(candidates), "kept_by_ipf": len(kept), "kept": kept, "augmented_kept": len(copies),
+                   "retained_rows": n_rows, "null_space_dim": null_dim, "edit_space_dim": basis.shape[1],
                    "erase_miss_relative": round(miss, 6),
                    "retained_value_change_relative": kept_change}

@@ -70,11 +70,16 @@ def test_ipf_keeps_the_candidates_above_alpha_times_the_mean_shift():
     assert torch.allclose(shifts, torch.tensor([9.0 + 64.0, 1.0 + 4.0], dtype=torch.float64))
 
 
+def _copies(w0, prompt, times, rank, g):
+    directions = speed.least_varying_directions(w0, rank)
+    return [prompt + s @ directions for s in speed.dpa_coefficients(prompt, times, rank, g)]
+
+
 def test_dpa_copies_move_only_along_the_least_varying_directions_of_w():
     g = torch.Generator().manual_seed(3)
     w0 = torch.randn(8, 8, generator=g, dtype=torch.float64)   # distinct singular values: one least direction
     prompt = torch.randn(5, 8, generator=g, dtype=torch.float64)
-    copies = speed.directed_augmentations(speed.least_varying_directions(w0, 1), prompt, times=4, generator=g)
+    copies = _copies(w0, prompt, 4, 1, g)
     assert len(copies) == 4
     v = torch.linalg.svd(w0)[2][-1:]                                          # independent: the SVD's
     for c in copies:
@@ -82,8 +87,20 @@ def test_dpa_copies_move_only_along_the_least_varying_directions_of_w():
         assert moved.norm() > 1e-3                                          # a real perturbation
         assert torch.allclose(moved, (moved @ v.T) @ v, atol=1e-10)         # along v_min only
     wide = torch.randn(6, 8, generator=g, dtype=torch.float64)              # two exact null directions
-    for c in speed.directed_augmentations(speed.least_varying_directions(wide, 2), prompt, times=3, generator=g):
+    for c in _copies(wide, prompt, 3, 2, g):
         assert torch.allclose(c @ wide.T, prompt @ wide.T, atol=1e-10)      # the same values
+
+
+def test_the_retained_gram_equals_the_gram_of_every_row():
+    """The Gram matrix built from the bases and the copies' coefficients equals K^T K over the copies' rows."""
+    g = torch.Generator().manual_seed(4)
+    w0 = torch.randn(5, 8, generator=g, dtype=torch.float64)
+    directions = speed.least_varying_directions(w0, 2)
+    bases = [torch.randn(4, 8, generator=g, dtype=torch.float64) for _ in range(3)]
+    copies = [(j, s) for j in (0, 2) for s in speed.dpa_coefficients(bases[j], 3, 2, g)][1:]   # base 1: none
+    rows = torch.cat(bases + [bases[j] + s @ directions for j, s in copies])
+    assert torch.allclose(speed.retained_gram(bases, copies, directions), rows.T @ rows, rtol=1e-12, atol=1e-10)
+    assert torch.allclose(speed.retained_gram(bases, [], None), torch.cat(bases).T @ torch.cat(bases))
 
 
 def _stage_config(tmp_path, **speed_settings):
