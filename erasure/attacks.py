@@ -20,7 +20,7 @@ import torch
 from . import checkpoint, cli, inversion, io, placeholders, ringabell, unlearndiff
 from .attack_kinds import PROMPT_ATTACKS
 from .edits import apply_edit
-from .sampling import sample
+from .sampling import prompt_latents
 from .world import load_text_encoder, load_world_from_params
 
 PROMPT_COLUMNS = ["id", "concept", "kind", "prompt", "seed", "split", "images"]
@@ -98,11 +98,7 @@ def target_latents(world, prm: dict, n: int) -> torch.Tensor:
     """[n, *latent] images the unedited world draws for the concept's canonical prompt (seeds from the
     attack's seed, the run's generate settings): what a white-box attack asks the attacked model to
     reconstruct."""
-    g = prm["generate"]
-    seeds = [prm["seed"] + k for k in range(n)]
-    cond = world.encoder.encode([prm["target_prompt"]]).expand(n, -1, -1)
-    return sample(world.unet, world.make_scheduler(), cond, world.null_embedding(), seeds, world.latent_shape,
-                  steps=g["steps"], guidance=g["guidance"], eta=g["eta"])
+    return prompt_latents(world, prm["target_prompt"], [prm["seed"] + k for k in range(n)], prm["generate"])
 
 
 def run_unlearndiff(prm: dict, deltas: str | None, lora: str | None) -> tuple[list[str], dict]:

@@ -46,16 +46,32 @@ def caption_table(encoder: MiniLMEncoder, concepts: dict, none_names: list[str] 
     return table, encoder.encode([""])[0]
 
 
-def training_images(cfg: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The pool: pixels [N, 3, 32, 32], class index (blobs of the none class: len(SHAPES)) and colour index.
-    A share none_fraction of it is blobs when none_names are given."""
-    n_none = round(cfg["pool_size"] * cfg["none_fraction"]) if cfg["none_names"] else 0
-    images, labels, colour_names = render_batch(cfg["pool_size"] - n_none, seed=cfg["seed"])
+def none_renders(n: int, seed: int, kind: str) -> tuple[np.ndarray, list[str]]:
+    """n images of the none class with a colour name each (for the caption): white blank canvases, or
+    irregular blobs in that colour (the oracle's reject shapes)."""
+    if kind == "blob":
+        return blob_renders(n, seed)
+    rng = np.random.default_rng(seed)
+    names = list(COLOURS)
+    return np.full((n, 32, 32, 3), 255, dtype=np.uint8), [names[rng.integers(len(names))] for _ in range(n)]
+
+
+def pool(n: int, seed: int, cfg: dict) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """n training-like images: uint8 [n, 32, 32, 3], class index (the none class: len(SHAPES)) and colour
+    name. A share none_fraction of them is the none class when cfg (pretrain.unet) has none_names."""
+    n_none = round(n * cfg["none_fraction"]) if cfg["none_names"] else 0
+    images, labels, colour_names = render_batch(n - n_none, seed=seed)
     if n_none:
-        blobs, blob_colours = blob_renders(n_none, seed=cfg["seed"] + 1)
-        images = np.concatenate([images, blobs])
+        extra, extra_colours = none_renders(n_none, seed + 1, cfg["none_images"])
+        images = np.concatenate([images, extra])
         labels = np.concatenate([labels, np.full(n_none, len(SHAPES))])
-        colour_names = list(colour_names) + blob_colours
+        colour_names = list(colour_names) + extra_colours
+    return images, labels, colour_names
+
+
+def training_images(cfg: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The UNet's pool: pixels [N, 3, 32, 32], class index and colour index."""
+    images, labels, colour_names = pool(cfg["pool_size"], cfg["seed"], cfg)
     colour_idx = torch.tensor([list(COLOURS).index(c) for c in colour_names])
     return images_to_tensor(images), torch.from_numpy(labels), colour_idx
 
@@ -128,16 +144,18 @@ def train_unet(encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict, progress:
 
 
 def degraded_renders(unet: torch.nn.Module, encoder: MiniLMEncoder, n: int, seed: int, cfg: dict,
-                     batch: int = 100) -> tuple[np.ndarray, np.ndarray]:
+                     unet_cfg: dict, batch: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """Renders pushed through the model: noised to a random timestep in [t_min, t_max] and denoised
-    back under their own caption (SDEdit). Returns uint8 images [n, 32, 32, 3] and labels [n]."""
+    back under their own caption (SDEdit). Drawn like the UNet's pool (unet_cfg: pretrain.unet), so a
+    model with a none class contributes its own none images, labelled REJECT: the oracle then knows
+    what this model draws for the anchor. Returns uint8 images [n, 32, 32, 3] and labels [n]."""
     from .miniworld import sample_scheduler, unpack
     from .sampling import round_trip
     from .world import to_uint8
 
     concepts = load_concepts()
-    table, null = caption_table(encoder, concepts)
-    images, labels, colour_names = render_batch(n, seed=seed)
+    table, null = caption_table(encoder, concepts, unet_cfg["none_names"])
+    images, labels, colour_names = pool(n, seed, unet_cfg)
     colour_idx = [list(COLOURS).index(c) for c in colour_names]
     rng = np.random.default_rng(seed)
     scheduler = sample_scheduler()
@@ -157,15 +175,15 @@ def degraded_renders(unet: torch.nn.Module, encoder: MiniLMEncoder, n: int, seed
 
 
 def train_oracle_stage(unet: torch.nn.Module, encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict,
-                       progress: Callable[[str], None] = print) -> dict:
+                       unet_cfg: dict, progress: Callable[[str], None] = print) -> dict:
     """Build the oracle's training data (clean, model-degraded, reject), train it, measure it.
-    cfg: the config's pretrain.oracle (schema defaults filled)."""
+    cfg: the config's pretrain.oracle, unet_cfg: its pretrain.unet (schema defaults filled)."""
     from .oracle import REJECT, classify, reject_images, train_oracle
 
     t0 = time.time()
     s = cfg["seed"] * 1000
     clean, clean_y, _ = render_batch(cfg["clean"], seed=s + 1)
-    degraded, degraded_y = degraded_renders(unet, encoder, cfg["degraded"], s + 2, cfg)
+    degraded, degraded_y = degraded_renders(unet, encoder, cfg["degraded"], s + 2, cfg, unet_cfg)
     reject = reject_images(cfg["reject"], seed=s + 3)
     x = images_to_tensor(np.concatenate([clean, degraded, reject]))
     y = torch.from_numpy(np.concatenate([clean_y, degraded_y, np.full(len(reject), REJECT)]))
@@ -173,7 +191,7 @@ def train_oracle_stage(unet: torch.nn.Module, encoder: MiniLMEncoder, out_dir: s
 
     # Accuracy on data it never saw: fresh clean renders, fresh degraded renders, fresh reject images.
     eval_clean, eval_clean_y, _ = render_batch(cfg["eval_size"], seed=s + 11)
-    eval_deg, eval_deg_y = degraded_renders(unet, encoder, cfg["eval_size"] // 2, s + 12, cfg)
+    eval_deg, eval_deg_y = degraded_renders(unet, encoder, cfg["eval_size"] // 2, s + 12, cfg, unet_cfg)
     eval_rej = reject_images(cfg["eval_size"] // 4, seed=s + 13)
     acc = lambda imgs, ys: 100 * (classify(model, images_to_tensor(imgs))[0].numpy() == ys).mean()
     per_class = {}
@@ -184,6 +202,8 @@ def train_oracle_stage(unet: torch.nn.Module, encoder: MiniLMEncoder, out_dir: s
                "fresh_renders_per_class": per_class,
                "degraded_renders_acc": round(float(acc(eval_deg, eval_deg_y)), 2),
                "reject_acc": round(float(acc(eval_rej, np.full(len(eval_rej), REJECT))), 2),
+               **({"degraded_none_acc": round(float(acc(eval_deg[eval_deg_y == REJECT], REJECT)), 2)}
+                  if (eval_deg_y == REJECT).any() else {}),
                "eval_sizes": {"fresh": len(eval_clean), "degraded": len(eval_deg), "reject": len(eval_rej)}}
     io.save_safetensors({k: v.contiguous() for k, v in model.state_dict().items()}, Path(out_dir) / "oracle.safetensors")
     return dict(config=cfg, metrics=metrics, wall_time_s=round(time.time() - t0, 1))

@@ -59,6 +59,14 @@ def sample(unet: torch.nn.Module, scheduler, cond: torch.Tensor, null: torch.Ten
     return latents.float().cpu()
 
 
+def prompt_latents(world, prompt: str, seeds: list[int], g: dict) -> torch.Tensor:
+    """[len(seeds), *latent] latents the world's model draws for one prompt (image k from seeds[k]) with
+    a run's generate settings g (steps, guidance, eta): the targets of the white-box attacks and MACE's x_0."""
+    cond = world.encoder.encode([prompt]).expand(len(seeds), -1, -1)
+    return sample(world.unet, world.make_scheduler(), cond, world.null_embedding(), seeds, world.latent_shape,
+                  steps=g["steps"], guidance=g["guidance"], eta=g["eta"])
+
+
 @torch.inference_mode()
 def round_trip(unet: torch.nn.Module, scheduler, x0: torch.Tensor, cond: torch.Tensor, null: torch.Tensor, t_start: int,
                seed: int, steps: int = 25, guidance: float = 5.0) -> torch.Tensor:

@@ -7,10 +7,13 @@ candidate (200 images each) with the unedited model, labels them with the oracle
   data/miniworld/concepts.json                  the kept held-out prompts (tuning/report split), only
                                                 when it does (else the file in force stays)
 The anchor it picks is printed and listed in the .md; config.yaml's `anchor` is set from it by hand.
+To try a world that is not the default (say freshly trained weights), pass --config with a YAML that
+sets miniworld.weights and --results DIR: both tables and the concepts file then go to DIR.
 The selection draws with seeds 10,000,000 + k, never the evaluation's seeds (config seed + k), so no
 table reports images its prompts were chosen on. Resumable: drawn images are kept under --out-dir.
 
     python scripts/select_prompts.py [--images 100] [--anchor-images 200] [--threads 2]
+                                     [--config EXTRA.yaml] [--results DIR]
 """
 import argparse
 import csv
@@ -55,8 +58,15 @@ def draw_and_label(config, rows, out_dir, threads):
     return [{**r, "label": s["label"]} for r, s in zip(images, scores)]
 
 
-def write_tables(spec, rates, held_out, anchor_rates, anchor, problems):
-    table, md = [], ["# Mini world: prompt selection (protocol v2)\n", f"Regenerate: `{COMMAND}`\n",
+def shown(path: Path) -> str:
+    """A path as the tables print it: relative to the repository when it is inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def write_tables(spec, rates, held_out, anchor_rates, anchor, problems, results, concepts_file, command):
+    concepts_file = shown(concepts_file)
+    table, md = [], ["# Mini world: prompt selection (protocol v2)\n", f"Regenerate: `{command}`\n",
                      f"Unedited model, seeds from {SELECTION_SEED} (never the evaluation's). A held-out candidate is "
                      f"kept when the oracle labels at least {MIN_RATE:.0f}% of its images as its concept and it repeats "
                      f"no training name; the anchor is the candidate labelled none most often (at least {MIN_NONE:.0f}%). "
@@ -82,11 +92,11 @@ def write_tables(spec, rates, held_out, anchor_rates, anchor, problems):
                       "yes" if prompt == anchor else "no", ""])
         md.append(f"| {json.dumps(prompt)} | {e['n']} | {e['rate']:.1f} [{e['lo']:.1f}, {e['hi']:.1f}] | {labels} |")
     md.append(f"\nAnchor chosen: {json.dumps(anchor) if anchor is not None else f'none reaches {MIN_NONE:.0f}%'}.")
-    md.append("\nProtocol v2 " + ("met: data/miniworld/concepts.json was written from this selection." if not problems
-                                  else "not met, so data/miniworld/concepts.json was left as it was: " + "; ".join(problems) + "."))
-    io.write_csv(RESULTS / "prompt_selection.csv", ["concept", "prompt", "images", "rate", "rate_lo", "rate_hi", "kept",
+    md.append("\nProtocol v2 " + (f"met: {concepts_file} was written from this selection." if not problems
+                                  else f"not met, so {concepts_file} was left as it was: " + "; ".join(problems) + "."))
+    io.write_csv(results / "prompt_selection.csv", ["concept", "prompt", "images", "rate", "rate_lo", "rate_hi", "kept",
                                                     "split"], table)
-    io.write_text(RESULTS / "prompt_selection.md", "\n".join(md) + "\n")
+    io.write_text(results / "prompt_selection.md", "\n".join(md) + "\n")
 
 
 def main():
@@ -95,9 +105,13 @@ def main():
     p.add_argument("--anchor-images", type=int, default=200, help="images per anchor candidate")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", default=str(ROOT / "outputs" / "miniworld_selection"))
+    p.add_argument("--config", action="append", default=[], help="YAML merged over config.yaml (repeatable)")
+    p.add_argument("--results", type=Path, default=RESULTS,
+                   help="where the tables (and, from a world that is not the default, the concepts file) go")
     args = p.parse_args()
     cli.set_threads(args.threads)
-    config = load_config(str(ROOT / "config.yaml"))
+    config = load_config([str(ROOT / "config.yaml"), *args.config])
+    concepts_file = DATA / "concepts.json" if args.results == RESULTS else args.results / "concepts.json"
     spec = json.loads((DATA / "candidates.json").read_text())
     labelled = draw_and_label(config, candidate_rows(spec, args.images, args.anchor_images), args.out_dir, args.threads)
 
@@ -107,10 +121,12 @@ def main():
     anchor_rates = rate_rows([r for r in labelled if r["kind"] == "anchor"], "none")
     anchor = choose_anchor(anchor_rates)
     problems = protocol_met(held_out, anchor)
-    write_tables(spec, rates, held_out, anchor_rates, anchor, problems)
+    write_tables(spec, rates, held_out, anchor_rates, anchor, problems, args.results, concepts_file,
+                 " ".join([COMMAND, *[f"--config {shown(Path(c))}" for c in args.config],
+                           *([f"--results {shown(args.results)}"] if args.results != RESULTS else [])]))
     if not problems:
         concepts = {c: {"name": c, "synonyms": v["names"], "associated": held_out[c]} for c, v in spec["concepts"].items()}
-        io.write_text(DATA / "concepts.json", json.dumps({"templates": spec["templates"], "protocol": 2,
+        io.write_text(concepts_file, json.dumps({"templates": spec["templates"], "protocol": 2,
                                                           "concepts": concepts}, indent=1) + "\n")
     for c, kept in held_out.items():
         print(f"{c:9s} {len(kept)} kept: {[e['prompt'] for e in kept]}")

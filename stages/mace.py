@@ -12,7 +12,7 @@ import time
 import torch
 
 from erasure import cli, io, mace, params
-from erasure.sampling import sample
+from erasure.sampling import prompt_latents
 from erasure.world import load_world_from_params
 
 
@@ -32,10 +32,7 @@ def main():
         else torch.zeros(0, enc.dim, dtype=torch.float64)
     z0 = None
     if prm["attention_lora"]:
-        g, seeds = prm["generate"], [prm["seed"] + k for k in range(cfg["images"])]
-        cond = enc.encode([prm["image_prompt"]]).expand(len(seeds), -1, -1)
-        z0 = sample(world.unet, world.make_scheduler(), cond, world.null_embedding(), seeds, world.latent_shape,
-                    steps=g["steps"], guidance=g["guidance"], eta=g["eta"])
+        z0 = prompt_latents(world, prm["image_prompt"], [prm["seed"] + k for k in range(cfg["images"])], prm["generate"])
 
     # 2. Closed-form refinement: the words around the concept mapped to the anchor prompt's.
     m, cond_number, n_rows = mace.refinement(enc, erase_prompts, [t.format(prm["mapping"]) for t in cfg["templates"]],

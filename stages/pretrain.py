@@ -37,7 +37,8 @@ def main():
     if args.part in ("all", "oracle"):
         unet = build_unet()
         unet.load_state_dict(load_file(out / "unet.safetensors"))
-        card["oracle"] = train_oracle_stage(unet.eval(), encoder, out, settings["oracle"], progress=cli.progress)
+        card["oracle"] = train_oracle_stage(unet.eval(), encoder, out, settings["oracle"], settings["unet"],
+                                           progress=cli.progress)
         io.write_json(card_path, card)
     cli.progress(f"pretrain done: {card_path}")
 

@@ -113,19 +113,23 @@ def test_unet_training_is_deterministic_and_resumes(minilm, tmp_path, monkeypatc
     assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
 
 
-def test_the_none_class_trains_blobs_under_their_own_captions(minilm):
-    """The UNet's pool gets a share of blobs (the oracle's reject class) captioned with the none names,
-    so an anchor such as "a blob" has something to draw that is none of the concepts."""
+def test_the_none_class_trains_under_its_own_captions(minilm):
+    """The UNet's pool gets a share of none-class images (white blank canvases by default, or the oracle's
+    reject blobs) captioned with the none names, so an anchor such as "an empty canvas" has something to
+    draw that is none of the concepts."""
     from erasure import pretrain
     from erasure.config import defaults
     from erasure.oracle import REJECT, classify
     from erasure.render import SHAPES
     from erasure.scoring import OracleScorer
     cfg = {**defaults("pretrain", "unet"), "pool_size": 40, "none_fraction": 0.25,
-           "none_names": ["blob", "irregular blob", "splotch"]}
+           "none_names": ["blank canvas", "empty canvas", "blank"]}
+    assert cfg["none_images"] == "blank"
     pixels, labels, colours = pretrain.training_images(cfg)
     assert pixels.shape == (40, 3, 32, 32) and (labels == len(SHAPES)).sum() == 10 and len(colours) == 40
-    pred, _ = classify(OracleScorer(WEIGHTS).model, pixels[labels == len(SHAPES)])
+    assert (pixels[labels == len(SHAPES)] == 1).all() and (pixels[labels < len(SHAPES)] < 1).any(dim=1).any()
+    blobs, blob_labels, _ = pretrain.training_images({**cfg, "none_images": "blob"})
+    pred, _ = classify(OracleScorer(WEIGHTS).model, blobs[blob_labels == len(SHAPES)])
     assert (pred == REJECT).float().mean() >= 0.8   # the oracle calls the blobs none
     concepts = json.loads((ROOT / "data/miniworld/concepts.json").read_text())
     table, _ = pretrain.caption_table(minilm, concepts, cfg["none_names"])
@@ -133,3 +137,21 @@ def test_the_none_class_trains_blobs_under_their_own_captions(minilm):
     assert torch.equal(table[-1, 0, 1, 0], minilm.encode([f"a {cfg['none_names'][0]}"])[0])   # template "a {name}"
     plain = pretrain.training_images({**cfg, "none_names": []})[1]
     assert (plain < len(SHAPES)).all()
+
+
+def test_the_oracle_learns_the_models_own_none_images(minilm):
+    """The oracle's model-degraded renders are drawn like the UNet's pool: with a none class, a share of
+    them are the model's own round trips of none images under the none captions, labelled REJECT (what
+    the retrained model draws for the anchor is what the oracle learns to call none). Without one they
+    are the shapes alone, as the committed oracle was trained."""
+    from erasure import pretrain
+    from erasure.config import defaults
+    from erasure.miniworld import build_unet
+    from erasure.oracle import REJECT
+    unet = build_unet(seed=0).eval()
+    ocfg = {**defaults("pretrain", "oracle"), "round_trip_steps": 2}
+    ucfg = {**defaults("pretrain", "unet"), "none_fraction": 0.25, "none_names": ["blank canvas", "empty canvas", "blank"]}
+    images, labels = pretrain.degraded_renders(unet, minilm, 8, 5, ocfg, ucfg, batch=4)
+    assert images.shape == (8, 32, 32, 3) and (labels == REJECT).sum() == 2
+    _, plain = pretrain.degraded_renders(unet, minilm, 8, 5, ocfg, {**ucfg, "none_names": []}, batch=4)
+    assert (plain != REJECT).all()
