@@ -41,7 +41,7 @@ def gram_schmidt(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Orthogonal q [n, D] and lower-triangular P [n, n] with q = P t (float64)."""
     t = t.double()
     n = len(t)
-    p = torch.eye(n, dtype=torch.float64)
+    p = torch.eye(n, dtype=torch.float64, device=t.device)
     for i in range(1, n):
         for j in range(i):
             q_j = p[j] @ t

@@ -61,9 +61,10 @@ def mixing_matrix(erase: torch.Tensor, targets: torch.Tensor, preserve: torch.Te
 
 
 def weight_deltas(modules: dict[str, torch.nn.Linear], m: torch.Tensor) -> dict[str, torch.Tensor]:
-    """{module name: W0 (M - I)} in each module's dtype, for every edited projection."""
+    """{module name: W0 (M - I)} in each module's dtype, on the host (where M is, and where the deltas are
+    saved from), for every edited projection."""
     eye = torch.eye(m.shape[0], dtype=torch.float64)
-    return {name: (mod.weight.detach().double() @ (m - eye)).to(mod.weight.dtype).contiguous()
+    return {name: (mod.weight.detach().to("cpu", torch.float64) @ (m - eye)).to(mod.weight.dtype).contiguous()
             for name, mod in modules.items()}
 
 
@@ -86,9 +87,9 @@ def remap_score(modules: dict[str, torch.nn.Linear], deltas: dict[str, torch.Ten
     """
     scores = []
     for name, delta in deltas.items():
-        w0 = modules[name].weight.detach().double()
+        w0 = modules[name].weight.detach().to("cpu", torch.float64)
         h, a = prompt_tokens.double(), anchor_tokens.double()
-        moved = h @ delta.double().T
+        moved = h @ delta.to("cpu", torch.float64).T
         gap = (a - h) @ w0.T
         scores.append(((moved * gap).sum() / (gap * gap).sum().clamp_min(1e-12)).item())
     return sum(scores) / len(scores)

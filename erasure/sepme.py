@@ -71,8 +71,9 @@ def increments(rows: dict[str, tuple[torch.Tensor, torch.Tensor]], preserve: tor
 
 
 def module_increments(modules: dict[str, torch.nn.Linear], delta: torch.Tensor) -> dict[str, torch.Tensor]:
-    """{module name: W0 Delta} in float32, the weight-delta format every stage reads."""
-    return {name: (m.weight.detach().double() @ delta).float().contiguous() for name, m in modules.items()}
+    """{module name: W0 Delta} in float32 on the host (where Delta is), the weight-delta format every stage reads."""
+    return {name: (m.weight.detach().to("cpu", torch.float64) @ delta).float().contiguous()
+            for name, m in modules.items()}
 
 
 def compose(deltas: list[torch.Tensor]) -> torch.Tensor:

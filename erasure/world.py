@@ -55,13 +55,15 @@ def load_miniworld(weights_dir: str | Path) -> World:
                  encode_images=miniworld.pack, causal_text=False)
 
 
-def load_sd(model: str, dtype: str = "float32", device: str | None = None, resolution: int | None = None) -> "World":
-    """Load an SD v1.x/v2.x diffusers model: text encoder, UNet, VAE and scheduler."""
+def load_sd(model: str, dtype: str = "float32", device: str = "auto", resolution: int | None = None) -> "World":
+    """Load an SD v1.x/v2.x diffusers model: text encoder, UNet, VAE and scheduler, on `device` (auto: cuda
+    when a GPU is visible, else cpu)."""
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     check_sd_model(model)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     torch_dtype = getattr(torch, dtype)
     tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
     text_encoder = CLIPTextModel.from_pretrained(model, subfolder="text_encoder").to(device)
@@ -115,4 +117,4 @@ def load_world_from_params(params: dict) -> World:
     if params["world"] == "miniworld":
         return load_miniworld(params["miniworld"]["weights"])
     sd = params["sd"]
-    return load_sd(sd["model"], dtype=sd["dtype"], resolution=sd["resolution"])
+    return load_sd(sd["model"], dtype=sd["dtype"], device=sd["device"], resolution=sd["resolution"])

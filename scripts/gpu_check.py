@@ -3,13 +3,16 @@ each stage's wall time and peak GPU memory, and generation against diffusers' ow
 
     python scripts/gpu_check.py --out results/bench/gpu.json        # on a GPU machine, a few minutes
     python scripts/gpu_check.py --tiny --out /tmp/gpu.json           # the same path with the tiny SD (CPU test)
+    python scripts/gpu_check.py --tiny --device-standin --out F      # on a CPU: also fail on any op a GPU
+                                                                     # would refuse (tests/device_standin.py)
 
 Each stage runs as its CLI, one after another, with the parameters the DAG would give it (`--config`
 with the objects task plus a site file: the random model, `sd.dtype`, small budgets): mine; the closed
-forms of cf, realera and uce; realera's LoRA; ESD-x; RECE; generate and score for the unedited model and
-realera; concept inversion on realera and its replay; UnlearnDiffAtk on realera; Ring-A-Bell's search;
-revival on uce. The stages run in this process (erasure.inprocess.run_script, with the command line a
-job would have), so the device minutes go to the stages rather than to seventeen interpreter starts
+forms of cf, realera and uce; realera's LoRA; ESD-x; RECE; SPEED; MACE; AdaVD; SepME; generate and score
+for the unedited model and realera; generate with AdaVD; concept inversion on realera and its replay;
+UnlearnDiffAtk on realera; Ring-A-Bell's search; revival on uce. The stages run in this process
+(erasure.inprocess.run_script, with the command line a job would have), so the device minutes go to the
+stages rather than to twenty-three interpreter starts
 (about 8 s each: torch, diffusers, transformers): a stage's wall time leaves out that start-up, and its
 peak GPU memory is torch's allocator's (reset before each stage), without CUDA's context. Each stage's
 output goes to its log file. The model is built by tests/tiny_sd.py (no download); CLIP scores with
@@ -33,9 +36,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 CONCEPT = "cat"
 
 
-def site_config(work: Path, model: Path, dtype: str, tiny: bool) -> dict:
+def site_config(work: Path, model: Path, dtype: str, tiny: bool, device: str = "auto") -> dict:
     """Over configs/sd_objects.yaml: one erased class, few images and steps, short trainings."""
-    return {"out_dir": str(work / "out"), "sd": {"model": str(model), "dtype": dtype}, "erase": [CONCEPT],
+    return {"out_dir": str(work / "out"), "sd": {"model": str(model), "dtype": dtype, "device": device},
+            "erase": [CONCEPT],
             "scorer": {"kind": "clip", "clip_pretrained": None},
             "generate": {"images_per_prompt": 2 if tiny else 8, "steps": 2 if tiny else 20, "batch_size": 16},
             "lora": {"steps": 4 if tiny else 100, "anchor_images": 2 if tiny else 8, "anchor_steps": 2 if tiny else 20},
@@ -50,7 +54,7 @@ def site_config(work: Path, model: Path, dtype: str, tiny: bool) -> dict:
                         "revival": {"shots": 2 if tiny else 8, "checkpoints": [2] if tiny else [100],
                                     "batch_size": 1 if tiny else 2}},
             "mace": {"steps": 2 if tiny else 50, "images": 1 if tiny else 8},
-            "run_methods": ["original", "cf", "realera", "uce", "esd_x", "rece", "speed", "mace"],
+            "run_methods": ["original", "cf", "realera", "uce", "esd_x", "rece", "speed", "mace", "adavd", "sepme"],
             # the tiny SD's tokenizer keeps 16 tokens: "a photo of the airplane" would lose its class word
             **({"prompt_template": "a {}"} if tiny else {})}
 
@@ -74,6 +78,9 @@ def stages(work: Path) -> list[tuple[str, list[str]]]:
         ("rece", ["rece.py", "--method", "rece", *c, "--base", uce, "--out", str(o / "rece.safetensors")]),
         ("speed", ["speed.py", "--method", "speed", *c, "--out", str(o / "speed.safetensors")]),
         ("mace", ["mace.py", "--method", "mace", *c, "--out", str(o / "mace.safetensors")]),
+        ("adavd", ["adavd.py", "--method", "adavd", *c, "--out", str(o / "adavd.safetensors")]),
+        ("sepme", ["sepme.py", "--concepts", CONCEPT, "--increments-dir", str(o / "sepme"), "--erase", CONCEPT,
+                   "--out", str(o / "sepme.safetensors")]),
         ("generate original", ["generate.py", "--method", "original", "--concept", "all",
                                "--out", str(o / "images/original.csv")]),
         ("score original", ["score.py", "--manifest", str(o / "images/original.csv"),
@@ -82,6 +89,8 @@ def stages(work: Path) -> list[tuple[str, list[str]]]:
                               "--lora", str(lora.parent), "--out", str(o / "images/realera.csv")]),
         ("score realera", ["score.py", "--manifest", str(o / "images/realera.csv"),
                            "--out", str(o / "scores/realera.csv")]),
+        ("generate adavd", ["generate.py", "--method", "adavd", *c, "--deltas", str(o / "adavd.safetensors"),
+                            "--out", str(o / "images/adavd.csv")]),
         ("attack inversion realera", ["attack.py", "--attack", "inversion", "--method", "realera", *c,
                                       "--deltas", realera, "--lora", str(lora.parent), "--out-dir", str(o / "inv")]),
         ("replay inversion realera", ["generate.py", "--method", "realera", *c, "--deltas", realera,
@@ -97,10 +106,14 @@ def stages(work: Path) -> list[tuple[str, list[str]]]:
     ]
 
 
-def run_stage(label, argv, configs, log_dir):
+def run_stage(label, argv, configs, log_dir, standin=False):
     """Run stages/<argv[0]> in this process with the command line a job would give it; its wall time,
-    peak GPU memory (allocated and reserved by torch, MiB) and last images/s."""
+    peak GPU memory (allocated and reserved by torch, MiB) and last images/s; with standin, under the
+    device stand-in (tests/device_standin.py), and the ops it found mixing devices."""
+    import contextlib
+
     import torch
+    from device_standin import DeviceStandIn   # its stand-in accelerator is sd.device cpu:0
     from erasure.inprocess import run_script
     script = ROOT / "stages" / argv[0]
     log = log_dir / f"{label.replace(' ', '_')}.log"
@@ -108,7 +121,8 @@ def run_stage(label, argv, configs, log_dir):
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
-    with open(log, "w") as f:
+    mode = DeviceStandIn() if standin else contextlib.nullcontext()
+    with open(log, "w") as f, mode:
         code = run_script([script, *sum((["--config", c] for c in configs), []), *argv[1:]], f, f)
         if cuda:
             torch.cuda.synchronize()
@@ -121,7 +135,8 @@ def run_stage(label, argv, configs, log_dir):
     if cuda:
         torch.cuda.empty_cache()
     rates = re.findall(r"([0-9.]+) images/s", log.read_text())   # erasure.progress: "generate: 8/8 images (100%), 2.31 images/s, ..."
-    return {"stage": label, "seconds": round(seconds, 2), **peak, "img_per_s": float(rates[-1]) if rates else None}
+    return {"stage": label, "seconds": round(seconds, 2), **peak, "img_per_s": float(rates[-1]) if rates else None,
+            **({"device_violations": mode.violations} if standin else {})}
 
 
 def diffusers_rate(model: Path, dtype: str, steps: int, images: int, batch: int) -> float:
@@ -151,6 +166,9 @@ def main():
     p.add_argument("--tiny", action="store_true", help="the tiny SD instead of the full-size architecture (CPU test)")
     p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
     p.add_argument("--model", help="an existing SD v1.x directory instead of a random-weight build")
+    p.add_argument("--device-standin", action="store_true",
+                   help="on a CPU: run every stage under tests/device_standin.py and fail on any op that would mix "
+                        "the accelerator's tensors with the host's")
     args = p.parse_args()
 
     import torch
@@ -159,7 +177,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = Path(args.model) if args.model else build_tiny_sd(work / "model", full_size=not args.tiny)
-        site = site_config(work, model, args.dtype, args.tiny)
+        site = site_config(work, model, args.dtype, args.tiny, "cpu:0" if args.device_standin else "auto")
         (work / "site.yaml").write_text(yaml.safe_dump(site))
         (work / "out").mkdir()
         configs = [ROOT / "configs/sd_objects.yaml", work / "site.yaml"]
@@ -167,9 +185,10 @@ def main():
         log_dir.mkdir(parents=True, exist_ok=True)
         # cf reads the clean-span set (sampler none), mined like realera's before the closed forms run
         results = [run_stage("mine none", ["mine.py", "--concept", CONCEPT, "--sampler", "none",
-                                           "--out", str(work / "out/mine_none.safetensors")], configs, log_dir)]
+                                           "--out", str(work / "out/mine_none.safetensors")], configs, log_dir,
+                             args.device_standin)]
         for label, argv in stages(work):
-            results.append(run_stage(label, argv, configs, log_dir))
+            results.append(run_stage(label, argv, configs, log_dir, args.device_standin))
             print(f"{label}: {results[-1]['seconds']} s, peak GPU {results[-1]['peak_gpu_mib']} MiB", flush=True)
         g = site["generate"]
         ours = next(r["img_per_s"] for r in results if r["stage"] == "generate original")
@@ -184,6 +203,10 @@ def main():
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}: {len(results)} stages in {report['total_seconds']} s; generation "
           f"{ours} img/s against diffusers' {theirs:.2f}")
+    mixed = {r["stage"]: r["device_violations"] for r in results if r.get("device_violations")}
+    if mixed:
+        raise SystemExit("gpu_check: ops that would mix devices on a GPU:\n" + "\n".join(
+            f"  {stage}: {where} ({n}x)" for stage, found in mixed.items() for where, n in found.items()))
 
 
 if __name__ == "__main__":

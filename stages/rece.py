@@ -24,9 +24,10 @@ def main():
     # 1. The unedited projections, then the base edit applied to them.
     world = load_world_from_params(prm)
     modules = world.edit_modules()
-    originals = {name: m.weight.detach().clone() for name, m in modules.items()}
+    # The rounds' solves run on the host in float64, as the closed form's (the world may be on a GPU).
+    originals = {name: m.weight.detach().cpu().clone() for name, m in modules.items()}
     apply_deltas(modules, load_file(args.base))
-    base = {name: m.weight.detach().clone() for name, m in modules.items()}
+    base = {name: m.weight.detach().cpu().clone() for name, m in modules.items()}
 
     # 2. The rounds; deltas from the unedited weights.
     final, rounds = rece.erase(world.encoder, originals, base, prm["concept"], prm["guide"], prm["preserve_prompts"],

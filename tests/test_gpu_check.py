@@ -1,6 +1,7 @@
 """scripts/gpu_check.py, the GPU check of issue 22, run on CPU with the tiny SD in float16: every stage
 runs as its CLI (in the check's own process) and the figures file lists each one and the comparison
-with diffusers' pipeline."""
+with diffusers' pipeline. It runs under the device stand-in (tests/device_standin.py): the world sits on
+the stand-in accelerator and no stage may mix its tensors with the host's, as a GPU would refuse."""
 import json
 import os
 import subprocess
@@ -15,14 +16,16 @@ pytestmark = pytest.mark.slow
 
 def test_the_gpu_check_runs_every_stage_on_the_tiny_sd(tmp_path):
     out = tmp_path / "gpu.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts/gpu_check.py"), "--tiny", "--out", str(out)],
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/gpu_check.py"), "--tiny", "--device-standin",
+                           "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads(out.read_text())
     stages = [s["stage"] for s in report["stages"]]
     assert stages[0] == "mine none" and "train_lora realera" in stages and "revival uce" in stages
     assert {"train_esd esd_x", "rece", "attack inversion realera", "replay inversion realera",
-            "attack unlearndiff realera", "attack ringabell"} <= set(stages)
+            "attack unlearndiff realera", "attack ringabell", "adavd", "sepme", "generate adavd"} <= set(stages)
+    assert all(s["device_violations"] == {} for s in report["stages"])
     assert all(s["seconds"] > 0 for s in report["stages"]) and report["dtype"] == "float16"
     assert all(s["peak_gpu_mib"] is None and s["peak_gpu_reserved_mib"] is None for s in report["stages"])  # no GPU here
     assert (out.with_suffix(".logs") / "closed_form_uce.log").read_text().count("closed form uce/cat:") == 1
