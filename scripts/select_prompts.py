@@ -40,7 +40,7 @@ def candidate_rows(spec, images, anchor_images):
     """Prompt rows to draw: the held-out candidates that do not repeat a training name, and the anchors."""
     rows = []
     for concept, v in spec["concepts"].items():
-        for prompt in v["candidates"]:
+        for prompt in v["candidates"] if images else []:
             if not contains_name(prompt, v["names"]):
                 rows.append({"concept": concept, "kind": "associated", "prompt": prompt, "images": images})
     rows += [{"concept": "", "kind": "anchor", "prompt": p, "images": anchor_images} for p in spec["anchor_candidates"]]
@@ -76,8 +76,9 @@ def write_tables(spec, rates, held_out, anchor_rates, anchor, problems, results,
         kept = {e["prompt"]: e["split"] for e in held_out[concept]}
         for prompt in v["candidates"]:
             if prompt not in rates[concept]:
-                table.append([concept, prompt, 0, "", "", "", "repeats a training name", ""])
-                md.append(f"| {concept} | {prompt} | 0 | - | no: repeats a training name | |")
+                why = "repeats a training name" if contains_name(prompt, v["names"]) else "not drawn (--images 0)"
+                table.append([concept, prompt, 0, "", "", "", why, ""])
+                md.append(f"| {concept} | {prompt} | 0 | - | no: {why} | |")
                 continue
             e = rates[concept][prompt]
             verdict = "yes" if prompt in kept else "no"
@@ -101,7 +102,8 @@ def write_tables(spec, rates, held_out, anchor_rates, anchor, problems, results,
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--images", type=int, default=100, help="images per held-out candidate")
+    p.add_argument("--images", type=int, default=100,
+                   help="images per held-out candidate (0: draw the anchor candidates only, a first look at a world)")
     p.add_argument("--anchor-images", type=int, default=200, help="images per anchor candidate")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", default=str(ROOT / "outputs" / "miniworld_selection"))
@@ -122,7 +124,7 @@ def main():
     anchor = choose_anchor(anchor_rates)
     problems = protocol_met(held_out, anchor)
     write_tables(spec, rates, held_out, anchor_rates, anchor, problems, args.results, concepts_file,
-                 " ".join([COMMAND, *[f"--config {shown(Path(c))}" for c in args.config],
+                 " ".join([COMMAND, *([f"--images {args.images}"] if args.images != 100 else []), *[f"--config {shown(Path(c))}" for c in args.config],
                            *([f"--results {shown(args.results)}"] if args.results != RESULTS else [])]))
     if not problems:
         concepts = {c: {"name": c, "synonyms": v["names"], "associated": held_out[c]} for c, v in spec["concepts"].items()}
