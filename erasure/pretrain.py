@@ -156,6 +156,12 @@ def degraded_renders(unet: torch.nn.Module, encoder: MiniLMEncoder, n: int, seed
     concepts = load_concepts()
     table, null = caption_table(encoder, concepts, unet_cfg["none_names"])
     images, labels, colour_names = pool(n, seed, unet_cfg)
+    if unet_cfg["none_names"]:
+        # The pool lists its none images last and a batch shares one noise level: shuffle, so they get
+        # as many noise levels as the shapes. (Without a none class the order stays as the committed
+        # oracle was trained.)
+        order = np.random.default_rng(seed + 7).permutation(n)
+        images, labels, colour_names = images[order], labels[order], [colour_names[i] for i in order]
     colour_idx = [list(COLOURS).index(c) for c in colour_names]
     rng = np.random.default_rng(seed)
     scheduler = sample_scheduler()
