@@ -45,6 +45,13 @@ def filled_config():
     return validate(read_config_files([]))
 
 
+def sd_params(model, dtype: str = "float32") -> dict:
+    """The world part of an SD stage's parameters ({"world": "sd", "sd": {...}}) for a model directory,
+    every other sd key at its schema default."""
+    from erasure.config import defaults
+    return {"world": "sd", "sd": {**defaults("sd"), "model": str(model), "dtype": dtype}}
+
+
 def miniworld_config(tmp_path, **overrides):
     """The default config, shrunk: 3 concepts, 1 image per prompt, few mined samples, short LoRA."""
     config = filled_config()

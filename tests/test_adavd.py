@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, filled_config, run_stage
+from conftest import ROOT, filled_config, run_stage, sd_params
 
 from erasure import adavd
 from erasure.config import ConfigError, defaults, load_config
@@ -80,7 +80,7 @@ def _value_erasing(linear, t, settings):
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_processor_equals_diffusers_attention_over_erased_values(tiny_sd, dtype):
     from diffusers.models.attention_processor import AttnProcessor2_0
-    world = load_world_from_params({"world": "sd", "sd": {"model": str(tiny_sd), "dtype": dtype, "resolution": None}})
+    world = load_world_from_params(sd_params(tiny_sd, dtype))
     name, attn = next(iter(adavd.cross_attentions(world.unet).items()))
     torch.manual_seed(0)
     hidden = torch.randn(2, 9, attn.to_q.in_features).to(attn.to_q.weight.dtype)
@@ -124,7 +124,7 @@ def test_stage_writes_the_concept_embedding_and_apply_edit_installs_a_processor_
 
 
 def test_stage_on_a_half_precision_sd(tiny_sd, tmp_path):
-    world = {"world": "sd", "sd": {"model": str(tiny_sd), "dtype": "float16", "resolution": None}}
+    world = sd_params(tiny_sd, "float16")
     out = tmp_path / "heart.safetensors"
     run_stage("adavd", "--params", json.dumps({**world, "concept": "heart", "target_concepts": ["heart"],
                                                "adavd": NO_SHIFT}),

@@ -7,7 +7,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import filled_config, ROOT, run_stage
+from conftest import filled_config, ROOT, run_stage, sd_params
 from erasure import esd, uce
 from erasure.closed_form import mixing_matrix
 from erasure.config import defaults
@@ -100,7 +100,7 @@ def test_esd_stage_trains_only_its_parameters(tmp_path, method, part):
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_esd_trains_a_half_precision_sd_at_the_references_batch_size(tiny_sd, tmp_path, dtype):
     # The SD task configs load the model in float16; the references train ESD at batch size 1.
-    prm = {"world": "sd", "sd": {"model": str(tiny_sd), "dtype": dtype, "resolution": None}, "concept": "heart",
+    prm = {**sd_params(tiny_sd, dtype), "concept": "heart",
            "train": "xattn", "prompt": "a heart", "seed": 0,
            "esd": {**defaults("esd"), "iterations": 2, "batch_size": 1, "ddim_steps": 2}}
     out = tmp_path / "esd.safetensors"
@@ -180,7 +180,7 @@ def test_rece_edits_a_half_precision_sd(tiny_sd, tmp_path, dtype):
     """RECE on the tiny SD loaded in half precision: the solves run in float64, the deltas come back in
     the model's dtype and are finite."""
     from erasure import io
-    world = {"world": "sd", "sd": {"model": str(tiny_sd), "dtype": dtype, "resolution": None}}
+    world = sd_params(tiny_sd, dtype)
     base = tmp_path / "uce.safetensors"
     from erasure.world import load_world_from_params
     modules = load_world_from_params(world).edit_modules()

@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 from safetensors.torch import save_file
 
-from conftest import ROOT, run_stage
+from conftest import ROOT, run_stage, sd_params
 from erasure.config import defaults
 
 # Run in a fresh interpreter that cannot import this package: isolated mode (no cwd, no PYTHONPATH)
@@ -43,7 +43,7 @@ def test_plain_python_cannot_import_the_package(tmp_path):
 def sd_export(tiny_sd, tmp_path_factory):
     """A tiny-SD RealEra edit (closed form + LoRA), its generate-stage images, and its export."""
     tmp = tmp_path_factory.mktemp("sd_export")
-    world = {"world": "sd", "sd": {"model": str(tiny_sd), "dtype": "float32", "resolution": None}}
+    world = sd_params(tiny_sd, "float32")
     mining = dict(num_neighbors=6, num_beyond=6, d1=0.6, d1_anchor=0.3, d2=3.0, s1=0.999, s2=0.0, data_components=4)
     run_stage("mine", "--params", json.dumps({**world, "concept": "heart", "sampler": "paper", "erase_prompts": ["a heart"],
                                              "anchor": "a shape", "mining": mining, "prompt_bank": [], "seed": 3}),

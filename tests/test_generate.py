@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from conftest import run_stage
+from conftest import run_stage, sd_params
 from erasure.config import defaults
 
 
@@ -12,7 +12,7 @@ def setup(tiny_sd, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gen")
     prompts = tmp / "prompts.csv"
     prompts.write_text("id,concept,kind,prompt,seed\n0,heart,erase,a heart,10\n1,star,erase,a star,10\n")
-    world = {"world": "sd", "sd": {"model": str(tiny_sd), "dtype": "float32", "resolution": None}}
+    world = sd_params(tiny_sd, "float32")
     return tmp, prompts, world
 
 

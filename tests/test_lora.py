@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from erasure.lora import ConditionSampler
+from conftest import sd_params
 
 MINING = dict(d1=0.6, d1_anchor=0.3, d2=3.0, s1=0.999, s2=0.3)
 
@@ -47,7 +48,7 @@ def test_lora_trains_on_a_half_precision_sd_with_float32_weights(tiny_sd, tmp_pa
     from safetensors.torch import load_file
     from conftest import run_stage
     from erasure.config import defaults
-    world = {"world": "sd", "sd": {"model": str(tiny_sd), "dtype": dtype, "resolution": None}}
+    world = sd_params(tiny_sd, dtype)
     mining = dict(num_neighbors=4, num_beyond=4, d1=0.6, d1_anchor=0.3, d2=3.0, s1=0.999, s2=0.0, data_components=4)
     mined, deltas = tmp_path / "mine.safetensors", tmp_path / "deltas.safetensors"
     run_stage("mine", "--params", json.dumps({**world, "concept": "heart", "sampler": "paper", "erase_prompts": ["a heart"],

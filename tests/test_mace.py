@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 import yaml
-from conftest import ROOT, filled_config, run_stage
+from conftest import ROOT, filled_config, run_stage, sd_params
 from safetensors.torch import load_file
 
 from erasure import mace
@@ -169,7 +169,7 @@ def test_stage_without_the_lora_is_the_refinement_alone(tmp_path):
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_stage_on_a_half_precision_sd(tiny_sd, tmp_path, dtype):
-    world = {"world": "sd", "sd": {"model": str(tiny_sd), "dtype": dtype, "resolution": None}}
+    world = sd_params(tiny_sd, dtype)
     prm = {**world, "concept": "heart", "mapping": "a shape", "preserve_prompts": ["a circle"],
            "image_prompt": "a photo of heart", "generate": {"steps": 2, "guidance": 7.5, "eta": 0.0},
            "attention_lora": True, "mace": {**defaults("mace"), "steps": 2, "images": 1}, "seed": 3}

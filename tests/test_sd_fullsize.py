@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import run_stage
+from conftest import run_stage, sd_params
 from erasure.config import defaults
 
 pytestmark = pytest.mark.slow
@@ -21,7 +21,7 @@ def full_sd(tmp_path_factory):
 
 
 def test_mine_closed_form_and_generate_at_full_size(full_sd, tmp_path):
-    world = {"world": "sd", "sd": {"model": str(full_sd), "dtype": "float32", "resolution": None}}
+    world = sd_params(full_sd, "float32")
     mining = dict(num_neighbors=8, num_beyond=8, d1=0.6, d1_anchor=0.3, d2=3.0, s1=0.999, s2=0.0, data_components=4)
     run_stage("mine", "--params", json.dumps({**world, "concept": "heart", "sampler": "paper",
                                               "erase_prompts": ["a heart"], "anchor": "a shape", "mining": mining,

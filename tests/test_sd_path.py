@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_stage
+from conftest import run_stage, sd_params
 from erasure.config import defaults
 
 
@@ -16,7 +16,7 @@ def sd_run(tiny_sd, tmp_path_factory):
         "heart": {"name": "heart", "synonyms": ["heart"], "associated": [{"prompt": "a love heart"}]},
         "star": {"name": "star", "synonyms": ["star"], "associated": [{"prompt": "a shining star"}]}}}
     (tmp / "concepts.json").write_text(json.dumps(concepts))
-    world = {"world": "sd", "sd": {"model": str(tiny_sd), "dtype": "float32", "resolution": None}}
+    world = sd_params(tiny_sd, "float32")
     mining = dict(num_neighbors=6, num_beyond=6, d1=0.6, d1_anchor=0.3, d2=3.0, s1=0.999, s2=0.0, data_components=4)
     mine = {**world, "concept": "heart", "sampler": "paper", "erase_prompts": ["a heart"], "anchor": "a shape",
             "mining": mining, "prompt_bank": [], "seed": 3}

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 import yaml
-from conftest import ROOT, filled_config, run_stage
+from conftest import ROOT, filled_config, run_stage, sd_params
 from safetensors.torch import load_file
 
 from erasure import speed
@@ -147,7 +147,7 @@ def test_stage_edits_the_value_projections_only_and_keeps_the_preserve_prompts_v
 def test_stage_on_a_half_precision_sd(tiny_sd, tmp_path, dtype):
     """The solves run in float64 and the deltas come back in the model's dtype. (The tiny SD's text space
     is 32-dimensional: the null text's 16 rows would fill the null space of a prompt's, so no IEC here.)"""
-    world = {"world": "sd", "sd": {"model": str(tiny_sd), "dtype": dtype, "resolution": None}}
+    world = sd_params(tiny_sd, dtype)
     prm = {**world, "concept": "heart", "erase_prompts": ["a photo of heart"], "preserve_prompts": ["a circle", "a cat"],
            "speed": {**defaults("speed"), "ipf": True, "dpa": True, "iec": False}, "seed": 1}
     out = tmp_path / "speed.safetensors"
