@@ -165,10 +165,18 @@ def check_scorable(config: dict, concepts: dict) -> None:
                           "(CLIP scores any concept)")
 
 
+def check_init_from(path: str | None) -> None:
+    """pretrain.unet.init_from names UNet weights that exist (or is null: train from scratch)."""
+    if path and not Path(path).is_file():
+        raise ConfigError(f"config field pretrain.unet.init_from: {path} is not a file; give the "
+                          "unet.safetensors of a trained world, or null to train from scratch")
+
+
 def check(config: dict) -> dict:
     """Cross-field checks the schema cannot express."""
     check_finite(config)
     check_out_dir(config["out_dir"])
+    check_init_from(config["pretrain"]["unet"]["init_from"])
     check_unique(config)
     concepts = prompts.load_concepts(config["concepts_file"])
     for name in config["erase"]:

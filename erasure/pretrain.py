@@ -1,4 +1,4 @@
-"""Train the mini world from scratch: the text-conditional UNet, then the oracle (see oracle.py).
+"""Train the mini world (from scratch, or on from a trained UNet): the text-conditional UNet, then the oracle (see oracle.py).
 
 Deterministic for a seed on CPU. Checkpoints every `checkpoint_every` steps so an interrupted run
 resumes where it stopped.
@@ -11,8 +11,10 @@ from typing import Callable
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from . import checkpoint, io
+from .config import check_init_from
 from .miniworld import build_unet, load_concepts, pack, train_scheduler, training_captions
 from .oracle import blob_renders
 from .progress import Progress
@@ -47,13 +49,27 @@ def caption_table(encoder: MiniLMEncoder, concepts: dict, none_names: list[str] 
 
 
 def none_renders(n: int, seed: int, kind: str) -> tuple[np.ndarray, list[str]]:
-    """n images of the none class with a colour name each (for the caption): white blank canvases, or
-    irregular blobs in that colour (the oracle's reject shapes)."""
+    """n images of the none class with a colour name each (for the caption): white blank canvases,
+    irregular blobs in that colour (the oracle's reject shapes), or the whole canvas filled with that
+    colour (jittered like a shape's). A filled canvas differs from every shape's image (a shape on white)
+    in its mean colour, which survives the high-noise steps where the caption decides what is drawn."""
     if kind == "blob":
         return blob_renders(n, seed)
     rng = np.random.default_rng(seed)
-    names = list(COLOURS)
-    return np.full((n, 32, 32, 3), 255, dtype=np.uint8), [names[rng.integers(len(names))] for _ in range(n)]
+    names = [list(COLOURS)[rng.integers(len(COLOURS))] for _ in range(n)]
+    if kind == "blank":
+        return np.full((n, 32, 32, 3), 255, dtype=np.uint8), names
+    fills = [[np.clip(c + rng.integers(-25, 26), 0, 255) for c in COLOURS[name]] for name in names]
+    return np.broadcast_to(np.array(fills, dtype=np.uint8)[:, None, None, :], (n, 32, 32, 3)).copy(), names
+
+
+def initial_unet(cfg: dict) -> torch.nn.Module:
+    """The UNet training starts from: fresh weights from the seed, or the weights of init_from."""
+    unet = build_unet(seed=cfg["seed"])
+    check_init_from(cfg["init_from"])   # again: --params skips the config's checks
+    if cfg["init_from"]:
+        unet.load_state_dict(load_file(cfg["init_from"]))
+    return unet.train()
 
 
 def pool(n: int, seed: int, cfg: dict) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -79,6 +95,7 @@ def training_images(cfg: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 def train_unet(encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict, progress: Callable[[str], None] = print) -> dict:
     """Noise-prediction training with EMA and caption dropout. Writes unet.safetensors (the EMA weights).
     cfg: the config's pretrain.unet (schema defaults filled)."""
+    unet = initial_unet(cfg)   # first: a bad init_from stops the run before any work
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     concepts = load_concepts()
@@ -86,7 +103,6 @@ def train_unet(encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict, progress:
     n_templates = table.shape[2]
     pixels, labels, colour_idx = training_images(cfg)
 
-    unet = build_unet(seed=cfg["seed"]).train()
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg["lr"], weight_decay=0.0)
     scheduler = train_scheduler()
@@ -94,7 +110,7 @@ def train_unet(encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict, progress:
     start, elapsed, losses = 0, 0.0, []
 
     ckpt = out_dir / "unet_checkpoint.safetensors"
-    run_owner = checkpoint.owner(cfg)
+    run_owner = checkpoint.owner(cfg, cfg["init_from"])
     start, extra, meta = checkpoint.resume(ckpt, list(unet.parameters()), opt, gen, run_owner, progress)
     if start:  # resume: weights, EMA, optimizer moments and RNG come back exactly
         ema.load_state_dict({k[4:]: v for k, v in extra.items() if k.startswith("ema.")})

@@ -1,7 +1,8 @@
 """Protocol v2's prompt selection for the mini world (docs/protocol.md, erasure/selection.py).
 
-Draws every held-out candidate of data/miniworld/candidates.json (100 images each) and every anchor
-candidate (200 images each) with the unedited model, labels them with the oracle, and writes:
+Draws every held-out candidate of data/miniworld/candidates.json (100 images each), every anchor
+candidate (200 images each) and each concept's canonical prompt (100 images each: does the world draw
+its concepts?) with the unedited model, labels them with the oracle, and writes:
   results/miniworld/prompt_selection.{csv,md}   every candidate's rate with its Wilson interval, and
                                                 whether the selection meets the protocol
   data/miniworld/concepts.json                  the kept held-out prompts (tuning/report split), only
@@ -12,7 +13,7 @@ sets miniworld.weights and --results DIR: both tables and the concepts file then
 The selection draws with seeds 10,000,000 + k, never the evaluation's seeds (config seed + k), so no
 table reports images its prompts were chosen on. Resumable: drawn images are kept under --out-dir.
 
-    python scripts/select_prompts.py [--images 100] [--anchor-images 200] [--threads 2]
+    python scripts/select_prompts.py [--images 100] [--anchor-images 200] [--canonical-images 100] [--threads 2]
                                      [--config EXTRA.yaml] [--results DIR]
 """
 import argparse
@@ -36,9 +37,11 @@ SELECTION_SEED = 10_000_000
 COMMAND = "python scripts/select_prompts.py"
 
 
-def candidate_rows(spec, images, anchor_images):
-    """Prompt rows to draw: the held-out candidates that do not repeat a training name, and the anchors."""
-    rows = []
+def candidate_rows(spec, images, anchor_images, canonical_images=0, template="a {}"):
+    """Prompt rows to draw: the held-out candidates that do not repeat a training name, the anchors, and
+    (a check of the world itself) each concept's canonical prompt."""
+    rows = [{"concept": c, "kind": "canonical", "prompt": template.format(c), "images": canonical_images}
+            for c in spec["concepts"] if canonical_images]
     for concept, v in spec["concepts"].items():
         for prompt in v["candidates"] if images else []:
             if not contains_name(prompt, v["names"]):
@@ -64,7 +67,13 @@ def shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def write_tables(spec, rates, held_out, anchor_rates, anchor, problems, results, concepts_file, command):
+def label_shares(entry):
+    """"star 60%, none 40%": every label an image of a prompt got, most frequent first."""
+    return ", ".join(f"{k} {100 * n / entry['n']:.0f}%" for k, n in sorted(entry["labels"].items(), key=lambda kv: -kv[1]))
+
+
+def write_tables(spec, rates, held_out, anchor_rates, anchor, problems, results, concepts_file, command,
+                 canonical=None):
     concepts_file = shown(concepts_file)
     table, md = [], ["# Mini world: prompt selection (protocol v2)\n", f"Regenerate: `{command}`\n",
                      f"Unedited model, seeds from {SELECTION_SEED} (never the evaluation's). A held-out candidate is "
@@ -88,10 +97,17 @@ def write_tables(spec, rates, held_out, anchor_rates, anchor, problems, results,
                       f"{kept.get(prompt, '')} |")
     md += ["\n## Anchor candidates\n", "| anchor | images | labelled none [95% CI] | labels |", "|---|---|---|---|"]
     for prompt, e in sorted(anchor_rates.items(), key=lambda kv: -kv[1]["rate"]):
-        labels = ", ".join(f"{k} {100 * n / e['n']:.0f}%" for k, n in sorted(e["labels"].items(), key=lambda kv: -kv[1]))
+        labels = label_shares(e)
         table.append(["(anchor)", prompt, e["n"], f"{e['rate']:.2f}", f"{e['lo']:.2f}", f"{e['hi']:.2f}",
                       "yes" if prompt == anchor else "no", ""])
         md.append(f"| {json.dumps(prompt)} | {e['n']} | {e['rate']:.1f} [{e['lo']:.1f}, {e['hi']:.1f}] | {labels} |")
+    if canonical:
+        md += ["\n## Canonical prompts (the world itself: drawn as their concept)\n",
+               "| concept | prompt | images | rate [95% CI] | labels |", "|---|---|---|---|---|"]
+        for concept, (prompt, e) in canonical.items():
+            table.append([concept, prompt, e["n"], f"{e['rate']:.2f}", f"{e['lo']:.2f}", f"{e['hi']:.2f}", "canonical", ""])
+            md.append(f"| {concept} | {prompt} | {e['n']} | {e['rate']:.1f} [{e['lo']:.1f}, {e['hi']:.1f}] | "
+                      f"{label_shares(e)} |")
     md.append(f"\nAnchor chosen: {json.dumps(anchor) if anchor is not None else f'none reaches {MIN_NONE:.0f}%'}.")
     md.append("\nProtocol v2 " + (f"met: {concepts_file} was written from this selection." if not problems
                                   else f"not met, so {concepts_file} was left as it was: " + "; ".join(problems) + "."))
@@ -105,6 +121,8 @@ def main():
     p.add_argument("--images", type=int, default=100,
                    help="images per held-out candidate (0: draw the anchor candidates only, a first look at a world)")
     p.add_argument("--anchor-images", type=int, default=200, help="images per anchor candidate")
+    p.add_argument("--canonical-images", type=int, default=100,
+                   help="images per concept's canonical prompt (a check that the world draws its concepts; 0: none)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", default=str(ROOT / "outputs" / "miniworld_selection"))
     p.add_argument("--config", action="append", default=[], help="YAML merged over config.yaml (repeatable)")
@@ -115,17 +133,24 @@ def main():
     config = load_config([str(ROOT / "config.yaml"), *args.config])
     concepts_file = DATA / "concepts.json" if args.results == RESULTS else args.results / "concepts.json"
     spec = json.loads((DATA / "candidates.json").read_text())
-    labelled = draw_and_label(config, candidate_rows(spec, args.images, args.anchor_images), args.out_dir, args.threads)
+    rows = candidate_rows(spec, args.images, args.anchor_images, args.canonical_images, config["prompt_template"])
+    labelled = draw_and_label(config, rows, args.out_dir, args.threads)
+    canonical = {c: (config["prompt_template"].format(c), e) for c in spec["concepts"] for e in
+                 rate_rows([r for r in labelled if r["kind"] == "canonical" and r["concept"] == c], c).values()}
 
-    rates = {c: rate_rows([r for r in labelled if r["concept"] == c], c) for c in spec["concepts"]}
+    rates = {c: rate_rows([r for r in labelled if r["concept"] == c and r["kind"] == "associated"], c)
+             for c in spec["concepts"]}
     held_out = choose_held_out({c: [p for p in v["candidates"] if p in rates[c]] for c, v in spec["concepts"].items()},
                                {c: v["names"] for c, v in spec["concepts"].items()}, rates)
     anchor_rates = rate_rows([r for r in labelled if r["kind"] == "anchor"], "none")
     anchor = choose_anchor(anchor_rates)
     problems = protocol_met(held_out, anchor)
     write_tables(spec, rates, held_out, anchor_rates, anchor, problems, args.results, concepts_file,
-                 " ".join([COMMAND, *([f"--images {args.images}"] if args.images != 100 else []), *[f"--config {shown(Path(c))}" for c in args.config],
-                           *([f"--results {shown(args.results)}"] if args.results != RESULTS else [])]))
+                 " ".join([COMMAND, *([f"--images {args.images}"] if args.images != 100 else []),
+                           *([f"--anchor-images {args.anchor_images}"] if args.anchor_images != 200 else []),
+                           *([f"--canonical-images {args.canonical_images}"] if args.canonical_images != 100 else []),
+                           *[f"--config {shown(Path(c))}" for c in args.config],
+                           *([f"--results {shown(args.results)}"] if args.results != RESULTS else [])]), canonical)
     if not problems:
         concepts = {c: {"name": c, "synonyms": v["names"], "associated": held_out[c]} for c, v in spec["concepts"].items()}
         io.write_text(concepts_file, json.dumps({"templates": spec["templates"], "protocol": 2,

@@ -225,6 +225,9 @@ CONCEPTS_OK = json.loads((ROOT / "data/miniworld/concepts.json").read_text())
 # (id, what is wrong, how to produce the message from a temporary directory)
 CASES = [
     ("seed-type", "`seed: zero`", ConfigCase(set_value("seed", "zero"))),
+    ("pretrain-init-missing", "`pretrain.unet.init_from` names no file",
+     ConfigCase(lambda config, tmp: config.setdefault("pretrain", {}).setdefault("unet", {}).update(
+         init_from=str(tmp / "no_unet.safetensors")))),
     ("seed-negative", "`seed: -1`", ConfigCase(set_value("seed", -1))),
     ("seed-overflow", "`seed: 2**70` (torch takes seeds below 2**64)", ConfigCase(set_value("seed", 2 ** 70))),
     ("erase-duplicate", "`erase: [heart, heart]`", ConfigCase(set_value("erase", ["heart", "heart"]))),

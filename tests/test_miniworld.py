@@ -113,14 +113,32 @@ def test_unet_training_is_deterministic_and_resumes(minilm, tmp_path, monkeypatc
     assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
 
 
+def test_a_fine_tune_starts_from_its_init_weights(minilm, tmp_path):
+    """pretrain.unet.init_from: training starts from those weights (zero steps' worth of change at lr ~0
+    leaves the committed UNet), and a missing file stops the run with the field's name before any work."""
+    from erasure import pretrain
+    from erasure.config import defaults
+    from erasure.errors import ConfigError
+    cfg = {**defaults("pretrain", "unet"), "steps": 1, "pool_size": 16, "batch_size": 2, "log_every": 100,
+           "lr": 1e-12, "init_from": str(WEIGHTS / "unet.safetensors")}
+    pretrain.train_unet(minilm, tmp_path / "ft", cfg, progress=lambda m: None)
+    start, tuned = load_file(WEIGHTS / "unet.safetensors"), load_file(tmp_path / "ft" / "unet.safetensors")
+    assert all(torch.allclose(start[k], tuned[k], atol=1e-6) for k in start)
+    scratch = pretrain.initial_unet({**cfg, "init_from": None}).state_dict()
+    assert not all(torch.equal(scratch[k], start[k]) for k in start)
+    with pytest.raises(ConfigError, match="pretrain.unet.init_from"):
+        pretrain.train_unet(minilm, tmp_path / "missing", {**cfg, "init_from": str(tmp_path / "nope.safetensors")})
+    assert not (tmp_path / "missing").exists()
+
+
 def test_the_none_class_trains_under_its_own_captions(minilm):
-    """The UNet's pool gets a share of none-class images (white blank canvases by default, or the oracle's
-    reject blobs) captioned with the none names, so an anchor such as "an empty canvas" has something to
+    """The UNet's pool gets a share of none-class images (white blank canvases by default, canvases filled
+    with the caption's colour, or the oracle's reject blobs) captioned with the none names, so an anchor such as "an empty canvas" has something to
     draw that is none of the concepts."""
     from erasure import pretrain
     from erasure.config import defaults
     from erasure.oracle import REJECT, classify
-    from erasure.render import SHAPES
+    from erasure.render import COLOURS, SHAPES
     from erasure.scoring import OracleScorer
     cfg = {**defaults("pretrain", "unet"), "pool_size": 40, "none_fraction": 0.25,
            "none_names": ["blank canvas", "empty canvas", "blank"]}
@@ -128,6 +146,12 @@ def test_the_none_class_trains_under_its_own_captions(minilm):
     pixels, labels, colours = pretrain.training_images(cfg)
     assert pixels.shape == (40, 3, 32, 32) and (labels == len(SHAPES)).sum() == 10 and len(colours) == 40
     assert (pixels[labels == len(SHAPES)] == 1).all() and (pixels[labels < len(SHAPES)] < 1).any(dim=1).any()
+    filled, fill_labels, fill_colours = pretrain.training_images({**cfg, "none_images": "fill"})
+    fill = filled[fill_labels == len(SHAPES)]
+    assert (fill == fill[:, :, :1, :1]).all()   # one colour over the whole canvas
+    colour_of = [c for c, k in zip(fill_colours, fill_labels) if k == len(SHAPES)]
+    named = torch.tensor([list(COLOURS.values())[c] for c in colour_of], dtype=torch.float32) / 127.5 - 1
+    assert ((fill[:, :, 0, 0] - named).abs() <= 25 / 127.5 + 1e-6).all()   # the caption's colour, jittered
     blobs, blob_labels, _ = pretrain.training_images({**cfg, "none_images": "blob"})
     pred, _ = classify(OracleScorer(WEIGHTS).model, blobs[blob_labels == len(SHAPES)])
     assert (pred == REJECT).float().mean() >= 0.8   # the oracle calls the blobs none

@@ -5,6 +5,7 @@ rule pretrain:
     input:
         code=code_inputs("pretrain"),
         concepts="data/miniworld/concepts.json",
+        init=lambda w: [config["pretrain"]["unet"]["init_from"]] if config["pretrain"]["unet"]["init_from"] else [],
     output:
         unet=f"{OUT}/pretrain/unet.safetensors",
         oracle=f"{OUT}/pretrain/oracle.safetensors",
