@@ -49,16 +49,17 @@ def caption_table(encoder: MiniLMEncoder, concepts: dict, none_names: list[str] 
 
 
 def none_renders(n: int, seed: int, kind: str) -> tuple[np.ndarray, list[str]]:
-    """n images of the none class with a colour name each (for the caption): white blank canvases,
-    irregular blobs in that colour (the oracle's reject shapes), or the whole canvas filled with that
-    colour (jittered like a shape's). A filled canvas differs from every shape's image (a shape on white)
-    in its mean colour, which survives the high-noise steps where the caption decides what is drawn."""
+    """n images of the none class with a colour name each (for the caption): white blank canvases, black
+    ones, irregular blobs in that colour (the oracle's reject shapes), or the whole canvas filled with that
+    colour (jittered like a shape's). A filled or black canvas differs from every shape's image (a shape on
+    white) in its mean colour, which survives the high-noise steps where the caption decides what is
+    drawn; black differs most (docs/protocol.md)."""
     if kind == "blob":
         return blob_renders(n, seed)
     rng = np.random.default_rng(seed)
     names = [list(COLOURS)[rng.integers(len(COLOURS))] for _ in range(n)]
-    if kind == "blank":
-        return np.full((n, 32, 32, 3), 255, dtype=np.uint8), names
+    if kind in ("blank", "black"):
+        return np.full((n, 32, 32, 3), 255 if kind == "blank" else 0, dtype=np.uint8), names
     fills = [[np.clip(c + rng.integers(-25, 26), 0, 255) for c in COLOURS[name]] for name in names]
     return np.broadcast_to(np.array(fills, dtype=np.uint8)[:, None, None, :], (n, 32, 32, 3)).copy(), names
 

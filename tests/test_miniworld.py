@@ -152,6 +152,8 @@ def test_the_none_class_trains_under_its_own_captions(minilm):
     colour_of = [c for c, k in zip(fill_colours, fill_labels) if k == len(SHAPES)]
     named = torch.tensor([list(COLOURS.values())[c] for c in colour_of], dtype=torch.float32) / 127.5 - 1
     assert ((fill[:, :, 0, 0] - named).abs() <= 25 / 127.5 + 1e-6).all()   # the caption's colour, jittered
+    black, black_labels, _ = pretrain.training_images({**cfg, "none_images": "black"})
+    assert (black[black_labels == len(SHAPES)] == -1).all() and torch.equal(black[:30], pixels[:30])
     blobs, blob_labels, _ = pretrain.training_images({**cfg, "none_images": "blob"})
     pred, _ = classify(OracleScorer(WEIGHTS).model, blobs[blob_labels == len(SHAPES)])
     assert (pred == REJECT).float().mean() >= 0.8   # the oracle calls the blobs none
