@@ -1,4 +1,5 @@
-"""Train the mini world (from scratch, or on from a trained UNet): the text-conditional UNet, then the oracle (see oracle.py).
+"""Train the mini world (from scratch, or on from a trained UNet): the text-conditional UNet, then the
+oracle (see oracle.py).
 
 Deterministic for a seed on CPU. Checkpoints every `checkpoint_every` steps so an interrupted run
 resumes where it stopped.
@@ -66,8 +67,8 @@ def none_renders(n: int, seed: int, kind: str) -> tuple[np.ndarray, list[str]]:
 
 def initial_unet(cfg: dict) -> torch.nn.Module:
     """The UNet training starts from: fresh weights from the seed, or the weights of init_from."""
-    unet = build_unet(seed=cfg["seed"])
     check_init_from(cfg["init_from"])   # again: --params skips the config's checks
+    unet = build_unet(seed=cfg["seed"])
     if cfg["init_from"]:
         unet.load_state_dict(load_file(cfg["init_from"]))
     return unet.train()

@@ -61,6 +61,11 @@ def draw_and_label(config, rows, out_dir, threads):
     return [{**r, "label": s["label"]} for r, s in zip(images, scores)]
 
 
+def rates_by_concept(labelled, spec, kind):
+    """{concept: {prompt: rate entry}}: how often each prompt of that kind was drawn as its concept."""
+    return {c: rate_rows([r for r in labelled if r["concept"] == c and r["kind"] == kind], c) for c in spec["concepts"]}
+
+
 def shown(path: Path) -> str:
     """A path as the tables print it: relative to the repository when it is inside it."""
     path = path.resolve()
@@ -73,7 +78,7 @@ def label_shares(entry):
 
 
 def write_tables(spec, rates, held_out, anchor_rates, anchor, problems, results, concepts_file, command,
-                 canonical=None):
+                 canonical):
     concepts_file = shown(concepts_file)
     table, md = [], ["# Mini world: prompt selection (protocol v2)\n", f"Regenerate: `{command}`\n",
                      f"Unedited model, seeds from {SELECTION_SEED} (never the evaluation's). A held-out candidate is "
@@ -101,13 +106,15 @@ def write_tables(spec, rates, held_out, anchor_rates, anchor, problems, results,
         table.append(["(anchor)", prompt, e["n"], f"{e['rate']:.2f}", f"{e['lo']:.2f}", f"{e['hi']:.2f}",
                       "yes" if prompt == anchor else "no", ""])
         md.append(f"| {json.dumps(prompt)} | {e['n']} | {e['rate']:.1f} [{e['lo']:.1f}, {e['hi']:.1f}] | {labels} |")
-    if canonical:
+    if any(canonical.values()):
         md += ["\n## Canonical prompts (the world itself: drawn as their concept)\n",
                "| concept | prompt | images | rate [95% CI] | labels |", "|---|---|---|---|---|"]
-        for concept, (prompt, e) in canonical.items():
-            table.append([concept, prompt, e["n"], f"{e['rate']:.2f}", f"{e['lo']:.2f}", f"{e['hi']:.2f}", "canonical", ""])
-            md.append(f"| {concept} | {prompt} | {e['n']} | {e['rate']:.1f} [{e['lo']:.1f}, {e['hi']:.1f}] | "
-                      f"{label_shares(e)} |")
+        for concept, by_prompt in canonical.items():
+            for prompt, e in by_prompt.items():
+                table.append([concept, prompt, e["n"], f"{e['rate']:.2f}", f"{e['lo']:.2f}", f"{e['hi']:.2f}",
+                              "canonical", ""])
+                md.append(f"| {concept} | {prompt} | {e['n']} | {e['rate']:.1f} [{e['lo']:.1f}, {e['hi']:.1f}] | "
+                          f"{label_shares(e)} |")
     md.append(f"\nAnchor chosen: {json.dumps(anchor) if anchor is not None else f'none reaches {MIN_NONE:.0f}%'}.")
     md.append("\nProtocol v2 " + (f"met: {concepts_file} was written from this selection." if not problems
                                   else f"not met, so {concepts_file} was left as it was: " + "; ".join(problems) + "."))
@@ -135,11 +142,7 @@ def main():
     spec = json.loads((DATA / "candidates.json").read_text())
     rows = candidate_rows(spec, args.images, args.anchor_images, args.canonical_images, config["prompt_template"])
     labelled = draw_and_label(config, rows, args.out_dir, args.threads)
-    canonical = {c: (config["prompt_template"].format(c), e) for c in spec["concepts"] for e in
-                 rate_rows([r for r in labelled if r["kind"] == "canonical" and r["concept"] == c], c).values()}
-
-    rates = {c: rate_rows([r for r in labelled if r["concept"] == c and r["kind"] == "associated"], c)
-             for c in spec["concepts"]}
+    rates, canonical = rates_by_concept(labelled, spec, "associated"), rates_by_concept(labelled, spec, "canonical")
     held_out = choose_held_out({c: [p for p in v["candidates"] if p in rates[c]] for c, v in spec["concepts"].items()},
                                {c: v["names"] for c, v in spec["concepts"].items()}, rates)
     anchor_rates = rate_rows([r for r in labelled if r["kind"] == "anchor"], "none")

@@ -14,8 +14,8 @@ On a CPU every tensor lives on the same device, so a stage that feeds a host ten
     CUDA kernels accept a host tensor only as a 0-dim scalar. Indices of `x[idx]` and the source of a
     `copy_` may live anywhere, as on a GPU.
 
-Each violation is recorded once with a count, keyed by the op and the innermost frame of this repository's code
-(erasure/, stages/), else the innermost frame outside torch. Used by scripts/gpu_check.py --device-standin.
+Each violation is recorded once with a count, keyed by the op and the innermost frame of this
+repository's code (erasure/, stages/), else the innermost frame outside torch. Used by scripts/gpu_check.py --device-standin.
 """
 import traceback
 import weakref

@@ -132,9 +132,9 @@ def test_a_fine_tune_starts_from_its_init_weights(minilm, tmp_path):
 
 
 def test_the_none_class_trains_under_its_own_captions(minilm):
-    """The UNet's pool gets a share of none-class images (white blank canvases by default, canvases filled
-    with the caption's colour, or the oracle's reject blobs) captioned with the none names, so an anchor such as "an empty canvas" has something to
-    draw that is none of the concepts."""
+    """The UNet's pool gets a share of none-class images (white blank canvases by default, black ones,
+    canvases filled with the caption's colour, or the oracle's reject blobs) captioned with the none
+    names, so an anchor such as "an empty canvas" has something to draw that is none of the concepts."""
     from erasure import pretrain
     from erasure.config import defaults
     from erasure.oracle import REJECT, classify
