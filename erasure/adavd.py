@@ -32,7 +32,7 @@ SETTINGS_KEY = "adavd"   # the edit file's metadata entry (JSON)
 
 def target_embeddings(encoder: TextEncoder, concepts: list[str]) -> torch.Tensor:
     """The last subject token's embedding of each concept name, encoded alone: [n, D] (float32)."""
-    emb = encoder.encode(list(concepts))
+    emb = encoder.encode_tokens(list(concepts))
     idx = last_index(encoder, list(concepts)).tolist()
     return torch.stack([emb[i, k] for i, k in enumerate(idx)])
 

@@ -1,6 +1,7 @@
 """Checks of what a config points at outside itself: model directories, weight files, other
 environments, datasets. Plain file checks with no heavy imports, so validating a config stays fast and
 the stages that load a model import only what they use."""
+import json
 from pathlib import Path
 
 from .errors import ConfigError
@@ -18,12 +19,20 @@ def check(config: dict) -> None:
             check_sd_model(config["sd"]["model"])
         except ValueError as e:
             raise ConfigError(f"config field {e}") from None
+        learned = sorted({"inversion", "unlearndiff"} & set(config["attacks"]["run"]))
+        if learned and model_family(config["sd"]["model"]) == "sdxl":
+            raise ConfigError(f"config field attacks.run: {', '.join(learned)}: these attacks learn token embeddings, "
+                              "which are not built for SDXL's two text encoders yet; remove them from attacks.run "
+                              "(ringabell and revival run on SDXL)")
         if config["scorer"]["kind"] == "gcd":
             s = config["scorer"]
             try:
                 check_gcd(s["gcd_python"], s["gcd_resources"], s["gcd_weights_file"])
             except FileNotFoundError as e:
                 raise ConfigError(str(e)) from None
+    if config["closed_form"]["pooled"] and (config["world"] != "sd" or model_family(config["sd"]["model"]) != "sdxl"):
+        raise ConfigError("config field closed_form.pooled: only SDXL models have a pooled text embedding "
+                          "in the UNet's conditioning; set it to false for this model")
     check_coco(config)
 
 
@@ -41,12 +50,33 @@ def check_sd_model(model: str) -> None:
         raise ValueError(f"sd.model {model!r}: not in the Hugging Face cache and runs are offline (nothing is "
                          "downloaded at run time); download it once (hf download "
                          f"{model}) or give a local diffusers directory")
+    model_family(model)
+
+
+# The pipeline class a diffusers directory names in model_index.json -> the family of World that loads it.
+FAMILIES = {"StableDiffusionPipeline": "sd", "StableDiffusionXLPipeline": "sdxl"}
+
+
+def model_family(model: str) -> str:
+    """"sd" (v1.x/v2.x) or "sdxl", read from the model's model_index.json (`_class_name`), so pointing
+    sd.model at any supported directory or cached id needs no other setting."""
+    path = Path(model).expanduser()
+    index = path / "model_index.json" if path.exists() else Path(_cached_index(model))
+    name = json.loads(index.read_text()).get("_class_name", "")
+    if name not in FAMILIES:
+        kind = f"is a {name} pipeline" if name else "names no pipeline class"
+        raise ValueError(f"sd.model {model!r} {kind} (model_index.json _class_name); supported: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def _cached_index(model_id: str):
+    from huggingface_hub import try_to_load_from_cache
+    return try_to_load_from_cache(model_id, "model_index.json")
 
 
 def hub_cached(model_id: str) -> bool:
     """Whether a hub model id's model_index.json is in the local Hugging Face cache."""
-    from huggingface_hub import try_to_load_from_cache
-    return isinstance(try_to_load_from_cache(model_id, "model_index.json"), str)
+    return isinstance(_cached_index(model_id), str)
 
 
 def check_gcd(python: str, resources: str, weights_file: str) -> None:

@@ -143,7 +143,7 @@ def train_alignment(prm: dict, deltas: str | Path, embeddings: str | Path, out: 
     anchor_full = enc.encode([mined["anchor"]])
     basis = None
     if mined["sampler"] == "data":
-        bank = enc.encode(mined["prompt_bank"])
+        bank = enc.encode_tokens(mined["prompt_bank"])
         basis = principal_directions(bank.reshape(-1, bank.shape[-1]), mined["mining"]["data_components"])
     preserve = enc.encode(prm["preserve_prompts"])
     sampler = ConditionSampler(erase_full, anchor_full, entry, mined["mining"], prm["regularization"],

@@ -58,7 +58,7 @@ def token_ids(encoder: TextEncoder, prompts: list[str]) -> list[list[int]]:
 def aligned_rows(encoder: TextEncoder, erase_prompts: list[str],
                  anchor_prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """CFR's rows: erase-prompt contexts [N, D] and the anchor-prompt rows they map to [N, D]."""
-    emb = encoder.encode(list(erase_prompts) + list(anchor_prompts)).double().cpu()
+    emb = encoder.encode_tokens(list(erase_prompts) + list(anchor_prompts)).double().cpu()
     old_emb, new_emb = emb[:len(erase_prompts)], emb[len(erase_prompts):]
     length = emb.shape[1]
     contexts, targets = [], []

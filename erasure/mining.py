@@ -32,7 +32,7 @@ def anchor_span_start(encoder: TextEncoder, anchor: str, causal: bool) -> int:
 def clean_rows(encoder: TextEncoder, prompts: list[str], word: str, anchor: str,
                causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Erase-span tokens of each prompt paired with the anchor's tokens: [N, D], [N, D] (no mining)."""
-    emb = encoder.encode(list(prompts) + [anchor])
+    emb = encoder.encode_tokens(list(prompts) + [anchor])
     a_start = anchor_span_start(encoder, anchor, causal)
     pairs = [align(emb[i], emb[-1], edit_span(encoder, p, word, causal), a_start) for i, p in enumerate(prompts)]
     return torch.cat([e for e, _ in pairs]), torch.cat([a for _, a in pairs])

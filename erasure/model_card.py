@@ -99,8 +99,9 @@ def usage(prm: dict, prompt: str) -> str:
                 "pixel_unshuffle(2):\n\n```python\nfrom diffusers import DDIMScheduler, UNet2DConditionModel\n"
                 "unet = UNet2DConditionModel.from_pretrained(DIR, subfolder=\"unet\")\n"
                 "scheduler = DDIMScheduler.from_pretrained(DIR, subfolder=\"scheduler\")\n```\n")
-    return ("```python\nimport torch\nfrom diffusers import StableDiffusionPipeline\n\n"
-            "pipe = StableDiffusionPipeline.from_pretrained(DIR)  # scheduler: DDIM, as the evaluation drew\n"
+    # DiffusionPipeline picks the class model_index.json names: StableDiffusionPipeline or the SDXL one.
+    return ("```python\nimport torch\nfrom diffusers import DiffusionPipeline\n\n"
+            "pipe = DiffusionPipeline.from_pretrained(DIR)  # scheduler: DDIM, as the evaluation drew\n"
             f"image = pipe({json.dumps(prompt)}, num_inference_steps={g['steps']}, guidance_scale={g['guidance']},\n"
             f"             eta={g['eta']}, generator=torch.Generator().manual_seed(SEED)).images[0]\n```\n\n"
             "With these settings and one CPU generator per image, image SEED of a prompt is the pipeline's "

@@ -34,10 +34,10 @@ def closed_form(config: dict, method: str, concept_slug: str) -> dict:
     concept = concept_by_slug(config, concept_slug)
     m = config["methods"][method]
     common = {**world_params(config), "concept": concept, "kind": m["kind"],
-              "preserve_prompts": preserve_prompts(config, concept)}
+              "preserve_prompts": preserve_prompts(config, concept), "pooled": config["closed_form"]["pooled"]}
     if m["kind"] == "uce":
         return {**common, **uce_rows(config, m, concept)}
-    cf = dict(config["closed_form"])
+    cf = {k: v for k, v in config["closed_form"].items() if k != "pooled"}
     if m["reg_weight"] is not None:  # the method sets its own weight (a point of a frontier sweep)
         cf["reg_weight"] = m["reg_weight"]
     return {**common, "regularization": m["regularization"], "closed_form": cf}

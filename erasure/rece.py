@@ -48,7 +48,7 @@ def erase_step(weights: dict[str, torch.Tensor], adversarial: torch.Tensor, guid
 def erase(encoder: TextEncoder, originals: dict[str, torch.Tensor], base: dict[str, torch.Tensor], concept: str,
           guide: str, preserve_prompts: list[str], cfg: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """(final weights, per-round statistics) from the base (UCE-edited) weights."""
-    emb = encoder.encode([concept, guide, ""] + list(preserve_prompts)).double()
+    emb = encoder.encode_tokens([concept, guide, ""] + list(preserve_prompts)).double()
     c, g, preserve = emb[0], emb[1], emb[2:].flatten(0, 1)
     weights, rounds = dict(base), []
     for _ in range(cfg["epochs"]):

@@ -102,7 +102,7 @@ def solve(prm: dict, concepts: list[str], inc_dir: str | Path, given_dir: str | 
     world = load_world_from_params(prm)
     modules = world.edit_modules()
     enc = world.encoder
-    preserve = enc.encode(prm["preserve_prompts"]).flatten(0, 1)
+    preserve = enc.encode_tokens(prm["preserve_prompts"]).flatten(0, 1)
 
     def concept_rows(c):   # the canonical prompt's span and the anchor's tokens
         return clean_rows(enc, [prm["prompt_template"].format(c)], c, prm["anchor"], world.causal_text)

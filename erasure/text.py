@@ -18,6 +18,7 @@ class TextEncoder:
     model = None
     max_length = None
     dim = None
+    extra_rows = 0    # rows after the tokens in every embedding (SDXL's pooled embedding)
 
     def tokenize(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         return self.tokenizer(list(prompts), padding="max_length", max_length=self.max_length,
@@ -29,7 +30,13 @@ class TextEncoder:
         out = []
         for i in range(0, len(prompts), batch_size):
             out.append(self._forward(self.tokenize(prompts[i:i + batch_size])).float())
-        return torch.cat(out) if out else torch.empty(0, self.max_length, self.dim)
+        return torch.cat(out) if out else torch.empty(0, self.max_length + self.extra_rows, self.dim)
+
+    def encode_tokens(self, prompts: list[str]) -> torch.Tensor:
+        """The token rows [B, L, D] of `encode`, without the rows after them (SDXL's pooled embedding): what
+        every cross-attention key and value sees, so a closed form that uses every position of a prompt
+        takes these."""
+        return self.encode(prompts)[:, :self.max_length]
 
     def encode_with_grad(self, prompts: list[str]) -> torch.Tensor:
         """Token embeddings [B, L, D] with autograd on (an attack's learned input embeddings train through it)."""
@@ -131,3 +138,39 @@ class CLIPEncoder(TextEncoder):
     def _forward(self, tokens):
         device = self.model.device
         return self.model(tokens["input_ids"].to(device))[0].cpu()
+
+
+class SDXLEncoder(TextEncoder):
+    """SDXL's two CLIP text encoders as its pipeline uses them: the penultimate hidden states of both,
+    concatenated into a [77, 768 + 1280] context, and the second encoder's pooled projection [1280].
+
+    The pooled embedding rides along as one extra row after the tokens (zero-padded to the context's
+    width), so every stage keeps passing one tensor per prompt; the UNet's pre-hook
+    (world.add_sdxl_conditions) takes it off again. Rows picked by token position (mining, the closed
+    form's erase rows) never reach it; `token_rows` drops it where every row of a prompt is used."""
+
+    extra_rows = 1
+
+    def __init__(self, tokenizers, text_encoders):
+        self.tokenizer, self.tokenizer_2 = tokenizers
+        self.model, self.model_2 = (m.eval().requires_grad_(False) for m in text_encoders)
+        self.max_length = self.tokenizer.model_max_length
+        self.dim = self.model.config.hidden_size + self.model_2.config.hidden_size
+        self.pooled_dim = self.model_2.config.projection_dim
+        if self.pooled_dim > self.dim:
+            raise ValueError(f"SDXL text_encoder_2 projection_dim {self.pooled_dim} is wider than the context "
+                             f"({self.dim}): this model's pooled embedding cannot ride in a context row")
+
+    def tokenize(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        tokens = super().tokenize(prompts)
+        tokens["input_ids_2"] = self.tokenizer_2(list(prompts), padding="max_length", max_length=self.max_length,
+                                                 truncation=True, return_tensors="pt")["input_ids"]
+        return tokens
+
+    def _forward(self, tokens):
+        device = self.model.device
+        first = self.model(tokens["input_ids"].to(device), output_hidden_states=True)
+        second = self.model_2(tokens["input_ids_2"].to(device), output_hidden_states=True)
+        context = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
+        pooled = torch.nn.functional.pad(second.text_embeds, (0, self.dim - self.pooled_dim))
+        return torch.cat([context, pooled[:, None].to(context.dtype)], dim=1).cpu()

@@ -23,11 +23,11 @@ def last_index(encoder: TextEncoder, prompts: list[str]) -> torch.Tensor:
 def rows(encoder: TextEncoder, erase_prompts: list[str], guide: str, preserve_prompts: list[str],
          tokens: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Erase rows [N, D], their guide rows [N, D] and preserve rows [P, D]."""
-    emb = encoder.encode(list(erase_prompts) + [guide])
+    emb = encoder.encode_tokens(list(erase_prompts) + [guide])
     erase_emb, guide_emb = emb[:-1], emb[-1]
     idx = last_index(encoder, list(erase_prompts) + [guide]).tolist()
     erase_idx, guide_idx = idx[:-1], idx[-1]
-    preserve_emb = encoder.encode(preserve_prompts) if preserve_prompts else erase_emb[:0]
+    preserve_emb = encoder.encode_tokens(preserve_prompts) if preserve_prompts else erase_emb[:0]
     if tokens == "last":
         erase = torch.stack([erase_emb[i, k] for i, k in enumerate(erase_idx)])
         targets = guide_emb[guide_idx].expand_as(erase)

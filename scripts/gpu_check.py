@@ -1,7 +1,9 @@
-"""GPU check (issue 22): the pipeline's stages on a full-size random-weight SD v1.x in half precision,
-each stage's wall time and peak GPU memory, and generation against diffusers' own pipeline.
+"""GPU check (issue 22): the pipeline's stages on a full-size random-weight SD v1.x (or SDXL base, with
+--family sdxl) in half precision, each stage's wall time and peak GPU memory, and generation against
+diffusers' own pipeline.
 
     python scripts/gpu_check.py --out results/bench/gpu.json        # on a GPU machine, a few minutes
+    python scripts/gpu_check.py --family sdxl --out results/bench/gpu_sdxl.json
     python scripts/gpu_check.py --tiny --out /tmp/gpu.json           # the same path with the tiny SD (CPU test)
     python scripts/gpu_check.py --tiny --device-standin --out F      # on a CPU: also fail on any op a GPU
                                                                      # would refuse (tests/device_standin.py)
@@ -10,7 +12,8 @@ Each stage runs as its CLI, one after another, with the parameters the DAG would
 with the objects task plus a site file: the random model, `sd.dtype`, small budgets): mine; the closed
 forms of cf, realera and uce; realera's LoRA; ESD-x; RECE; SPEED; MACE; AdaVD; SepME; generate and score
 for the unedited model and realera; generate with AdaVD; concept inversion on realera and its replay;
-UnlearnDiffAtk on realera; Ring-A-Bell's search; revival on uce. The stages run in this process
+UnlearnDiffAtk on realera (not on SDXL: the learned-token attacks are not built for its two text
+encoders); Ring-A-Bell's search; revival on uce. The stages run in this process
 (erasure.inprocess.run_script, with the command line a job would have), so the device minutes go to the
 stages rather than to twenty-three interpreter starts
 (about 8 s each: torch, diffusers, transformers): a stage's wall time leaves out that start-up, and its
@@ -36,15 +39,19 @@ sys.path.insert(0, str(ROOT / "tests"))
 CONCEPT = "cat"
 
 
-def site_config(work: Path, model: Path, dtype: str, tiny: bool, device: str = "auto") -> dict:
+LEARNED_TOKEN_STAGES = ("attack inversion realera", "replay inversion realera", "attack unlearndiff realera")
+
+
+def site_config(work: Path, model: Path, dtype: str, tiny: bool, device: str = "auto", family: str = "sd") -> dict:
     """Over configs/sd_objects.yaml: one erased class, few images and steps, short trainings."""
+    run = ["ringabell", "revival"] if family == "sdxl" else ["inversion", "ringabell", "unlearndiff", "revival"]
     return {"out_dir": str(work / "out"), "sd": {"model": str(model), "dtype": dtype, "device": device},
             "erase": [CONCEPT],
             "scorer": {"kind": "clip", "clip_pretrained": None},
             "generate": {"images_per_prompt": 2 if tiny else 8, "steps": 2 if tiny else 20, "batch_size": 16},
             "lora": {"steps": 4 if tiny else 100, "anchor_images": 2 if tiny else 8, "anchor_steps": 2 if tiny else 20},
             "esd": {"iterations": 2 if tiny else 100, "batch_size": 1, "ddim_steps": 2 if tiny else 20},
-            "attacks": {"templates": ["a photo of the {}"], "images_per_prompt": 2 if tiny else 8,
+            "attacks": {"run": run, "templates": ["a photo of the {}"], "images_per_prompt": 2 if tiny else 8,
                         "inversion": {"steps": 4 if tiny else 200, "batch_size": 1 if tiny else 4,
                                       "target_images": 2 if tiny else 8},
                         "unlearndiff": {"steps": 2 if tiny else 40, "batch_size": 1 if tiny else 4,
@@ -140,11 +147,12 @@ def run_stage(label, argv, configs, log_dir, standin=False):
 
 
 def diffusers_rate(model: Path, dtype: str, steps: int, images: int, batch: int) -> float:
-    """Images per second of diffusers' StableDiffusionPipeline on the same model and settings."""
+    """Images per second of diffusers' own pipeline (the class model_index.json names) on the same model
+    and settings."""
     import torch
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from diffusers import DDIMScheduler, DiffusionPipeline
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipe = StableDiffusionPipeline.from_pretrained(model, dtype=getattr(torch, dtype), safety_checker=None)
+    pipe = DiffusionPipeline.from_pretrained(model, dtype=getattr(torch, dtype))
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
@@ -165,19 +173,24 @@ def main():
     p.add_argument("--out", required=True, help="JSON file for the figures")
     p.add_argument("--tiny", action="store_true", help="the tiny SD instead of the full-size architecture (CPU test)")
     p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
-    p.add_argument("--model", help="an existing SD v1.x directory instead of a random-weight build")
+    p.add_argument("--model", help="an existing SD v1.x or SDXL directory instead of a random-weight build")
+    p.add_argument("--family", default="sd", choices=["sd", "sdxl"],
+                   help="the random-weight build: SD v1.x (default) or SDXL base")
     p.add_argument("--device-standin", action="store_true",
                    help="on a CPU: run every stage under tests/device_standin.py and fail on any op that would mix "
                         "the accelerator's tensors with the host's")
     args = p.parse_args()
 
     import torch
-    from tiny_sd import build_tiny_sd
+    from erasure.environment import model_family
+    from tiny_sd import build_tiny_sd, build_tiny_sdxl
+    build = build_tiny_sdxl if args.family == "sdxl" else build_tiny_sd
     t_start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model = Path(args.model) if args.model else build_tiny_sd(work / "model", full_size=not args.tiny)
-        site = site_config(work, model, args.dtype, args.tiny, "cpu:0" if args.device_standin else "auto")
+        model = Path(args.model) if args.model else build(work / "model", full_size=not args.tiny)
+        family = model_family(str(model))
+        site = site_config(work, model, args.dtype, args.tiny, "cpu:0" if args.device_standin else "auto", family)
         (work / "site.yaml").write_text(yaml.safe_dump(site))
         (work / "out").mkdir()
         configs = [ROOT / "configs/sd_objects.yaml", work / "site.yaml"]
@@ -188,14 +201,17 @@ def main():
                                            "--out", str(work / "out/mine_none.safetensors")], configs, log_dir,
                              args.device_standin)]
         for label, argv in stages(work):
+            if family == "sdxl" and label in LEARNED_TOKEN_STAGES:
+                continue
             results.append(run_stage(label, argv, configs, log_dir, args.device_standin))
             print(f"{label}: {results[-1]['seconds']} s, peak GPU {results[-1]['peak_gpu_mib']} MiB", flush=True)
         g = site["generate"]
         ours = next(r["img_per_s"] for r in results if r["stage"] == "generate original")
         theirs = diffusers_rate(model, args.dtype, g["steps"], 4 * g["batch_size"], g["batch_size"])
     report = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
-              "torch": torch.__version__, "dtype": args.dtype, "model": "tiny SD" if args.tiny else
-              (args.model or "SD v1.x architecture, random weights"), "stages": results,
+              "torch": torch.__version__, "dtype": args.dtype, "family": family,
+              "model": args.model or (f"tiny {family}" if args.tiny else f"{family} architecture, random weights"),
+              "stages": results,
               "generation": {"steps": g["steps"], "batch_size": g["batch_size"], "ours_img_per_s": ours,
                              "diffusers_img_per_s": round(theirs, 3),
                              "ratio": round(ours / theirs, 3) if ours and theirs else None},

@@ -3,6 +3,7 @@
 # rest of the stack, and that cannot reach PyPI: wheels fetched beforehand by scripts/gpu_wheels.sh
 # into .gpu_wheels/ (git-ignored; carry it along) are installed first, then the check writes its figures.
 #   bash scripts/gpu_check.sh results/bench/gpu.json
+#   FAMILY=sdxl bash scripts/gpu_check.sh results/bench/gpu_sdxl.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-results/bench/gpu.json}"
@@ -11,4 +12,4 @@ if [ -d .gpu_wheels ]; then
 fi
 export HF_HUB_OFFLINE=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-python3 scripts/gpu_check.py --out "$out" --dtype "${DTYPE:-float16}"
+python3 scripts/gpu_check.py --out "$out" --dtype "${DTYPE:-float16}" --family "${FAMILY:-sd}"

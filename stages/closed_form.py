@@ -18,6 +18,7 @@ import torch
 
 from erasure import cli, embedding_set, io, params as stage_params, uce
 from erasure.closed_form import least_squares_rows, mixing_matrix, weight_deltas
+from erasure.pooled import pooled_delta
 from erasure.world import load_world_from_params
 
 
@@ -51,20 +52,32 @@ def main():
                                 erase_weights=torch.full((len(erase),), float(u["erase_scale"])))
     else:
         # every position of the preserve prompts' tokens: [P * L, D]
-        preserve_tokens = world.encoder.encode(prm["preserve_prompts"]).flatten(0, 1)
+        preserve_tokens = world.encoder.encode_tokens(prm["preserve_prompts"]).flatten(0, 1)
         cf = prm["closed_form"]
         erase, targets, preserve, weights, n_beyond = least_squares_rows(prompts, preserve_tokens,
                                                                          prm["regularization"], cf["reg_weight"])
         m, cond = mixing_matrix(erase, targets, preserve, cf["lam"], cf["ridge"], preserve_weights=weights)
 
-    # 3. Deltas for every to_k / to_v, and the sidecar.
+    # 3. Deltas for every to_k / to_v (SDXL: and the pooled path, on request), and the sidecar.
     deltas = weight_deltas(modules, m)
+    max_change = max((d.norm() / modules[n].weight.norm()).item() for n, d in deltas.items())
+    pooled_cond = None
+    if prm["pooled"]:
+        if uce_kind:
+            u = prm["uce"]
+            pooled_edit, pooled_cond = pooled_delta(world.unet, world.encoder, prm["erase_prompts"], u["guide"],
+                                                    prm["preserve_prompts"], u["preserve_scale"], u["lamb"],
+                                                    u["erase_scale"])
+        else:
+            pooled_edit, pooled_cond = pooled_delta(world.unet, world.encoder, mined["erase_prompts"],
+                                                    mined["anchor"], prm["preserve_prompts"], cf["lam"], cf["ridge"])
+        deltas.update(pooled_edit)
     io.save_safetensors(deltas, args.out)
     io.write_json(io.sidecar_path(args.out), {
         **prm, "method": args.method, "embeddings": str(args.embeddings) if args.embeddings else None, "embedding_seed": mined.get("seed"),
         "rows": {"erase": len(erase), "preserve_prompts_tokens": len(preserve_tokens), "beyond": n_beyond},
-        "gram_condition_number": cond, "modules": len(deltas),
-        "max_relative_change": max((d.norm() / modules[n].weight.norm()).item() for n, d in deltas.items()),
+        "gram_condition_number": cond, "modules": len(deltas), "max_relative_change": max_change,
+        "pooled_condition_number": pooled_cond,
         "wall_time_s": round(time.time() - t0, 3)})
     cli.progress(f"closed form {args.method}/{prm['concept']}: {len(deltas)} projections, "
                  f"{len(erase)} erase rows, {len(preserve)} preserve rows, cond {cond:.3g}")

@@ -28,7 +28,7 @@ def main():
     originals = {name: m.weight.detach().double().cpu() for name, m in modules.items()}
     erase_prompts = [t.format(concept) for t in cfg["templates"]]
     enc = world.encoder
-    preserve = enc.encode(prm["preserve_prompts"]).flatten(0, 1).double().cpu() if prm["preserve_prompts"] \
+    preserve = enc.encode_tokens(prm["preserve_prompts"]).flatten(0, 1).double().cpu() if prm["preserve_prompts"] \
         else torch.zeros(0, enc.dim, dtype=torch.float64)
     z0 = None
     if prm["attention_lora"]:
@@ -49,7 +49,7 @@ def main():
         gen = torch.Generator().manual_seed(prm["seed"])
         erase_emb = enc.encode(erase_prompts)                                   # [P, L, D]
         lora, losses = mace.train_lora(world.unet, world.make_train_scheduler(), z0, erase_emb, positions, cfg, gen)
-        contexts = [erase_emb.flatten(0, 1).double().cpu()]
+        contexts = [erase_emb[:, :enc.max_length].flatten(0, 1).double().cpu()]
         fused = mace.fuse(refined, originals, [{k: v.cpu() for k, v in lora.items()}], contexts, preserve, cfg)
 
     dtype = next(iter(modules.values())).weight.dtype

@@ -27,14 +27,14 @@ def main():
     # 1. Encode the erase prompts and the anchor; find the edited span of each.
     encoder, causal = load_text_encoder(prm)
     word = prm["concept"]
-    erase_emb = encoder.encode(prm["erase_prompts"])          # [P, L, D]
-    anchor_emb = encoder.encode([prm["anchor"]])[0]            # [L, D]
+    erase_emb = encoder.encode_tokens(prm["erase_prompts"])   # [P, L, D]
+    anchor_emb = encoder.encode_tokens([prm["anchor"]])[0]     # [L, D]
     anchor_start = anchor_span_start(encoder, prm["anchor"], causal)
 
     # 2. Principal directions of the prompt bank (data sampler only).
     basis = None
     if prm["sampler"] == "data":
-        bank = encoder.encode(prm["prompt_bank"])
+        bank = encoder.encode_tokens(prm["prompt_bank"])
         basis = principal_directions(bank.reshape(-1, bank.shape[-1]), prm["mining"]["data_components"])
 
     # 3. Per erase prompt: aligned clean spans, then neighbours, perturbed anchors and beyond samples.

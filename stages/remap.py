@@ -35,7 +35,7 @@ def main():
     # 2. Score every prompt against the anchor, token by token over the whole sequence.
     rows = [r for r in cli.read_prompts(args) if r["kind"] != "coco"]   # COCO captions name no concept
     prompts = [r["prompt"] for r in rows]
-    emb = world.encoder.encode(prompts + [prm["anchor"]])
+    emb = world.encoder.encode_tokens(prompts + [prm["anchor"]])
     anchor = emb[-1]
     scores = {str(r["id"]): round(remap_score(modules, deltas, emb[i], anchor), 5) for i, r in enumerate(rows)}
     io.write_json(args.out, {"concept": prm["concept"], "anchor": prm["anchor"], "scores": scores})

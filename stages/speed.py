@@ -25,8 +25,8 @@ def main():
     values = {name: m for name, m in world.edit_modules().items() if name.endswith("to_v")}
     cfg = prm["speed"]
     erase, anchors, _ = uce.rows(world.encoder, prm["erase_prompts"], cfg["anchor"], [], "tail")
-    candidates = list(world.encoder.encode(prm["preserve_prompts"]).cpu()) if prm["preserve_prompts"] else []
-    invariants = world.encoder.encode([""])[0].cpu()     # the null text, its start token included
+    candidates = list(world.encoder.encode_tokens(prm["preserve_prompts"]).cpu()) if prm["preserve_prompts"] else []
+    invariants = world.encoder.encode_tokens([""])[0].cpu()     # the null text, its start token included
 
     # 2. One edit per layer, in float64; deltas stored in the model's dtype.
     generator = torch.Generator().manual_seed(prm["seed"])

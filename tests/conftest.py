@@ -31,6 +31,12 @@ def tiny_sd(tmp_path_factory):
     return build_tiny_sd(tmp_path_factory.mktemp("tiny_sd"))
 
 
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory):
+    from tiny_sd import build_tiny_sdxl
+    return build_tiny_sdxl(tmp_path_factory.mktemp("tiny_sdxl"))
+
+
 def small_concepts(path, names=("heart", "circle", "star")):
     """A concepts file with a few of the mini world's concepts and one associated prompt each."""
     full = json.loads((ROOT / "data/miniworld/concepts.json").read_text())

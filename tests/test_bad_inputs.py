@@ -84,10 +84,18 @@ def sd_model(make):
     return change
 
 
-def diffusers_dir(tmp):
+def diffusers_dir(tmp, pipeline="StableDiffusionPipeline"):
     (tmp / "model").mkdir()
-    (tmp / "model" / "model_index.json").write_text("{}")
+    (tmp / "model" / "model_index.json").write_text(json.dumps({"_class_name": pipeline}))
     return str(tmp / "model")
+
+
+def sdxl_with(*path_value):
+    """An SDXL model directory (its index only) and one more setting."""
+    def change(config, tmp):
+        sd_model(lambda t: diffusers_dir(t, "StableDiffusionXLPipeline"))(config, tmp)
+        set_value(*path_value)(config, tmp)
+    return change
 
 
 def coco_fid(reference_dir, inception_dir):
@@ -177,10 +185,7 @@ def write_embedding(tmp):
 
 def gcd_scorer(python, resources):
     def change(config, tmp):
-        config["world"] = "sd"
-        (tmp / "sd").mkdir()
-        (tmp / "sd" / "model_index.json").write_text("{}")
-        config["sd"]["model"] = str(tmp / "sd")
+        sd_model(diffusers_dir)(config, tmp)
         config["scorer"].update(kind="gcd", gcd_python=python, gcd_resources=resources)
     return change
 
@@ -365,6 +370,12 @@ CASES = [
      ConfigCase(sd_model(lambda tmp: "CompVis/stable-diffusion-v1-4"))),
     ("sd-not-diffusers", "`sd.model` a directory without `model_index.json`",
      ConfigCase(sd_model(not_diffusers))),
+    ("sd-family", "`sd.model` a diffusers pipeline of a family not built yet (Flux)",
+     ConfigCase(sd_model(lambda tmp: diffusers_dir(tmp, "FluxPipeline")))),
+    ("sdxl-learned-attacks", "concept inversion or UnlearnDiffAtk on an SDXL model",
+     ConfigCase(sdxl_with("attacks", "run", ["inversion", "ringabell"]))),
+    ("pooled-not-sdxl", "`closed_form.pooled: true` on a model without a pooled text embedding",
+     ConfigCase(set_value("closed_form", "pooled", True))),
     ("emb-corrupt", "an embedding set truncated on disk",
      lambda t: embedding_error(t, lambda tensors, meta: meta.update(truncate=True))),
     ("emb-sidecar", "an embedding set without its JSON sidecar", no_sidecar),

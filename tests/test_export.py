@@ -49,7 +49,7 @@ def sd_export(tiny_sd, tmp_path_factory):
                                              "anchor": "a shape", "mining": mining, "prompt_bank": [], "seed": 3}),
               "--concept", "heart", "--sampler", "paper", "--out", tmp / "mine.safetensors")
     cf = {**world, "concept": "heart", "kind": "realera", "regularization": "projected",
-          "closed_form": dict(lam=1.0, ridge=0.1, reg_weight=1.0), "preserve_prompts": ["a star"]}
+          "closed_form": dict(lam=1.0, ridge=0.1, reg_weight=1.0), "pooled": False, "preserve_prompts": ["a star"]}
     run_stage("closed_form", "--params", json.dumps(cf), "--method", "realera", "--concept", "heart",
               "--embeddings", tmp / "mine.safetensors", "--out", tmp / "deltas.safetensors")
     lora = {**world, "concept": "heart", "lora": dict(rank=2, steps=3, lr=1e-2, batch_size=2, anchor_images=2,

@@ -55,7 +55,8 @@ def test_lora_trains_on_a_half_precision_sd_with_float32_weights(tiny_sd, tmp_pa
                                               "anchor": "a shape", "mining": mining, "prompt_bank": [], "seed": 3}),
               "--concept", "heart", "--sampler", "paper", "--out", mined)
     run_stage("closed_form", "--params", json.dumps({**world, "concept": "heart", "kind": "realera", "regularization": "paper",
-                                                     "closed_form": defaults("closed_form"), "preserve_prompts": ["a circle"]}),
+                                                     "closed_form": defaults("closed_form"), "pooled": False,
+                                                     "preserve_prompts": ["a circle"]}),
               "--method", "realera", "--concept", "heart", "--embeddings", mined, "--out", deltas)
     out = tmp_path / "lora" / "pytorch_lora_weights.safetensors"
     lora = {**defaults("lora"), "steps": 2, "batch_size": 2, "anchor_images": 2, "anchor_steps": 2}

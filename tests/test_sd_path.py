@@ -23,7 +23,7 @@ def sd_run(tiny_sd, tmp_path_factory):
     run_stage("mine", "--params", json.dumps(mine), "--concept", "heart", "--sampler", "paper",
               "--out", tmp / "mine.safetensors")
     cf = {**world, "concept": "heart", "kind": "realera", "regularization": "projected",
-          "closed_form": dict(lam=1.0, ridge=0.1, reg_weight=1.0), "preserve_prompts": ["a star"]}
+          "closed_form": dict(lam=1.0, ridge=0.1, reg_weight=1.0), "pooled": False, "preserve_prompts": ["a star"]}
     run_stage("closed_form", "--params", json.dumps(cf), "--method", "realera", "--concept", "heart",
               "--embeddings", tmp / "mine.safetensors", "--out", tmp / "deltas.safetensors")
     gen = {**defaults("generate"), "steps": 2, "guidance": 5.0, "eta": 0.0, "images_per_prompt": 2, "batch_size": 4}

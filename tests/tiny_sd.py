@@ -73,3 +73,85 @@ def _save(directory, tokenizer, text_encoder, unet, vae):
                                    requires_safety_checker=False)
     pipe.save_pretrained(directory / "model")
     return directory / "model"
+
+
+def build_tiny_sdxl(directory, seed=0, full_size=False, text_layers=None):
+    """Write a diffusers StableDiffusionXLPipeline directory with SDXL's parts at toy widths (random
+    weights): two CLIP text encoders (the second with a projection: the pooled embedding), a UNet that
+    takes text_embeds and time_ids, a VAE; returns its path. full_size: SDXL base 1.0's architecture
+    itself (2.6 B-parameter UNet, CLIP ViT-L and OpenCLIP bigG text encoders), saved in fp16;
+    text_layers: that many layers in each text encoder instead of their 12 and 32 (same widths)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    directory = Path(directory)
+    tok_dir = directory / "_tok"
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    _tokenizer_files(tok_dir)
+    (tok_dir / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77 if full_size else 16}))
+    tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    tokenizer_2 = CLIPTokenizer.from_pretrained(tok_dir, pad_token="!")   # SDXL's second tokenizer pads with "!"
+    torch.manual_seed(seed)
+    if full_size:
+        return _save_sdxl(directory, tokenizer, tokenizer_2, *_full_size_sdxl_parts(tokenizer, text_layers))
+
+    def text_config(width):
+        return CLIPTextConfig(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
+                              num_attention_heads=4, vocab_size=len(tokenizer), max_position_embeddings=16,
+                              projection_dim=24, bos_token_id=tokenizer.bos_token_id,
+                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
+
+    text_encoder = CLIPTextModel(text_config(16))
+    text_encoder_2 = CLIPTextModelWithProjection(text_config(32))
+    # SDXL's UNet: context 16 + 32 wide; added embedding = pooled (24) + 6 time ids x 8 sinusoid channels.
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=48,
+                                attention_head_dim=(2, 4), use_linear_projection=True,
+                                addition_embed_type="text_time", addition_time_embed_dim=8,
+                                projection_class_embeddings_input_dim=24 + 6 * 8, norm_num_groups=16)
+    vae = AutoencoderKL(block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        norm_num_groups=16, sample_size=16, scaling_factor=0.13025, force_upcast=True)
+    return _save_sdxl(directory, tokenizer, tokenizer_2, text_encoder, text_encoder_2, unet, vae)
+
+
+def _full_size_sdxl_parts(tokenizer, text_layers=None):
+    """SDXL base 1.0's configs (random weights), each part cast to fp16 as soon as it is built."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    ids = dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+               eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
+    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072,
+                                                num_hidden_layers=text_layers or 12, num_attention_heads=12,
+                                                hidden_act="quick_gelu", **ids)).half()
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(
+        hidden_size=1280, intermediate_size=5120, num_hidden_layers=text_layers or 32, num_attention_heads=20,
+        projection_dim=1280, hidden_act="gelu", **ids)).half()
+    unet = UNet2DConditionModel(
+        sample_size=128, block_out_channels=(320, 640, 1280), layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(5, 10, 20), transformer_layers_per_block=(1, 2, 10), cross_attention_dim=2048,
+        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816).half()
+    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        sample_size=1024, scaling_factor=0.13025, force_upcast=True).half()
+    return text_encoder, text_encoder_2, unet, vae
+
+
+def _save_sdxl(directory, tokenizer, tokenizer_2, text_encoder, text_encoder_2, unet, vae):
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+    scheduler = EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                       steps_offset=1, timestep_spacing="leading")
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                     tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler)
+    pipe.save_pretrained(directory / "model")
+    # SDXL's scheduler config also carries the DDIM keys of the SD configs it came from (clip_sample false);
+    # a DDIM scheduler built from it must not clip latents to [-1, 1].
+    config_path = directory / "model/scheduler/scheduler_config.json"
+    config = json.loads(config_path.read_text())
+    config.update(clip_sample=False, set_alpha_to_one=False)
+    config_path.write_text(json.dumps(config, indent=2))
+    return directory / "model"
