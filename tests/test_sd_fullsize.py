@@ -27,33 +27,6 @@ def full_sd(tmp_path_factory):
     return build_tiny_sd(tmp_path_factory.mktemp("full_sd"), full_size=True)
 
 
-def test_mine_closed_form_and_generate_at_full_size(full_sd, tmp_path):
-    world = sd_params(full_sd, "float32")
-    mining = dict(num_neighbors=8, num_beyond=8, d1=0.6, d1_anchor=0.3, d2=3.0, s1=0.999, s2=0.0, data_components=4)
-    run_stage("mine", "--params", json.dumps({**world, "concept": "heart", "sampler": "paper",
-                                              "erase_prompts": ["a heart"], "anchor": "a shape", "mining": mining,
-                                              "prompt_bank": [], "seed": 3}),
-              "--concept", "heart", "--sampler", "paper", "--out", tmp_path / "mine.safetensors")
-    assert load_file(tmp_path / "mine.safetensors")["p0.erase"].shape[-1] == 768
-
-    cf = {**world, "concept": "heart", "kind": "realera", "regularization": "projected",
-          "closed_form": dict(lam=1.0, ridge=0.1, reg_weight=1.0), "pooled": False, "preserve_prompts": ["a shape"]}
-    run_stage("closed_form", "--params", json.dumps(cf), "--method", "realera", "--concept", "heart",
-              "--embeddings", tmp_path / "mine.safetensors", "--out", tmp_path / "deltas.safetensors")
-    deltas = load_file(tmp_path / "deltas.safetensors")
-    assert len(deltas) == 32 and all(k.endswith(("attn2.to_k", "attn2.to_v")) for k in deltas)
-    assert sorted({v.shape[0] for v in deltas.values()}) == [320, 640, 1280]
-    assert all(v.shape[1] == 768 and torch.isfinite(v).all() for v in deltas.values())
-
-    (tmp_path / "prompts.csv").write_text("id,concept,kind,prompt,seed\n0,heart,erase,a heart,0\n")
-    gen = {**defaults("generate"), "steps": 2, "guidance": 7.5, "eta": 0.0, "images_per_prompt": 1, "batch_size": 1}
-    run_stage("generate", "--params", json.dumps({**world, "method": "realera", "generate": gen}),
-              "--prompts", tmp_path / "prompts.csv", "--deltas", tmp_path / "deltas.safetensors",
-              "--out", tmp_path / "images.csv")
-    rows = (tmp_path / "images.csv").read_text().splitlines()
-    assert len(rows) == 2 and Image.open(rows[1].split(",")[-1]).size == (512, 512)
-
-
 @pytest.fixture(scope="module")
 def full_sdxl(tmp_path_factory):
     from tiny_sd import build_tiny_sdxl
@@ -61,30 +34,45 @@ def full_sdxl(tmp_path_factory):
     return build_tiny_sdxl(tmp_path_factory.mktemp("full_sdxl"), full_size=True, text_layers=2)
 
 
-def test_sdxl_mine_closed_form_and_generate_at_full_size(full_sdxl, tmp_path):
-    world = sd_params(full_sdxl, "float32")
-    world["sd"]["resolution"] = 256
-    mining = dict(num_neighbors=4, num_beyond=4, d1=0.6, d1_anchor=0.3, d2=3.0, s1=0.999, s2=0.0, data_components=4)
+def mine_edit_and_draw(world, tmp_path, neighbors, steps):
+    """Mine "heart" (paper sampler), RealEra's closed form, one image of "a heart" with the edit applied.
+    Returns the embedding set, the deltas and the image's size."""
+    mining = dict(num_neighbors=neighbors, num_beyond=neighbors, d1=0.6, d1_anchor=0.3, d2=3.0, s1=0.999, s2=0.0,
+                  data_components=4)
     run_stage("mine", "--params", json.dumps({**world, "concept": "heart", "sampler": "paper",
                                               "erase_prompts": ["a heart"], "anchor": "a shape", "mining": mining,
                                               "prompt_bank": [], "seed": 3}),
               "--concept", "heart", "--sampler", "paper", "--out", tmp_path / "mine.safetensors")
-    mined = load_file(tmp_path / "mine.safetensors")
-    assert mined["p0.erase"].shape == (77 - 2, 2048)   # "heart" and every token after it, not the pooled row
-
     cf = {**world, "concept": "heart", "kind": "realera", "regularization": "projected",
           "closed_form": dict(lam=1.0, ridge=0.1, reg_weight=1.0), "pooled": False, "preserve_prompts": ["a shape"]}
     run_stage("closed_form", "--params", json.dumps(cf), "--method", "realera", "--concept", "heart",
               "--embeddings", tmp_path / "mine.safetensors", "--out", tmp_path / "deltas.safetensors")
-    deltas = load_file(tmp_path / "deltas.safetensors")
-    assert len(deltas) == 140 and all(k.endswith(("attn2.to_k", "attn2.to_v")) for k in deltas)
-    assert sorted({v.shape[0] for v in deltas.values()}) == [640, 1280]
-    assert all(v.shape[1] == 2048 and torch.isfinite(v.float()).all() for v in deltas.values())
-
     (tmp_path / "prompts.csv").write_text("id,concept,kind,prompt,seed\n0,heart,erase,a heart,0\n")
-    gen = {**defaults("generate"), "steps": 1, "guidance": 5.0, "eta": 0.0, "images_per_prompt": 1, "batch_size": 1}
+    gen = {**defaults("generate"), "steps": steps, "guidance": 7.5, "eta": 0.0, "images_per_prompt": 1, "batch_size": 1}
     run_stage("generate", "--params", json.dumps({**world, "method": "realera", "generate": gen}),
               "--prompts", tmp_path / "prompts.csv", "--deltas", tmp_path / "deltas.safetensors",
               "--out", tmp_path / "images.csv")
     rows = (tmp_path / "images.csv").read_text().splitlines()
-    assert len(rows) == 2 and Image.open(rows[1].split(",")[-1]).size == (256, 256)
+    assert len(rows) == 2
+    return (load_file(tmp_path / "mine.safetensors"), load_file(tmp_path / "deltas.safetensors"),
+            Image.open(rows[1].split(",")[-1]).size)
+
+
+def test_mine_closed_form_and_generate_at_full_size(full_sd, tmp_path):
+    mined, deltas, size = mine_edit_and_draw(sd_params(full_sd, "float32"), tmp_path, neighbors=8, steps=2)
+    assert mined["p0.erase"].shape[-1] == 768
+    assert len(deltas) == 32 and all(k.endswith(("attn2.to_k", "attn2.to_v")) for k in deltas)
+    assert sorted({v.shape[0] for v in deltas.values()}) == [320, 640, 1280]
+    assert all(v.shape[1] == 768 and torch.isfinite(v).all() for v in deltas.values())
+    assert size == (512, 512)
+
+
+def test_sdxl_mine_closed_form_and_generate_at_full_size(full_sdxl, tmp_path):
+    world = sd_params(full_sdxl, "float32")
+    world["sd"]["resolution"] = 256
+    mined, deltas, size = mine_edit_and_draw(world, tmp_path, neighbors=4, steps=1)
+    assert mined["p0.erase"].shape == (77 - 2, 2048)   # "heart" and every token after it, not the pooled row
+    assert len(deltas) == 140 and all(k.endswith(("attn2.to_k", "attn2.to_v")) for k in deltas)
+    assert sorted({v.shape[0] for v in deltas.values()}) == [640, 1280]
+    assert all(v.shape[1] == 2048 and torch.isfinite(v).all() for v in deltas.values())
+    assert size == (256, 256)

@@ -20,6 +20,16 @@ def _tokenizer_files(directory):
     (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
 
 
+def _tokenizer_dir(directory, length):
+    """directory/_tok with the tokenizer's files, keeping `length` tokens."""
+    tok_dir = directory / "_tok"
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    _tokenizer_files(tok_dir)
+    # transformers 5 ignores vocab_file/merges_file in the constructor: load from the directory.
+    (tok_dir / "tokenizer_config.json").write_text(json.dumps({"model_max_length": length}))
+    return tok_dir
+
+
 def build_tiny_sd(directory, seed=0, full_size=False):
     """Write a diffusers StableDiffusionPipeline directory; returns its path. full_size: the SD v1.x
     architecture itself (860 M-parameter UNet, 12-layer 768-wide text encoder, 512 px VAE), saved in fp16."""
@@ -27,12 +37,7 @@ def build_tiny_sd(directory, seed=0, full_size=False):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     directory = Path(directory)
-    tok_dir = directory / "_tok"
-    tok_dir.mkdir(parents=True, exist_ok=True)
-    _tokenizer_files(tok_dir)
-    # transformers 5 ignores vocab_file/merges_file in the constructor: load from the directory.
-    (tok_dir / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77 if full_size else 16}))
-    tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(_tokenizer_dir(directory, 77 if full_size else 16))
     torch.manual_seed(seed)
     if full_size:
         return _save(directory, tokenizer, *_full_size_parts(tokenizer))
@@ -85,10 +90,7 @@ def build_tiny_sdxl(directory, seed=0, full_size=False, text_layers=None):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     directory = Path(directory)
-    tok_dir = directory / "_tok"
-    tok_dir.mkdir(parents=True, exist_ok=True)
-    _tokenizer_files(tok_dir)
-    (tok_dir / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77 if full_size else 16}))
+    tok_dir = _tokenizer_dir(directory, 77 if full_size else 16)
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
     tokenizer_2 = CLIPTokenizer.from_pretrained(tok_dir, pad_token="!")   # SDXL's second tokenizer pads with "!"
     torch.manual_seed(seed)
