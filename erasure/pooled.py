@@ -37,3 +37,16 @@ def pooled_delta(unet: torch.nn.Module, encoder: TextEncoder, erase_prompts: lis
     delta = torch.zeros_like(w0)
     delta[:, :d] = w0[:, :d] @ (m - torch.eye(d, dtype=torch.float64))
     return {f"{MODULE}.weight": delta.to(weight.dtype).contiguous()}, cond
+
+
+def method_delta(prm: dict, unet: torch.nn.Module, encoder: TextEncoder,
+                 mined: dict) -> tuple[dict[str, torch.Tensor], float]:
+    """The pooled edit of a closed-form stage's method: UCE's prompts, guide and scales (kind uce), or the
+    embedding set's erase prompts and anchor with the closed form's lam and ridge."""
+    if prm["kind"] == "uce":
+        u = prm["uce"]
+        return pooled_delta(unet, encoder, prm["erase_prompts"], u["guide"], prm["preserve_prompts"],
+                            u["preserve_scale"], u["lamb"], u["erase_scale"])
+    cf = prm["closed_form"]
+    return pooled_delta(unet, encoder, mined["erase_prompts"], mined["anchor"], prm["preserve_prompts"],
+                        cf["lam"], cf["ridge"])

@@ -18,7 +18,7 @@ import torch
 
 from erasure import cli, embedding_set, io, params as stage_params, uce
 from erasure.closed_form import least_squares_rows, mixing_matrix, weight_deltas
-from erasure.pooled import pooled_delta
+from erasure.pooled import method_delta
 from erasure.world import load_world_from_params
 
 
@@ -63,14 +63,7 @@ def main():
     max_change = max((d.norm() / modules[n].weight.norm()).item() for n, d in deltas.items())
     pooled_cond = None
     if prm["pooled"]:
-        if uce_kind:
-            u = prm["uce"]
-            pooled_edit, pooled_cond = pooled_delta(world.unet, world.encoder, prm["erase_prompts"], u["guide"],
-                                                    prm["preserve_prompts"], u["preserve_scale"], u["lamb"],
-                                                    u["erase_scale"])
-        else:
-            pooled_edit, pooled_cond = pooled_delta(world.unet, world.encoder, mined["erase_prompts"],
-                                                    mined["anchor"], prm["preserve_prompts"], cf["lam"], cf["ridge"])
+        pooled_edit, pooled_cond = method_delta(prm, world.unet, world.encoder, mined)
         deltas.update(pooled_edit)
     io.save_safetensors(deltas, args.out)
     io.write_json(io.sidecar_path(args.out), {

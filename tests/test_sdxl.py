@@ -58,9 +58,11 @@ def test_generation_draws_the_pipelines_images(tiny_sdxl, pipe):
     assert ours.shape == (2, 16, 16, 3) and np.abs(ours - (plain * 255).round().astype(int)).max() <= 1
 
 
-def test_the_pooled_edit_maps_the_erase_prompts_pooled_path_to_the_anchors(tiny_sdxl, tmp_path):
+@pytest.mark.parametrize("kind", ["cf", "uce"])
+def test_the_pooled_edit_maps_the_erase_prompts_pooled_path_to_the_anchors(tiny_sdxl, tmp_path, kind):
     """closed_form.pooled: beside the to_k / to_v deltas, add_embedding.linear_1's pooled columns move the
-    erase prompt's pooled embedding to the anchor's; the time-id columns and preserve prompts stay put."""
+    erase prompt's pooled embedding to the anchor's (UCE's guide); the time-id columns and preserve
+    prompts stay put."""
     from erasure.config import defaults
     from erasure.edits import apply_edit
     from erasure.pooled import MODULE, pooled_rows
@@ -71,9 +73,13 @@ def test_the_pooled_edit_maps_the_erase_prompts_pooled_path_to_the_anchors(tiny_
                                               "erase_prompts": ["a heart"], "anchor": "a shape", "mining": mining,
                                               "prompt_bank": [], "seed": 3}),
               "--concept", "heart", "--sampler", "none", "--out", tmp_path / "mine.safetensors")
-    cf = {**world_prm, "concept": "heart", "kind": "cf", "regularization": "none", "pooled": True,
-          "closed_form": dict(lam=1.0, ridge=0.01, reg_weight=1.0), "preserve_prompts": ["a star"]}
-    run_stage("closed_form", "--params", json.dumps(cf), "--method", "cf", "--concept", "heart",
+    prm = {**world_prm, "concept": "heart", "kind": kind, "pooled": True, "preserve_prompts": ["a star"]}
+    if kind == "uce":
+        prm.update(tokens="last", erase_prompts=["a heart"],
+                   uce=dict(lamb=0.01, erase_scale=1.0, preserve_scale=1.0, guide="a shape"))
+    else:
+        prm.update(regularization="none", closed_form=dict(lam=1.0, ridge=0.01, reg_weight=1.0))
+    run_stage("closed_form", "--params", json.dumps(prm), "--method", kind, "--concept", "heart",
               "--embeddings", tmp_path / "mine.safetensors", "--out", tmp_path / "deltas.safetensors")
     deltas = load_file(tmp_path / "deltas.safetensors")
     assert f"{MODULE}.weight" in deltas and len(deltas) == 2 * 4 + 1
