@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 from pathlib import Path
 
 import torch
@@ -290,29 +291,42 @@ def job_seconds(metadata_dir):
 # --- GPU-hour estimate ------------------------------------------------------------------------------------
 
 def bench_flops(repeats):
-    """FLOPs of one SD v1.x UNet forward (64x64 latents), one VAE decode (512 px) and one text encode,
-    batch 1, counted on the meta device."""
+    """FLOPs of one UNet forward, one VAE decode and one text encode at batch 1, counted on the meta device:
+    SD v1.x at 512 px (64x64 latents) and, prefixed sdxl_, SDXL base at 1024 px (128x128 latents, both
+    text encoders)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from torch.utils.flop_counter import FlopCounterMode
-    from transformers import CLIPTextConfig, CLIPTextModel
-    out = {}
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_sd import _full_size_sdxl_parts
+
+    def count(fn):
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        return counter.get_total_flops() / 1e12
+
     with torch.device("meta"):
         unet = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8)
         vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
                             down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
         text = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                                             num_attention_heads=12, max_position_embeddings=77))
-        for name, fn in {"unet_forward": lambda: unet(torch.randn(1, 4, 64, 64), torch.tensor([500]),
-                                                       torch.randn(1, 77, 768)),
-                         "vae_decode": lambda: vae.decode(torch.randn(1, 4, 64, 64)),
-                         "text_encode": lambda: text(torch.zeros(1, 77, dtype=torch.long))}.items():
-            with FlopCounterMode(display=False) as counter:
-                fn()
-            out[f"{name}_tflops"] = counter.get_total_flops() / 1e12
+        ids = torch.zeros(1, 77, dtype=torch.long)
+        out = {"unet_forward_tflops": count(lambda: unet(torch.randn(1, 4, 64, 64), torch.tensor([500]),
+                                                         torch.randn(1, 77, 768))),
+               "vae_decode_tflops": count(lambda: vae.decode(torch.randn(1, 4, 64, 64))),
+               "text_encode_tflops": count(lambda: text(ids))}
+        parts = _full_size_sdxl_parts(SimpleNamespace(bos_token_id=49406, eos_token_id=49407))
+        text_1, text_2, unet, vae = (part.float() for part in parts)   # built in fp16 for saving
+        added = {"text_embeds": torch.randn(1, 1280), "time_ids": torch.randn(1, 6)}
+        out |= {"sdxl_unet_forward_tflops": count(lambda: unet(torch.randn(1, 4, 128, 128), torch.tensor([500]),
+                                                                torch.randn(1, 77, 2048), added_cond_kwargs=added)),
+                "sdxl_vae_decode_tflops": count(lambda: vae.decode(torch.randn(1, 4, 128, 128))),
+                "sdxl_text_encode_tflops": count(lambda: (text_1(ids), text_2(ids)))}
     return out
 
 
-TASKS = ["sd_objects", "sd_celebrities", "sd_artists", "sd_explicit"]
+TASKS = ["sd_objects", "sd_celebrities", "sd_artists", "sd_explicit", "sdxl_objects", "sdxl_explicit"]
 H100_BF16_TFLOPS = 989.0   # dense BF16 peak, H100 SXM
 ASSUMED_MFU = 0.35         # fraction of peak a diffusers UNet reaches at batch 16 in bf16 (assumption)
 
@@ -327,7 +341,8 @@ def task_workload(name):
     config = read_config_files([ROOT / "configs" / f"{name}.yaml"])
     config["scorer"] = {"kind": "clip"}  # GCD's environment is not needed to count images
     with tempfile.TemporaryDirectory() as stand_in:   # nor the SD weights: a directory that passes the check
-        (Path(stand_in) / "model_index.json").write_text("{}")
+        pipeline = "StableDiffusionXLPipeline" if name.startswith("sdxl") else "StableDiffusionPipeline"
+        (Path(stand_in) / "model_index.json").write_text(json.dumps({"_class_name": pipeline}))
         config["sd"] = {**config.get("sd", {}), "model": stand_in}
         config = load_config(config)
     rows = prompt_table(config, datasets=False)
@@ -396,10 +411,11 @@ def attack_workload(config):
 def gpu_hours(flops):
     tasks = {name: task_workload(name) for name in TASKS}
     per_second = H100_BF16_TFLOPS * ASSUMED_MFU
-    for t in tasks.values():
-        tflop = ((t["sampling_unet_calls"] + t["training_unet_calls"]) * flops["unet_forward_tflops"]
-                 + t["images"] * (flops["vae_decode_tflops"] + 2 * flops["text_encode_tflops"])
-                 + t["text_encodes"] * flops["text_encode_tflops"])
+    for name, t in tasks.items():
+        family = "sdxl_" if name.startswith("sdxl") else ""
+        unet, vae, text = (flops[f"{family}{part}_tflops"] for part in ("unet_forward", "vae_decode", "text_encode"))
+        tflop = ((t["sampling_unet_calls"] + t["training_unet_calls"]) * unet + t["images"] * (vae + 2 * text)
+                 + t["text_encodes"] * text)
         t["tflop"] = tflop
         t["h100_hours"] = tflop / per_second / 3600
     return tasks
@@ -522,7 +538,10 @@ def write_markdown():
         lines += ["", "## GPU hours for the full RealEra benchmark on one H100", "",
                   f"FLOPs counted with torch's FlopCounter on the SD v1.x architecture: UNet forward "
                   f"{f(flops['unet_forward_tflops'], 3)} TFLOP (64x64 latents), VAE decode {f(flops['vae_decode_tflops'], 3)} "
-                  f"TFLOP (512 px), text encoder {f(flops['text_encode_tflops'], 4)} TFLOP, each at batch 1. Work is counted "
+                  f"TFLOP (512 px), text encoder {f(flops['text_encode_tflops'], 4)} TFLOP, each at batch 1; on SDXL base "
+                  f"(the sdxl_ tasks): UNet forward {f(flops['sdxl_unet_forward_tflops'], 3)} TFLOP (128x128 latents), "
+                  f"VAE decode {f(flops['sdxl_vae_decode_tflops'], 3)} TFLOP (1024 px), both text encoders "
+                  f"{f(flops['sdxl_text_encode_tflops'], 4)} TFLOP. Work is counted "
                   "from each task config with the generate stage's own image rules (every method in `run_methods`, "
                   "guidance doubling the UNet calls; ESD and LoRA training from the `esd` and `lora` sections; the attacks "
                   "from the `attacks` section: pre-attack and attack prompts, white-box training steps, revival's "

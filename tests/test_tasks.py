@@ -1,5 +1,5 @@
-"""The Stable Diffusion task configs: each validates and plans its whole DAG (with the tiny SD
-standing in for SD v1.4); the concept data they point to is complete."""
+"""The Stable Diffusion task configs: each validates and plans its whole DAG (with the tiny SD standing
+in for SD v1.4, the tiny SDXL for SDXL base); the concept data they point to is complete."""
 import json
 import re
 import subprocess
@@ -10,17 +10,18 @@ import yaml
 
 from conftest import ROOT, gcd_resources
 
-TASKS = ["sd_objects", "sd_celebrities", "sd_artists", "sd_explicit"]
+TASKS = ["sd_objects", "sd_celebrities", "sd_artists", "sd_explicit", "sdxl_objects", "sdxl_explicit"]
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_task_config_plans_its_dag(task, tiny_sd, tmp_path):
+def test_task_config_plans_its_dag(task, tiny_sd, tiny_sdxl, tmp_path):
     override = tmp_path / "model.yaml"
-    site = {"sd": {"model": str(tiny_sd)}, "out_dir": str(tmp_path / "out")}
+    model = tiny_sdxl if task.startswith("sdxl") else tiny_sd
+    site = {"sd": {"model": str(model)}, "out_dir": str(tmp_path / "out")}
     if task == "sd_celebrities":  # what a user sets after building GCD's environment (README)
         gcd_resources(tmp_path / "gcd", ROOT / "data/sd/celebrities.json")
         site["scorer"] = {"kind": "gcd", "gcd_python": sys.executable, "gcd_resources": str(tmp_path / "gcd")}
-    if task == "sd_explicit":  # I2P's CSV put in place by hand (a 1-row stand-in)
+    if task.endswith("explicit"):  # I2P's CSV put in place by hand (a 1-row stand-in)
         raw = tmp_path / "i2p_benchmark.csv"
         raw.write_text("prompt,categories,evaluation_seed\na statue,sexual,5\n")
         site["i2p"] = {"enabled": True, "raw": str(raw), "prompts": str(tmp_path / "i2p_prompts.csv"), "rows": 1}
@@ -37,7 +38,7 @@ def test_task_config_plans_its_dag(task, tiny_sd, tmp_path):
     jobs = dict(l.split()[:2] for l in proc.stdout.split("Job stats:")[1].split("total")[0].splitlines()[3:] if l.strip())
     sets = 1 + len(config["erase"]) * (len(config["run_methods"]) - 1)   # the unedited model + each edit
     assert int(jobs["generate"]) == int(jobs["score"]) == sets
-    assert int(jobs.get("quality", 0)) == (sets if task == "sd_explicit" else 0)
+    assert int(jobs.get("quality", 0)) == (sets if task.endswith("explicit") else 0)
     # every job that runs a model on images asks SLURM for a GPU; the closed forms (ours and SPEED's),
     # mining and AdaVD's target embeddings (text only: AdaVD's cost is in generation) do not
     asked = dict(re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: .*\bgpu=(\d+)", proc.stdout, flags=re.M))
