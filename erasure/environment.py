@@ -19,11 +19,6 @@ def check(config: dict) -> None:
             check_sd_model(config["sd"]["model"])
         except ValueError as e:
             raise ConfigError(f"config field {e}") from None
-        learned = sorted({"inversion", "unlearndiff"} & set(config["attacks"]["run"]))
-        if learned and model_family(config["sd"]["model"]) == "sdxl":
-            raise ConfigError(f"config field attacks.run: {', '.join(learned)}: these attacks learn token embeddings, "
-                              "which are not built for SDXL's two text encoders yet; remove them from attacks.run "
-                              "(ringabell and revival run on SDXL)")
         if config["scorer"]["kind"] == "gcd":
             s = config["scorer"]
             try:

@@ -29,11 +29,9 @@ def token_names(concept_slug: str, n_vectors: int) -> list[str]:
 
 def initial_vectors(encoder: TextEncoder, init_word: str, n_vectors: int) -> torch.Tensor:
     """[n_vectors, D] copies of `init_word`'s input embedding (its first token's)."""
-    ids = encoder._content_ids(init_word)
-    if not ids:
+    if not encoder._content_ids(init_word):
         raise ValueError(f"attacks.inversion.init_word {init_word!r} has no tokens; give a plain word")
-    row = encoder.model.get_input_embeddings().weight[ids[0]].detach().float()
-    return row.expand(n_vectors, -1).clone()
+    return placeholders.word_embeddings(encoder, [init_word]).expand(n_vectors, -1).clone()
 
 
 def train(unet: torch.nn.Module, encoder: TextEncoder, train_scheduler, z0: torch.Tensor, templates: list[str],

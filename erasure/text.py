@@ -45,6 +45,10 @@ class TextEncoder:
     def _forward(self, tokens):
         raise NotImplementedError
 
+    def input_tables(self) -> list[tuple]:
+        """(tokenizer, model) of each text encoder a learned token's input embedding lives in."""
+        return [(self.tokenizer, self.model)]
+
     def token_span(self, prompt: str, word: str) -> tuple[int, int]:
         """(start, end) token positions of `word` inside `prompt`; the last occurrence if repeated.
 
@@ -160,6 +164,9 @@ class SDXLEncoder(TextEncoder):
         if self.pooled_dim > self.dim:
             raise ValueError(f"SDXL text_encoder_2 projection_dim {self.pooled_dim} is wider than the context "
                              f"({self.dim}): this model's pooled embedding cannot ride in a context row")
+
+    def input_tables(self) -> list[tuple]:
+        return [(self.tokenizer, self.model), (self.tokenizer_2, self.model_2)]
 
     def tokenize(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         tokens = super().tokenize(prompts)

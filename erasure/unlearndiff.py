@@ -20,6 +20,7 @@ from typing import Iterator
 
 import torch
 
+from . import placeholders
 from .progress import Progress
 from .sampling import noised_batch, predict_noise
 from .text import TextEncoder
@@ -46,9 +47,8 @@ class ProjectedPrefix:
 
 
 def vocabulary_table(encoder: TextEncoder, words: list[str]) -> torch.Tensor:
-    """[V, D] input embeddings of single-token words."""
-    ids = [encoder._content_ids(w)[0] for w in words]
-    return encoder.model.get_input_embeddings().weight[ids].detach().float()
+    """[V, D] input embeddings of single-token words (SDXL: both encoders' side by side)."""
+    return placeholders.word_embeddings(encoder, words)
 
 
 def train(unet: torch.nn.Module, encoder: TextEncoder, train_scheduler, z0: torch.Tensor, prompt: str,

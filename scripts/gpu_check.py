@@ -12,8 +12,7 @@ Each stage runs as its CLI, one after another, with the parameters the DAG would
 with the objects task plus a site file: the random model, `sd.dtype`, small budgets): mine; the closed
 forms of cf, realera and uce; realera's LoRA; ESD-x; RECE; SPEED; MACE; AdaVD; SepME; generate and score
 for the unedited model and realera; generate with AdaVD; concept inversion on realera and its replay;
-UnlearnDiffAtk on realera (not on SDXL: the learned-token attacks are not built for its two text
-encoders); Ring-A-Bell's search; revival on uce. The stages run in this process
+UnlearnDiffAtk on realera; Ring-A-Bell's search; revival on uce. The stages run in this process
 (erasure.inprocess.run_script, with the command line a job would have), so the device minutes go to the
 stages rather than to twenty-three interpreter starts
 (about 8 s each: torch, diffusers, transformers): a stage's wall time leaves out that start-up, and its
@@ -39,19 +38,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 CONCEPT = "cat"
 
 
-LEARNED_TOKEN_STAGES = ("attack inversion realera", "replay inversion realera", "attack unlearndiff realera")
-
-
-def site_config(work: Path, model: Path, dtype: str, tiny: bool, device: str = "auto", family: str = "sd") -> dict:
+def site_config(work: Path, model: Path, dtype: str, tiny: bool, device: str = "auto") -> dict:
     """Over configs/sd_objects.yaml: one erased class, few images and steps, short trainings."""
-    run = ["ringabell", "revival"] if family == "sdxl" else ["inversion", "ringabell", "unlearndiff", "revival"]
     return {"out_dir": str(work / "out"), "sd": {"model": str(model), "dtype": dtype, "device": device},
             "erase": [CONCEPT],
             "scorer": {"kind": "clip", "clip_pretrained": None},
             "generate": {"images_per_prompt": 2 if tiny else 8, "steps": 2 if tiny else 20, "batch_size": 16},
             "lora": {"steps": 4 if tiny else 100, "anchor_images": 2 if tiny else 8, "anchor_steps": 2 if tiny else 20},
             "esd": {"iterations": 2 if tiny else 100, "batch_size": 1, "ddim_steps": 2 if tiny else 20},
-            "attacks": {"run": run, "templates": ["a photo of the {}"], "images_per_prompt": 2 if tiny else 8,
+            "attacks": {"templates": ["a photo of the {}"], "images_per_prompt": 2 if tiny else 8,
                         "inversion": {"steps": 4 if tiny else 200, "batch_size": 1 if tiny else 4,
                                       "target_images": 2 if tiny else 8},
                         "unlearndiff": {"steps": 2 if tiny else 40, "batch_size": 1 if tiny else 4,
@@ -190,7 +185,7 @@ def main():
         work = Path(tmp)
         model = Path(args.model) if args.model else build(work / "model", full_size=not args.tiny)
         family = model_family(str(model))
-        site = site_config(work, model, args.dtype, args.tiny, "cpu:0" if args.device_standin else "auto", family)
+        site = site_config(work, model, args.dtype, args.tiny, "cpu:0" if args.device_standin else "auto")
         (work / "site.yaml").write_text(yaml.safe_dump(site))
         (work / "out").mkdir()
         configs = [ROOT / "configs/sd_objects.yaml", work / "site.yaml"]
@@ -201,8 +196,6 @@ def main():
                                            "--out", str(work / "out/mine_none.safetensors")], configs, log_dir,
                              args.device_standin)]
         for label, argv in stages(work):
-            if family == "sdxl" and label in LEARNED_TOKEN_STAGES:
-                continue
             results.append(run_stage(label, argv, configs, log_dir, args.device_standin))
             print(f"{label}: {results[-1]['seconds']} s, peak GPU {results[-1]['peak_gpu_mib']} MiB", flush=True)
         g = site["generate"]

@@ -90,14 +90,6 @@ def diffusers_dir(tmp, pipeline="StableDiffusionPipeline"):
     return str(tmp / "model")
 
 
-def sdxl_with(*path_value):
-    """An SDXL model directory (its index only) and one more setting."""
-    def change(config, tmp):
-        sd_model(lambda t: diffusers_dir(t, "StableDiffusionXLPipeline"))(config, tmp)
-        set_value(*path_value)(config, tmp)
-    return change
-
-
 def coco_fid(reference_dir, inception_dir):
     def change(config, tmp):
         sd_model(diffusers_dir)(config, tmp)
@@ -372,8 +364,6 @@ CASES = [
      ConfigCase(sd_model(not_diffusers))),
     ("sd-family", "`sd.model` a diffusers pipeline of a family not built yet (Flux)",
      ConfigCase(sd_model(lambda tmp: diffusers_dir(tmp, "FluxPipeline")))),
-    ("sdxl-learned-attacks", "concept inversion or UnlearnDiffAtk on an SDXL model",
-     ConfigCase(sdxl_with("attacks", "run", ["inversion", "ringabell"]))),
     ("pooled-not-sdxl", "`closed_form.pooled: true` on a model without a pooled text embedding",
      ConfigCase(set_value("closed_form", "pooled", True))),
     ("emb-corrupt", "an embedding set truncated on disk",

@@ -43,6 +43,23 @@ def test_context_pooled_embedding_and_null_are_the_pipelines(tiny_sdxl, pipe):
     assert torch.equal(world.encoder.encode_tokens(["a heart"])[0], emb[0, :16])
 
 
+def test_a_learned_token_lives_in_both_text_encoders(tiny_sdxl):
+    """Concept inversion and UnlearnDiffAtk on SDXL: a placeholder's vector is both encoders' input
+    embeddings side by side (16 + 32), and set to a word's it encodes exactly as that word, pooled row
+    included."""
+    from erasure import placeholders
+    from erasure.world import load_sd
+    encoder = load_sd(str(tiny_sdxl)).encoder
+    assert placeholders.input_dim(encoder) == 16 + 32
+    row = placeholders.word_embeddings(encoder, ["heart"])
+    handle = placeholders.install(encoder, ["<test-heart>"], row)
+    try:
+        assert torch.equal(encoder.encode(["a <test-heart>"]), encoder.encode(["a heart"]))
+        assert not torch.equal(encoder.encode(["a <test-heart>"]), encoder.encode(["a star"]))
+    finally:
+        handle.remove()
+
+
 def test_generation_draws_the_pipelines_images(tiny_sdxl, pipe):
     """Our sampler and UNet call (the pooled row split off by the pre-hook) against the SDXL pipeline with
     the same DDIM scheduler, guidance and per-image seeds."""
