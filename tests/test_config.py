@@ -113,12 +113,12 @@ def test_every_schema_key_is_described():
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_a_stage_runs_every_task_config_on_its_own(task, tmp_path, tiny_sd):
+def test_a_stage_runs_every_task_config_on_its_own(task, tmp_path, tiny_sd, tiny_sdxl):
     """`stages/<stage>.py --config configs/<task>.yaml` derives the same parameters Snakemake would pass
     (--print-params stops before any work); a second --config carries what a site sets."""
     site = {"out_dir": str(tmp_path / "out")}
-    if task.startswith("sd_"):
-        site["sd"] = {"model": str(tiny_sd)}
+    if task.startswith(("sd_", "sdxl_")):
+        site["sd"] = {"model": str(tiny_sdxl if task.startswith("sdxl_") else tiny_sd)}
     if task == "sd_celebrities":
         gcd_resources(tmp_path / "gcd", ROOT / "data/sd/celebrities.json")
         site["scorer"] = {"gcd_python": sys.executable, "gcd_resources": str(tmp_path / "gcd")}
