@@ -36,8 +36,10 @@ def prompt_rows(prm: dict, prompts: list[str]) -> list[list]:
             for i, p in enumerate(prompts)]
 
 
-def run(prm: dict, out_dir: str | Path, deltas: str | None = None, lora: str | None = None) -> None:
-    """Run attack prm["attack"] against the model (the world plus deltas / LoRA) and write its artefact."""
+def run(prm: dict, out_dir: str | Path, deltas: str | None = None, lora: str | None = None,
+        checkpoint_every: int = CHECKPOINT_EVERY) -> None:
+    """Run attack prm["attack"] against the model (the world plus deltas / LoRA) and write its artefact.
+    checkpoint_every (inversion's training checkpoints) changes when a kill loses work, never the artefact."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -45,7 +47,7 @@ def run(prm: dict, out_dir: str | Path, deltas: str | None = None, lora: str | N
     if attack == "none":
         prompts, stats = list(prm["base_prompts"]), {}
     elif attack == "inversion":
-        prompts, stats = run_inversion(prm, out_dir, deltas, lora)
+        prompts, stats = run_inversion(prm, out_dir, deltas, lora, checkpoint_every)
     elif attack == "ringabell":
         prompts, stats = run_ringabell(prm)
     elif attack == "unlearndiff":
@@ -58,7 +60,8 @@ def run(prm: dict, out_dir: str | Path, deltas: str | None = None, lora: str | N
     cli.progress(f"attack {attack} on {prm['method']}/{prm['concept']}: {len(prompts)} prompts")
 
 
-def run_inversion(prm: dict, out_dir: Path, deltas: str | None, lora: str | None) -> tuple[list[str], dict]:
+def run_inversion(prm: dict, out_dir: Path, deltas: str | None, lora: str | None,
+                  checkpoint_every: int) -> tuple[list[str], dict]:
     """Learn the placeholder tokens against the edited model; checkpointed, resumed after a kill."""
     cfg = prm["inversion"]
     world = load_world_from_params(prm)
@@ -84,7 +87,7 @@ def run_inversion(prm: dict, out_dir: Path, deltas: str | None, lora: str | None
     for step, loss in inversion.train(world.unet, enc, world.make_train_scheduler(), z0, prm["templates"], tokens,
                                       vectors, opt, cfg, gen, start):
         losses.append(loss)
-        if step % CHECKPOINT_EVERY == 0 and step < cfg["steps"]:
+        if step % checkpoint_every == 0 and step < cfg["steps"]:
             checkpoint.save(ckpt, [vectors], opt, gen, step, metadata={"owner": run_owner})
     placeholders.save(out_dir / "tokens.safetensors", tokens, vectors)
     ckpt.unlink(missing_ok=True)

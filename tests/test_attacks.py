@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -141,11 +142,12 @@ def test_unlearndiff_prefix_is_words_in_the_forward_and_trains_straight_through(
         handle.remove()
 
 
-def attack_command(config_path, out_dir, steps):
+def attack_command(config_path, out_dir, steps, checkpoint_every=5):
     prm = params.attack(load_config(str(config_path)), "inversion", "original", "heart")
     prm["inversion"]["steps"] = steps
     return [sys.executable, str(ROOT / "stages/attack.py"), "--params", json.dumps(prm), "--attack", "inversion",
-            "--method", "original", "--concept", "heart", "--out-dir", str(out_dir)]
+            "--method", "original", "--concept", "heart", "--out-dir", str(out_dir),
+            "--checkpoint-every", str(checkpoint_every)]
 
 
 @pytest.fixture(scope="module")
@@ -179,12 +181,15 @@ def test_a_prompts_file_replaces_the_templates_of_its_concepts_only(tmp_path):
 
 
 def test_inversion_killed_with_sigkill_resumes_to_the_same_tokens(attack_config, tmp_path):
+    """Killed once its first checkpoint is on disk, the rerun resumes from the step the checkpoint holds
+    and ends with the uninterrupted run's tokens; the checkpoint interval is not a parameter."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     whole = tmp_path / "whole"
-    subprocess.run(attack_command(attack_config, whole, 70), check=True, capture_output=True, env=env)
+    subprocess.run(attack_command(attack_config, whole, 30, checkpoint_every=30), check=True, capture_output=True,
+                   env=env)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(attack_command(attack_config, killed, 70), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(attack_command(attack_config, killed, 30), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120
     while not (killed / "checkpoint.safetensors").exists() and time.time() < deadline and proc.poll() is None:
@@ -192,8 +197,11 @@ def test_inversion_killed_with_sigkill_resumes_to_the_same_tokens(attack_config,
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (killed / "checkpoint.safetensors").exists() and not (killed / "tokens.safetensors").exists()
-    resumed = subprocess.run(attack_command(attack_config, killed, 70), check=True, capture_output=True, text=True, env=env)
-    assert "resuming inversion at step 50" in resumed.stdout
+    with safe_open(killed / "checkpoint.safetensors", "pt") as f:
+        step = int(f.metadata()["step"])
+    resumed = subprocess.run(attack_command(attack_config, killed, 30), check=True, capture_output=True, text=True,
+                             env=env)
+    assert step % 5 == 0 and 5 <= step < 30 and f"resuming inversion at step {step}" in resumed.stdout
     a, b = load_file(whole / "tokens.safetensors"), load_file(killed / "tokens.safetensors")
     assert list(a) == ["<heart-inv-0>"] and torch.equal(a["<heart-inv-0>"], b["<heart-inv-0>"])
     with open(killed / "prompts.csv", newline="") as f:
@@ -273,7 +281,7 @@ def revival_command(config_path, out_dir):
 def test_revival_killed_with_sigkill_resumes_to_the_same_models(tmp_path):
     config = miniworld_config(tmp_path)
     config["attacks"].update(templates=["a {}"], images_per_prompt=2)
-    config["attacks"]["revival"].update(shots=2, batch_size=2, checkpoints=[2, 70])
+    config["attacks"]["revival"].update(shots=2, batch_size=2, checkpoints=[2, 25])
     path = write_config(tmp_path, config)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     whole, killed = tmp_path / "whole", tmp_path / "killed"
@@ -287,10 +295,10 @@ def test_revival_killed_with_sigkill_resumes_to_the_same_models(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (killed / "step_70.safetensors").exists()
+    assert not (killed / "step_25.safetensors").exists()
     resumed = subprocess.run(revival_command(path, killed), check=True, capture_output=True, text=True, env=env)
     assert "resuming revival at step" in resumed.stdout
-    for k in (2, 70):
+    for k in (2, 25):
         a, b = load_file(whole / f"step_{k}.safetensors"), load_file(killed / f"step_{k}.safetensors")
         assert list(a) == list(b) and all(torch.equal(a[n], b[n]) for n in a)
     assert not (killed / "partial").exists() and not (killed / "checkpoint.safetensors").exists()
