@@ -25,10 +25,33 @@ def check(config: dict) -> None:
                 check_gcd(s["gcd_python"], s["gcd_resources"], s["gcd_weights_file"])
             except FileNotFoundError as e:
                 raise ConfigError(str(e)) from None
+    if config["world"] == "sd" and model_family(config["sd"]["model"]) == "flux":
+        check_flux(config)
     if config["closed_form"]["pooled"] and (config["world"] != "sd" or model_family(config["sd"]["model"]) != "sdxl"):
         raise ConfigError("config field closed_form.pooled: only SDXL models have a pooled text embedding "
                           "in the UNet's conditioning; set it to false for this model")
     check_coco(config)
+
+
+def check_flux(config: dict) -> None:
+    """What runs on Flux today (erasure/flux.py): the unedited model and the closed forms that need no
+    training (RealEra's kinds without LoRA, UCE), generation with Flux's own sampler, scoring, the report
+    and the export. The training stages wait on a flow-matching loss; each gets one line here, before any
+    work, rather than a wrong loss later."""
+    for name in config["run_methods"]:
+        m = config["methods"].get(name) or {}
+        if name != "original" and not (m.get("kind") == "uce" or (m.get("kind") == "realera" and not m.get("lora"))):
+            kind = f"kind {m.get('kind')}" + (" with lora: true" if m.get("lora") else "")
+            raise ConfigError(f"config field run_methods: {name!r} ({kind}) does not run on Flux yet (sd.model is a "
+                              "Flux model); Flux runs original, closed-form methods with lora: false, and uce")
+    if config["attacks"]["run"]:
+        raise ConfigError("config field attacks.run: the attacks train through the model and do not run on Flux "
+                          "yet; set attacks.run to []")
+    if config["generate"]["eta"] != 0:
+        raise ConfigError(f"config field generate.eta: {config['generate']['eta']}; Flux samples with its "
+                          "deterministic flow-matching scheduler, set eta to 0")
+    if config["export"]["lora_rank"]:
+        raise ConfigError("config field export.lora_rank: the LoRA export is written for UNets; set it to 0 for Flux")
 
 
 def check_sd_model(model: str) -> None:
@@ -49,11 +72,11 @@ def check_sd_model(model: str) -> None:
 
 
 # The pipeline class a diffusers directory names in model_index.json -> the family of World that loads it.
-FAMILIES = {"StableDiffusionPipeline": "sd", "StableDiffusionXLPipeline": "sdxl"}
+FAMILIES = {"StableDiffusionPipeline": "sd", "StableDiffusionXLPipeline": "sdxl", "FluxPipeline": "flux"}
 
 
 def model_family(model: str) -> str:
-    """"sd" (v1.x/v2.x) or "sdxl", read from the model's model_index.json (`_class_name`), so pointing
+    """"sd" (v1.x/v2.x), "sdxl" or "flux", read from the model's model_index.json (`_class_name`), so pointing
     sd.model at any supported directory or cached id needs no other setting."""
     path = Path(model).expanduser()
     index = path / "model_index.json" if path.exists() else Path(_cached_index(model))

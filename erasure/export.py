@@ -1,7 +1,7 @@
 """Export: an edited model as a directory plain diffusers loads, with its model card.
 
 Stable Diffusion: a StableDiffusionPipeline directory (`StableDiffusionPipeline.from_pretrained(dir)`)
-whose UNet has the edit merged into its weights; the unchanged components (text encoder, tokenizer,
+whose UNet (Flux: transformer) has the edit merged into its weights; the unchanged components (text encoder, tokenizer,
 VAE, ...) are hard links to the base model's files where the file system allows (no disk used, and
 the directory stays whole when copied away), copies otherwise. Its scheduler is the DDIM the pipeline
 samples with, so the same seed draws the same image as the generate stage. The mini world: its UNet
@@ -20,9 +20,10 @@ import torch
 
 from . import io
 from .edits import apply_edit
+from .flux import FluxDenoiser
 from .world import World, load_world_from_params
 
-OWN_FILES = ("unet", "scheduler", "model_index.json", "README.md")  # written here; the rest is linked
+OWN_FILES = ("unet", "transformer", "scheduler", "model_index.json", "README.md")  # written here; the rest is linked
 
 
 def export(prm: dict, deltas: str | None, lora: str | None, out_dir: str | Path,
@@ -37,13 +38,15 @@ def export(prm: dict, deltas: str | None, lora: str | None, out_dir: str | Path,
         world = load_world_from_params(prm)
         base = {k: v.detach().clone() for k, v in world.unet.state_dict().items()} if prm["export"]["lora_rank"] else None
         apply_edit(world, deltas, lora)
+        scheduler = world.make_scheduler()
         if prm["world"] == "sd":
             src = base_model_dir(prm["sd"]["model"])
             link_components(src, tmp)
-            _write_model_index(src, tmp)
-        progress(f"export: writing the edited UNet to {out_dir}")
-        world.unet.save_pretrained(tmp / "unet", safe_serialization=True)
-        world.make_scheduler().save_pretrained(tmp / "scheduler")
+            _write_model_index(src, tmp, type(scheduler).__name__)
+        edited, folder = denoiser_component(world)
+        progress(f"export: writing the edited {folder} to {out_dir}")
+        edited.save_pretrained(tmp / folder, safe_serialization=True)
+        scheduler.save_pretrained(tmp / "scheduler")
         fit = lora_fit(world, base, prm["export"]["lora_rank"], tmp / "lora") if base is not None else None
         (tmp / "README.md").write_text(make_card(fit), encoding="utf-8")
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -75,10 +78,17 @@ def link_components(src: Path, dst: Path) -> None:
             shutil.copy2(path.resolve(), target)
 
 
-def _write_model_index(src: Path, dst: Path) -> None:
-    """The base model's index with the scheduler the pipeline samples with (DDIM, as the stages do)."""
+def denoiser_component(world: World) -> tuple[torch.nn.Module, str]:
+    """The edited denoiser as a pipeline stores it: (the UNet, "unet"), or Flux's (transformer, "transformer")."""
+    if isinstance(world.unet, FluxDenoiser):
+        return world.unet.transformer, "transformer"
+    return world.unet, "unet"
+
+
+def _write_model_index(src: Path, dst: Path, scheduler: str) -> None:
+    """The base model's index with the scheduler the stages sample with (SD: DDIM; Flux: its own)."""
     index = json.loads((src / "model_index.json").read_text())
-    index["scheduler"] = ["diffusers", "DDIMScheduler"]
+    index["scheduler"] = ["diffusers", scheduler]
     (dst / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
 
 

@@ -2,6 +2,8 @@
 import torch
 from diffusers import DDIMScheduler
 
+from .flux import FluxDenoiser, sample_flow
+
 
 def image_generators(seeds: list[int]) -> list[torch.Generator]:
     """One generator per image, so an image depends only on its own seed (not on its batch)."""
@@ -39,15 +41,18 @@ def sample(unet: torch.nn.Module, scheduler, cond: torch.Tensor, null: torch.Ten
     cond: [B, L, D] prompt token embeddings; null: [L, D] embedding of "" (the unconditional branch);
     seeds: B ints; each image's starting noise and, with eta > 0, its per-step noise come from its own
     seed. Returns latents [B, *latent_shape]. Conditional and unconditional branches run in one UNet
-    call of batch 2B.
+    call of batch 2B. A Flux world samples as FluxPipeline does instead (erasure.flux.sample_flow).
     """
     if eta > 0 and not isinstance(scheduler, DDIMScheduler):
         raise ValueError(f"eta {eta} needs a DDIM scheduler, got {type(scheduler).__name__}")
-    scheduler.set_timesteps(steps)
     generators = image_generators(seeds)
-    latents = draw_noise(generators, latent_shape) * scheduler.init_noise_sigma
     dtype = next(unet.parameters()).dtype
     device = next(unet.parameters()).device
+    if isinstance(unet, FluxDenoiser):   # flow matching: the guidance scale is an input, `null` is not used
+        return sample_flow(unet, scheduler, cond, draw_noise(generators, latent_shape).to(device, dtype), steps,
+                           guidance).float().cpu()
+    scheduler.set_timesteps(steps)
+    latents = draw_noise(generators, latent_shape) * scheduler.init_noise_sigma
     latents = latents.to(device, dtype)
     context = torch.cat([null.expand_as(cond), cond]).to(device, dtype)  # [2B, L, D]
     for t in scheduler.timesteps:

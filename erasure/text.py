@@ -9,6 +9,12 @@ import os
 import torch
 
 MINILM_LENGTH = 16   # tokens the mini world's text encoder keeps
+FLUX_MAX_TOKENS = 512   # FluxPipeline's longest max_sequence_length (its default)
+
+
+def flux_length(t5_tokenizer) -> int:
+    """The T5 tokens a Flux world keeps: the pipeline's 512, or fewer where the tokenizer keeps fewer."""
+    return min(FLUX_MAX_TOKENS, t5_tokenizer.model_max_length)
 
 
 class TextEncoder:
@@ -181,3 +187,42 @@ class SDXLEncoder(TextEncoder):
         context = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
         pooled = torch.nn.functional.pad(second.text_embeds, (0, self.dim - self.pooled_dim))
         return torch.cat([context, pooled[:, None].to(context.dtype)], dim=1).cpu()
+
+
+class FluxEncoder(TextEncoder):
+    """Flux's two text encoders as FluxPipeline uses them: T5's last hidden states are the text tokens
+    [L, 4096] (L = the T5 tokenizer's length, at most the pipeline's 512), and CLIP's pooled output [768]
+    is a conditioning vector.
+
+    The token rows are T5's, so token spans, mining and the closed forms read T5 (`tokenizer` and `model`
+    are T5's; T5 is bidirectional, so every position sees the concept word). CLIP's pooled embedding rides
+    as one extra row, zero-padded, as SDXL's does; world.FluxDenoiser takes it off again."""
+
+    extra_rows = 1
+
+    def __init__(self, tokenizers, text_encoders):
+        self.clip_tokenizer, self.tokenizer = tokenizers
+        self.clip, self.model = (m.eval().requires_grad_(False) for m in text_encoders)
+        self.max_length = flux_length(self.tokenizer)
+        self.dim = self.model.config.d_model
+        self.pooled_dim = self.clip.config.hidden_size
+        if self.pooled_dim > self.dim:
+            raise ValueError(f"Flux text_encoder hidden_size {self.pooled_dim} is wider than T5's ({self.dim}): "
+                             "this model's pooled embedding cannot ride in a context row")
+
+    def input_tables(self) -> list[tuple]:
+        return [(self.tokenizer, self.model), (self.clip_tokenizer, self.clip)]
+
+    def tokenize(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        tokens = super().tokenize(prompts)
+        tokens["clip_ids"] = self.clip_tokenizer(list(prompts), padding="max_length", truncation=True,
+                                                 max_length=self.clip_tokenizer.model_max_length,
+                                                 return_tensors="pt")["input_ids"]
+        return tokens
+
+    def _forward(self, tokens):
+        device = self.model.device
+        states = self.model(tokens["input_ids"].to(device))[0]    # no attention mask, as FluxPipeline calls T5
+        pooled = self.clip(tokens["clip_ids"].to(device)).pooler_output
+        pooled = torch.nn.functional.pad(pooled, (0, self.dim - self.pooled_dim))
+        return torch.cat([states, pooled[:, None].to(states.dtype)], dim=1).cpu()

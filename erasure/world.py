@@ -1,8 +1,8 @@
 """A "world" is what the pipeline edits: a text encoder, a UNet, its schedulers and latent codec.
 
 Two kinds share this interface: the mini world (the default, offline, CPU) and any Stable Diffusion
-v1.x/v2.x or SDXL diffusers model (id or local directory). Every stage talks to a World, never to a model
-family directly.
+v1.x/v2.x, SDXL or Flux diffusers model (id or local directory). Every stage talks to a World, never to a
+model family directly.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +13,12 @@ from safetensors.torch import load_file
 
 from . import miniworld
 from .environment import check_sd_model, model_family
-from .text import MINILM_LENGTH, CLIPEncoder, MiniLMEncoder, SDXLEncoder, TextEncoder, minilm_tokenizer
+from .flux import FluxDenoiser
+from .text import (MINILM_LENGTH, CLIPEncoder, FluxEncoder, MiniLMEncoder, SDXLEncoder, TextEncoder, flux_length,
+                   minilm_tokenizer)
+
+UNET_EDIT_SITES = ("attn2.to_k", "attn2.to_v")
+FLUX_EDIT_SITES = ("context_embedder",)   # the one linear map every T5 token state goes through (erasure/flux.py)
 
 
 @dataclass
@@ -25,8 +30,9 @@ class World:
     latent_shape: tuple           # per-image latent shape
     decode: Callable              # latents [B, ...] -> uint8 images [B, H, W, 3]
     encode_images: Callable       # float images [B, 3, H, W] in [-1, 1] -> latents
-    causal_text: bool             # CLIP is causal: tokens before the concept word do not see it
+    causal_text: bool             # CLIP is causal: tokens before the concept word do not see it (MiniLM, T5: not)
     zero_null: bool = False       # the unconditional branch is all zeros (SDXL's force_zeros_for_empty_prompt)
+    edit_sites: tuple = UNET_EDIT_SITES   # module-name endings of the closed forms' linear maps
 
     def null_embedding(self) -> torch.Tensor:
         """The unconditional branch's context: the embedding of "", or zeros where the pipeline uses zeros."""
@@ -34,9 +40,10 @@ class World:
         return torch.zeros_like(null) if self.zero_null else null
 
     def edit_modules(self) -> dict[str, torch.nn.Linear]:
-        """The cross-attention projections every closed-form edit touches: {name: nn.Linear}."""
+        """The linear maps of the text tokens every closed-form edit touches: {name: nn.Linear} (a UNet's
+        cross-attention to_k / to_v; Flux's context_embedder)."""
         return {name: m for name, m in self.unet.named_modules()
-                if name.endswith(("attn2.to_k", "attn2.to_v")) and isinstance(m, torch.nn.Linear)}
+                if name.endswith(self.edit_sites) and isinstance(m, torch.nn.Linear)}
 
 
 def to_uint8(images: torch.Tensor) -> "numpy.ndarray":
@@ -59,9 +66,9 @@ def load_miniworld(weights_dir: str | Path) -> World:
 
 
 def load_sd(model: str, dtype: str = "float32", device: str = "auto", resolution: int | None = None) -> "World":
-    """Load a Stable Diffusion diffusers model (v1.x/v2.x, or SDXL: the family is read from its
-    model_index.json): text encoder(s), UNet, VAE and scheduler, on `device` (auto: cuda when a GPU is
-    visible, else cpu)."""
+    """Load a diffusers text-to-image model (SD v1.x/v2.x, SDXL or Flux: the family is read from its
+    model_index.json): text encoder(s), UNet or transformer, VAE and scheduler, on `device` (auto: cuda when
+    a GPU is visible, else cpu)."""
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
     check_sd_model(model)
@@ -69,7 +76,9 @@ def load_sd(model: str, dtype: str = "float32", device: str = "auto", resolution
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     torch_dtype = getattr(torch, dtype)
-    encoder = _clip_encoder(model, family, device)
+    if family == "flux":
+        return load_flux(model, torch_dtype, device, resolution)
+    encoder = _text_encoder(model, family, device)
     unet = UNet2DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=torch_dtype).to(device)
     vae = AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=torch_dtype).to(device)
     sched_config = DDIMScheduler.load_config(model, subfolder="scheduler")
@@ -102,13 +111,52 @@ def load_sd(model: str, dtype: str = "float32", device: str = "auto", resolution
                  zero_null=zero_null)
 
 
-def _clip_encoder(model: str, family: str, device: str = "cpu") -> TextEncoder:
+def load_flux(model: str, torch_dtype: torch.dtype, device: str, resolution: int | None) -> World:
+    """A Flux model: T5 + CLIP, the transformer behind FluxDenoiser, the 16-channel VAE (with its shift)
+    and the flow-matching scheduler; images of `resolution` pixels (default FluxPipeline's, 128 latent
+    pixels times the VAE's scale: 1024 for Flux.1)."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+
+    encoder = _text_encoder(model, "flux", device)
+    transformer = FluxTransformer2DModel.from_pretrained(model, subfolder="transformer", torch_dtype=torch_dtype)
+    vae = AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=torch_dtype).to(device)
+    sched_config = FlowMatchEulerDiscreteScheduler.load_config(model, subfolder="scheduler")
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    side = 2 * ((resolution or 128 * scale) // (scale * 2))    # latents of an even side, as FluxPipeline rounds
+    shift, scaling = vae.config.shift_factor or 0.0, vae.config.scaling_factor
+
+    @torch.inference_mode()
+    def decode(latents):
+        images = vae.decode(latents.to(device, vae.dtype) / scaling + shift).sample
+        return to_uint8(images.float().cpu())
+
+    @torch.inference_mode()
+    def encode_images(images):
+        return (vae.encode(images.to(device, vae.dtype)).latent_dist.mean.float().cpu() - shift) * scaling
+
+    def no_training():
+        raise ValueError(f"sd.model {model!r} is a Flux model: the training stages (LoRA, ESD, attacks) do not "
+                         "run on Flux yet; run original and closed-form methods without LoRA (docs/sd.md, Flux)")
+
+    denoiser = FluxDenoiser(transformer, encoder.pooled_dim).to(device)
+    return World(encoder=encoder, unet=denoiser.eval().requires_grad_(False),
+                 make_scheduler=lambda: FlowMatchEulerDiscreteScheduler.from_config(sched_config),
+                 make_train_scheduler=no_training, latent_shape=(transformer.config.in_channels // 4, side, side),
+                 decode=decode, encode_images=encode_images, causal_text=False, edit_sites=FLUX_EDIT_SITES)
+
+
+def _text_encoder(model: str, family: str, device: str = "cpu") -> TextEncoder:
     """The family's text encoder(s), in float32 (they run once per prompt, and float32 keeps mined rows exact)."""
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
     tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
     text_encoder = CLIPTextModel.from_pretrained(model, subfolder="text_encoder").to(device)
     if family == "sd":
         return CLIPEncoder(tokenizer, text_encoder)
+    if family == "flux":
+        from transformers import AutoTokenizer, T5EncoderModel
+        t5 = T5EncoderModel.from_pretrained(model, subfolder="text_encoder_2").to(device)
+        return FluxEncoder((tokenizer, AutoTokenizer.from_pretrained(model, subfolder="tokenizer_2")),
+                           (text_encoder, t5))
     tokenizer_2 = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer_2")
     text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(model, subfolder="text_encoder_2").to(device)
     return SDXLEncoder((tokenizer, tokenizer_2), (text_encoder, text_encoder_2))
@@ -149,17 +197,23 @@ def load_text_encoder(params: dict) -> tuple[TextEncoder, bool]:
         return MiniLMEncoder(), False
     model = params["sd"]["model"]
     check_sd_model(model)
-    return _clip_encoder(model, model_family(model)), True
+    family = model_family(model)
+    return _text_encoder(model, family), family != "flux"     # CLIP is causal, Flux's T5 is not
 
 
 def load_tokenizer(params: dict) -> tuple:
     """A world's tokenizer and the number of tokens its encoder keeps, without loading any model (SDXL's
-    second tokenizer splits text as its first does, so the first serves the length checks)."""
+    second tokenizer splits text as its first does, so the first serves the length checks; Flux's token
+    rows are T5's)."""
     if params["world"] == "miniworld":
         return minilm_tokenizer(), MINILM_LENGTH
-    from transformers import CLIPTokenizer
-    check_sd_model(params["sd"]["model"])
-    tokenizer = CLIPTokenizer.from_pretrained(params["sd"]["model"], subfolder="tokenizer")
+    from transformers import AutoTokenizer, CLIPTokenizer
+    model = params["sd"]["model"]
+    check_sd_model(model)
+    if model_family(model) == "flux":
+        tokenizer = AutoTokenizer.from_pretrained(model, subfolder="tokenizer_2")
+        return tokenizer, flux_length(tokenizer)
+    tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
     return tokenizer, tokenizer.model_max_length
 
 

@@ -32,6 +32,12 @@ def tiny_sd(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_flux(tmp_path_factory):
+    from tiny_sd import build_tiny_flux
+    return build_tiny_flux(tmp_path_factory.mktemp("tiny_flux"))
+
+
+@pytest.fixture(scope="session")
 def tiny_sdxl(tmp_path_factory):
     from tiny_sd import build_tiny_sdxl
     return build_tiny_sdxl(tmp_path_factory.mktemp("tiny_sdxl"))

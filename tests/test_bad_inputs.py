@@ -90,6 +90,16 @@ def diffusers_dir(tmp, pipeline="StableDiffusionPipeline"):
     return str(tmp / "model")
 
 
+def on_flux(run_methods, *settings):
+    """The default config on a Flux model (a FluxPipeline directory), with these run_methods and settings."""
+    def change(config, tmp):
+        sd_model(lambda t: diffusers_dir(t, "FluxPipeline"))(config, tmp)
+        config["run_methods"] = run_methods
+        for section, key, value in settings:
+            config[section][key] = value
+    return change
+
+
 def coco_fid(reference_dir, inception_dir):
     def change(config, tmp):
         sd_model(diffusers_dir)(config, tmp)
@@ -362,8 +372,16 @@ CASES = [
      ConfigCase(sd_model(lambda tmp: "CompVis/stable-diffusion-v1-4"))),
     ("sd-not-diffusers", "`sd.model` a directory without `model_index.json`",
      ConfigCase(sd_model(not_diffusers))),
-    ("sd-family", "`sd.model` a diffusers pipeline of a family not built yet (Flux)",
-     ConfigCase(sd_model(lambda tmp: diffusers_dir(tmp, "FluxPipeline")))),
+    ("sd-family", "`sd.model` a diffusers pipeline of a family not built yet (SD3)",
+     ConfigCase(sd_model(lambda tmp: diffusers_dir(tmp, "StableDiffusion3Pipeline")))),
+    ("flux-training", "a method that trains (LoRA, ESD, ...) on a Flux model",
+     ConfigCase(on_flux(["original", "cf", "cf_na"]))),
+    ("flux-attacks", "attacks on a Flux model",
+     ConfigCase(on_flux(["original", "cf"], ("attacks", "run", ["inversion"])))),
+    ("flux-eta", "`generate.eta` above 0 on a Flux model (its sampler is deterministic)",
+     ConfigCase(on_flux(["original", "cf"], ("generate", "eta", 0.5)))),
+    ("flux-lora-export", "`export.lora_rank` on a Flux model",
+     ConfigCase(on_flux(["original", "cf"], ("generate", "eta", 0.0), ("export", "lora_rank", 4)))),
     ("pooled-not-sdxl", "`closed_form.pooled: true` on a model without a pooled text embedding",
      ConfigCase(set_value("closed_form", "pooled", True))),
     ("emb-corrupt", "an embedding set truncated on disk",

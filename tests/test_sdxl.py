@@ -26,8 +26,8 @@ def pipe(tiny_sdxl):
 def test_the_family_comes_from_model_index_json(tiny_sd, tiny_sdxl, tmp_path):
     from erasure.environment import model_family
     assert model_family(str(tiny_sd)) == "sd" and model_family(str(tiny_sdxl)) == "sdxl"
-    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
-    with pytest.raises(ValueError, match="is a FluxPipeline pipeline .*supported: StableDiffusionPipeline"):
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusion3Pipeline"}))
+    with pytest.raises(ValueError, match="is a StableDiffusion3Pipeline pipeline .*supported: StableDiffusionPipeline"):
         model_family(str(tmp_path))
 
 

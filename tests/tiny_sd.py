@@ -157,3 +157,55 @@ def _save_sdxl(directory, tokenizer, tokenizer_2, text_encoder, text_encoder_2, 
     config.update(clip_sample=False, set_alpha_to_one=False)
     config_path.write_text(json.dumps(config, indent=2))
     return directory / "model"
+
+
+def _t5_tokenizer(directory, length):
+    """A T5 (Unigram, sentencepiece-style) tokenizer over a few words and the letters, saved to
+    directory/_t5tok (real T5's vocabulary is not shipped here)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import T5TokenizerFast
+    words = ["a", "photo", "of", "the", "shape", "heart", "star", "painting", "by", "in", "style", "person"]
+    letters = list("abcdefghijklmnopqrstuvwxyz0123456789")
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    vocab += [("▁" + w, -1.0) for w in words] + [(c, -3.0) for c in letters] + [("▁" + c, -3.5) for c in letters]
+    tok = Tokenizer(models.Unigram(list(dict(vocab).items()), unk_id=2))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tokenizer = T5TokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                                extra_ids=0, model_max_length=length)
+    tokenizer.save_pretrained(directory / "_t5tok")
+    return T5TokenizerFast.from_pretrained(directory / "_t5tok")
+
+
+def build_tiny_flux(directory, seed=0):
+    """Write a diffusers FluxPipeline directory with Flux.1-dev's parts at toy widths (random weights):
+    CLIP (its pooled output), T5 (the token states), a transformer with one joint and one single block
+    and a guidance embedding, a 16-channel VAE and Flux's flow-matching scheduler; returns its path."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel
+
+    directory = Path(directory)
+    tokenizer = CLIPTokenizer.from_pretrained(_tokenizer_dir(directory, 16))
+    tokenizer_2 = _t5_tokenizer(directory, 16)
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=24, intermediate_size=48, num_hidden_layers=2,
+                                                num_attention_heads=4, vocab_size=len(tokenizer),
+                                                max_position_embeddings=16, bos_token_id=tokenizer.bos_token_id,
+                                                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id))
+    text_encoder_2 = T5EncoderModel(T5Config(vocab_size=len(tokenizer_2), d_model=32, d_kv=8, d_ff=64, num_layers=2,
+                                             num_heads=4, feed_forward_proj="gated-gelu", pad_token_id=0,
+                                             eos_token_id=1, decoder_start_token_id=0))
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                         pooled_projection_dim=24, guidance_embeds=True, axes_dims_rope=(4, 6, 6))
+    vae = AutoencoderKL(block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=16,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        norm_num_groups=16, sample_size=16, scaling_factor=0.3611, shift_factor=0.1159,
+                        use_quant_conv=False, use_post_quant_conv=False)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=256, max_image_seq_len=4096)
+    pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                        text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer)
+    pipe.save_pretrained(directory / "model")
+    return directory / "model"

@@ -1,0 +1,145 @@
+"""Flux: its world (T5 token states, CLIP's pooled embedding, the packed transformer and its flow-matching
+sampler) drawn exactly as diffusers' FluxPipeline draws, the closed form on context_embedder, and the DAG of
+what runs on Flux today on a tiny Flux built offline."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors.torch import load_file
+
+from conftest import ROOT, run_stage
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_flux):
+    from diffusers import FluxPipeline
+    return FluxPipeline.from_pretrained(tiny_flux)
+
+
+@pytest.fixture(scope="module")
+def world(tiny_flux):
+    from erasure.world import load_sd
+    return load_sd(str(tiny_flux), resolution=16)
+
+
+def test_the_context_is_t5s_states_and_the_pooled_row_clips(tiny_flux, world, pipe):
+    from erasure.environment import model_family
+    assert model_family(str(tiny_flux)) == "flux"
+    prompts = ["a photo of a heart", "a star"]
+    emb = world.encoder.encode(prompts)
+    states, pooled, _ = pipe.encode_prompt(prompts, prompt_2=None, max_sequence_length=16)
+    assert emb.shape == (2, 16 + 1, 32)          # 16 T5 tokens of 32 channels, then the pooled row
+    assert torch.allclose(emb[:, :16], states, atol=1e-6)
+    assert torch.allclose(emb[:, 16, :24], pooled, atol=1e-6) and not emb[:, 16, 24:].any()
+    assert world.encoder.token_span("a photo of a heart", "heart") == (4, 5)
+    assert list(world.edit_modules()) == ["transformer.context_embedder"]
+
+
+def test_generation_draws_the_pipelines_images(world, pipe):
+    """FluxPipeline's own loop (sigmas, shift, Euler steps, the guidance scale as an input) from the same
+    per-image seeds: the same images."""
+    from erasure.sampling import sample
+    prompts, seeds = ["a photo of a heart", "a star"], [3, 8]
+    latents = sample(world.unet, world.make_scheduler(), world.encoder.encode(prompts), world.null_embedding(),
+                     seeds, world.latent_shape, steps=4, guidance=3.5)
+    ours = world.decode(latents).astype(int)
+    plain = pipe(prompts, num_inference_steps=4, guidance_scale=3.5, height=16, width=16, max_sequence_length=16,
+                 output_type="np", generator=[torch.Generator().manual_seed(s) for s in seeds]).images
+    assert ours.shape == (2, 16, 16, 3) and np.abs(ours - (plain * 255).round().astype(int)).max() <= 1
+    other = sample(world.unet, world.make_scheduler(), world.encoder.encode(prompts), world.null_embedding(),
+                   seeds, world.latent_shape, steps=4, guidance=1.0)
+    assert not torch.equal(other, latents)          # the guidance scale reaches the transformer
+
+
+def test_the_closed_form_maps_the_concepts_t5_rows_to_the_anchors(tiny_flux, world, tmp_path):
+    """RealEra's closed form on context_embedder: the erase prompt's token states now enter the
+    transformer as the anchor's do, and a preserved prompt's barely move."""
+    from erasure.config import defaults
+    from erasure.edits import apply_edit
+    from erasure.world import load_sd
+    world_prm = {"world": "sd", "sd": {**defaults("sd"), "model": str(tiny_flux), "dtype": "float32", "resolution": 16}}
+    mining = dict(num_neighbors=4, num_beyond=4, d1=0.6, d1_anchor=0.3, d2=3.0, s1=0.999, s2=0.0, data_components=4)
+    run_stage("mine", "--params", json.dumps({**world_prm, "concept": "heart", "sampler": "none",
+                                              "erase_prompts": ["a heart"], "anchor": "a shape", "mining": mining,
+                                              "prompt_bank": [], "seed": 3}),
+              "--concept", "heart", "--sampler", "none", "--out", tmp_path / "mine.safetensors")
+    prm = {**world_prm, "concept": "heart", "kind": "cf", "pooled": False, "preserve_prompts": ["a star"],
+           "regularization": "none", "closed_form": dict(lam=1.0, ridge=0.01, reg_weight=1.0)}
+    run_stage("closed_form", "--params", json.dumps(prm), "--method", "cf", "--concept", "heart",
+              "--embeddings", tmp_path / "mine.safetensors", "--out", tmp_path / "deltas.safetensors")
+    assert list(load_file(tmp_path / "deltas.safetensors")) == ["transformer.context_embedder"]
+    heart, shape, star = (world.encoder.encode_tokens([p])[0] for p in ("a heart", "a shape", "a star"))
+    layer = world.unet.transformer.context_embedder
+    edited = apply_edit(load_sd(str(tiny_flux), resolution=16), str(tmp_path / "deltas.safetensors"))
+    new = edited.unet.transformer.context_embedder
+    with torch.no_grad():
+        word = slice(1, 2)                            # "▁heart" / "▁shape" / "▁star" after "▁a"
+        gap = (layer(heart[word]) - layer(shape[word])).norm()
+        assert (new(heart[word]) - layer(shape[word])).norm() < 0.2 * gap
+        assert (new(star) - layer(star)).norm() < 0.2 * (layer(star) - layer(shape)).norm()
+
+
+def test_training_methods_and_attacks_stop_at_the_config_check_on_flux(tiny_flux, tmp_path):
+    from erasure.config import load_config
+    from erasure.errors import ConfigError
+    base = yaml.safe_load(flux_config(tmp_path, tiny_flux).read_text())
+    load_config([ROOT / "config.yaml", tmp_path / "flux.yaml"])            # the DAG's config passes
+    for change, field in (({"run_methods": ["original", "realera_cf", "realera"]}, "run_methods: 'realera'"),
+                          ({"attacks": {"run": ["inversion"]}}, "attacks.run"),
+                          ({"generate": {**base["generate"], "eta": 1.0}}, "generate.eta")):
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**base, **change}))
+        with pytest.raises(ConfigError, match=f"config field {field}.*Flux"):
+            load_config([ROOT / "config.yaml", tmp_path / "bad.yaml"])
+
+
+def flux_config(tmp_path, model):
+    """The celebrities task's shape on the tiny Flux: the unedited model, RealEra's closed form without
+    LoRA and UCE; budgets cut to a few steps."""
+    concepts = {"templates": ["{name}"], "concepts": {
+        "heart": {"name": "heart", "synonyms": ["love heart"], "associated": [{"prompt": "a love heart"}]},
+        "star": {"name": "star", "synonyms": ["shining star"], "associated": [{"prompt": "a shining star"}]}}}
+    (tmp_path / "concepts.json").write_text(json.dumps(concepts))
+    config = yaml.safe_load((ROOT / "configs/sd_objects.yaml").read_text())
+    config.update(out_dir=str(tmp_path / "out"), concepts_file=str(tmp_path / "concepts.json"), erase=["heart"],
+                  prompt_template="a {}", anchor="a shape", run_methods=["original", "realera_cf", "uce_2025"])
+    config["methods"] = {**config.get("methods", {}),
+                         "realera_cf": {"mining": "paper", "regularization": "paper", "lora": False}}
+    config["sd"] = {"model": str(model), "dtype": "bfloat16", "resolution": 64}
+    config["scorer"].update(clip_pretrained=None, clip_template="a {}")   # random open_clip weights here
+    config["generate"].update(images_per_prompt=2, steps=2, batch_size=4, eta=0.0, guidance=3.5)
+    config["mining"] = {"num_neighbors": 6, "num_beyond": 6}
+    config["attacks"] = {"run": []}
+    config["export"] = {"methods": ["realera_cf"]}
+    path = tmp_path / "flux.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.slow
+def test_the_closed_form_dag_runs_on_a_tiny_flux_and_its_export_draws_the_same_images(tiny_flux, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", "all", "--configfile",
+                           str(flux_config(tmp_path, tiny_flux))], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = tmp_path / "out"
+    with open(out / "report/summary.csv", newline="") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f) if r["concept"] == "heart"}
+    assert sorted(rows) == ["original", "realera_cf", "uce_2025"] and all(r["n_images"] for r in rows.values())
+    for method in ("realera_cf", "uce_2025"):
+        assert list(load_file(out / f"edit/{method}/heart.safetensors")) == ["transformer.context_embedder"]
+    # The deliverable: plain diffusers loads the export and draws the generate stage's images.
+    from diffusers import FluxPipeline
+    export = FluxPipeline.from_pretrained(out / "export/realera_cf/heart", torch_dtype=torch.bfloat16)
+    with open(out / "images/realera_cf/heart.csv", newline="") as f:
+        first = next(csv.DictReader(f))
+    image = export(first["prompt"], num_inference_steps=2, guidance_scale=3.5, height=64, width=64,
+                   max_sequence_length=16, output_type="np",
+                   generator=torch.Generator().manual_seed(int(first["seed"]))).images[0]
+    ours = np.asarray(Image.open(first["file"]).convert("RGB")).astype(int)
+    # Not bit-equal: the stages run the text encoders in float32 (world.py), the pipeline in bfloat16.
+    assert np.abs(ours - (image * 255).round().astype(int)).max() <= 8
