@@ -292,13 +292,15 @@ def job_seconds(metadata_dir):
 
 def bench_flops(repeats):
     """FLOPs of one UNet forward, one VAE decode and one text encode at batch 1, counted on the meta device:
-    SD v1.x at 512 px (64x64 latents) and, prefixed sdxl_, SDXL base at 1024 px (128x128 latents, both
-    text encoders)."""
+    SD v1.x at 512 px (64x64 latents); prefixed sdxl_, SDXL base at 1024 px (128x128 latents, both
+    text encoders); prefixed flux_, FLUX.1-dev at 1024 px (its transformer through our FluxDenoiser, as
+    the stages call it: 4,096 image tokens and 512 T5 tokens; T5-XXL on 512 tokens and CLIP)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
     sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_sd import _full_size_sdxl_parts
+    from tiny_sd import _full_size_sdxl_parts, full_size_flux_parts
+    from erasure.flux import FluxDenoiser
 
     def count(fn):
         with FlopCounterMode(display=False) as counter:
@@ -323,10 +325,18 @@ def bench_flops(repeats):
                                                                 torch.randn(1, 77, 2048), added_cond_kwargs=added)),
                 "sdxl_vae_decode_tflops": count(lambda: vae.decode(torch.randn(1, 4, 128, 128))),
                 "sdxl_text_encode_tflops": count(lambda: (text_1(ids), text_2(ids)))}
+        transformer, t5, clip, vae = full_size_flux_parts()
+        denoiser = FluxDenoiser(transformer, clip.config.hidden_size)
+        out |= {"flux_unet_forward_tflops": count(lambda: denoiser(torch.randn(1, 16, 128, 128), torch.tensor(500.0),
+                                                                   torch.randn(1, 512 + 1, 4096), 3.5)),
+                "flux_vae_decode_tflops": count(lambda: vae.decode(torch.randn(1, 16, 128, 128))),
+                "flux_text_encode_tflops": count(lambda: (t5(torch.zeros(1, 512, dtype=torch.long)), clip(ids)))}
     return out
 
 
-TASKS = ["sd_objects", "sd_celebrities", "sd_artists", "sd_explicit", "sdxl_objects", "sdxl_explicit"]
+TASKS = ["sd_objects", "sd_celebrities", "sd_artists", "sd_explicit", "sdxl_objects", "sdxl_explicit",
+         "flux_celebrities", "flux_explicit"]
+PIPELINES = {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline", "flux": "FluxPipeline"}
 H100_BF16_TFLOPS = 989.0   # dense BF16 peak, H100 SXM
 ASSUMED_MFU = 0.35         # fraction of peak a diffusers UNet reaches at batch 16 in bf16 (assumption)
 
@@ -341,8 +351,7 @@ def task_workload(name):
     config = read_config_files([ROOT / "configs" / f"{name}.yaml"])
     config["scorer"] = {"kind": "clip"}  # GCD's environment is not needed to count images
     with tempfile.TemporaryDirectory() as stand_in:   # nor the SD weights: a directory that passes the check
-        pipeline = "StableDiffusionXLPipeline" if name.startswith("sdxl") else "StableDiffusionPipeline"
-        (Path(stand_in) / "model_index.json").write_text(json.dumps({"_class_name": pipeline}))
+        (Path(stand_in) / "model_index.json").write_text(json.dumps({"_class_name": PIPELINES[family_of(name)]}))
         config["sd"] = {**config.get("sd", {}), "model": stand_in}
         config = load_config(config)
     rows = prompt_table(config, datasets=False)
@@ -357,7 +366,9 @@ def task_workload(name):
                             + (i2p if concept == config["i2p"]["concept"] else 0))
     edited = [m for m in methods if m != "original"]
     images = original + len(edited) * sum(per_job.values())
-    unet_calls = images * g["steps"] * 2  # guidance: conditional and unconditional halves
+    # guidance: conditional and unconditional halves (Flux: one call, the guidance scale is an input)
+    per_step = 1 if family_of(name) == "flux" else 2
+    unet_calls = images * g["steps"] * per_step
     esd = config["esd"]
     lora = config["lora"]
     train = 0
@@ -372,7 +383,13 @@ def task_workload(name):
     attack = attack_workload(config)
     return {"images": images + attack["images"], "sampling_unet_calls": unet_calls + attack["sampling_unet_calls"],
             "training_unet_calls": train + attack["training_unet_calls"], "text_encodes": attack["text_encodes"],
-            "attack_images": attack["images"], "steps": g["steps"], "methods": len(methods), "erased": len(erase)}
+            "attack_images": attack["images"], "steps": g["steps"], "methods": len(methods), "erased": len(erase),
+            "encodes_per_image": per_step}
+
+
+def family_of(task: str) -> str:
+    """The model family a task config runs: its name's prefix (sd_, sdxl_, flux_)."""
+    return task.split("_")[0]
 
 
 def attack_workload(config):
@@ -412,9 +429,10 @@ def gpu_hours(flops):
     tasks = {name: task_workload(name) for name in TASKS}
     per_second = H100_BF16_TFLOPS * ASSUMED_MFU
     for name, t in tasks.items():
-        family = "sdxl_" if name.startswith("sdxl") else ""
+        family = "" if family_of(name) == "sd" else f"{family_of(name)}_"
         unet, vae, text = (flops[f"{family}{part}_tflops"] for part in ("unet_forward", "vae_decode", "text_encode"))
-        tflop = ((t["sampling_unet_calls"] + t["training_unet_calls"]) * unet + t["images"] * (vae + 2 * text)
+        tflop = ((t["sampling_unet_calls"] + t["training_unet_calls"]) * unet
+                 + t["images"] * (vae + t["encodes_per_image"] * text)
                  + t["text_encodes"] * text)
         t["tflop"] = tflop
         t["h100_hours"] = tflop / per_second / 3600
@@ -541,9 +559,12 @@ def write_markdown():
                   f"TFLOP (512 px), text encoder {f(flops['text_encode_tflops'], 4)} TFLOP, each at batch 1; on SDXL base "
                   f"(the sdxl_ tasks): UNet forward {f(flops['sdxl_unet_forward_tflops'], 3)} TFLOP (128x128 latents), "
                   f"VAE decode {f(flops['sdxl_vae_decode_tflops'], 3)} TFLOP (1024 px), both text encoders "
-                  f"{f(flops['sdxl_text_encode_tflops'], 4)} TFLOP. Work is counted "
+                  f"{f(flops['sdxl_text_encode_tflops'], 4)} TFLOP; on FLUX.1-dev (the flux_ tasks): transformer forward "
+                  f"{f(flops['flux_unet_forward_tflops'], 3)} TFLOP (4,096 image and 512 text tokens), VAE decode "
+                  f"{f(flops['flux_vae_decode_tflops'], 3)} TFLOP (1024 px), T5-XXL and CLIP "
+                  f"{f(flops['flux_text_encode_tflops'], 3)} TFLOP. Work is counted "
                   "from each task config with the generate stage's own image rules (every method in `run_methods`, "
-                  "guidance doubling the UNet calls; ESD and LoRA training from the `esd` and `lora` sections; the attacks "
+                  "guidance doubling the UNet calls and the text encodes, except on Flux, whose guidance is an input; ESD and LoRA training from the `esd` and `lora` sections; the attacks "
                   "from the `attacks` section: pre-attack and attack prompts, white-box training steps, revival's "
                   "checkpoints, transfer replays, Ring-A-Bell's text encodes). "
                   f"Assumption: {H100_BF16_TFLOPS:.0f} TFLOP/s dense BF16 peak at {ASSUMED_MFU:.0%} utilisation; "

@@ -113,13 +113,13 @@ def test_every_schema_key_is_described():
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_a_stage_runs_every_task_config_on_its_own(task, tmp_path, tiny_sd, tiny_sdxl):
+def test_a_stage_runs_every_task_config_on_its_own(task, tmp_path, tiny_sd, tiny_sdxl, tiny_flux):
     """`stages/<stage>.py --config configs/<task>.yaml` derives the same parameters Snakemake would pass
     (--print-params stops before any work); a second --config carries what a site sets."""
     site = {"out_dir": str(tmp_path / "out")}
-    if task.startswith(("sd_", "sdxl_")):
-        site["sd"] = {"model": str(tiny_sdxl if task.startswith("sdxl_") else tiny_sd)}
-    if task == "sd_celebrities":
+    if task.startswith(("sd_", "sdxl_", "flux_")):
+        site["sd"] = {"model": str({"sdxl": tiny_sdxl, "flux": tiny_flux}.get(task.split("_")[0], tiny_sd))}
+    if task.endswith("celebrities"):
         gcd_resources(tmp_path / "gcd", ROOT / "data/sd/celebrities.json")
         site["scorer"] = {"gcd_python": sys.executable, "gcd_resources": str(tmp_path / "gcd")}
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))

@@ -143,3 +143,22 @@ def test_the_closed_form_dag_runs_on_a_tiny_flux_and_its_export_draws_the_same_i
     ours = np.asarray(Image.open(first["file"]).convert("RGB")).astype(int)
     # Not bit-equal: the stages run the text encoders in float32 (world.py), the pipeline in bfloat16.
     assert np.abs(ours - (image * 255).round().astype(int)).max() <= 8
+
+
+def test_flux_1_dev_at_full_size_runs_through_the_world_on_the_meta_device():
+    """FLUX.1-dev's shapes (no weights, no memory): the denoiser packs a 1024 px latent into 4,096 patch
+    tokens beside 512 T5 tokens and unpacks the velocity; the edit site is the one 4096 -> 3072 map; CLIP's
+    pooled vector fits in a T5 row."""
+    from tiny_sd import full_size_flux_parts
+    from erasure.flux import FluxDenoiser
+    from erasure.world import FLUX_EDIT_SITES
+    with torch.device("meta"):
+        transformer, t5, clip, vae = full_size_flux_parts()
+        denoiser = FluxDenoiser(transformer, clip.config.hidden_size)
+        velocity = denoiser(torch.randn(2, 16, 128, 128), torch.tensor(500.0), torch.randn(2, 512 + 1, 4096), 3.5).sample
+        sites = {n: m for n, m in denoiser.named_modules() if n.endswith(FLUX_EDIT_SITES)}
+    assert velocity.shape == (2, 16, 128, 128)
+    assert sum(p.numel() for p in transformer.parameters()) > 11.8e9
+    assert list(sites) == ["transformer.context_embedder"] and sites["transformer.context_embedder"].weight.shape == (3072, 4096)
+    assert t5.config.d_model == transformer.config.joint_attention_dim == 4096
+    assert clip.config.hidden_size == transformer.config.pooled_projection_dim == 768

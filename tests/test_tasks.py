@@ -1,5 +1,6 @@
 """The Stable Diffusion task configs: each validates and plans its whole DAG (with the tiny SD standing
-in for SD v1.4, the tiny SDXL for SDXL base); the concept data they point to is complete."""
+in for SD v1.4, the tiny SDXL for SDXL base, the tiny Flux for FLUX.1-dev); the concept data they point
+to is complete."""
 import json
 import re
 import subprocess
@@ -10,15 +11,16 @@ import yaml
 
 from conftest import ROOT, gcd_resources
 
-TASKS = ["sd_objects", "sd_celebrities", "sd_artists", "sd_explicit", "sdxl_objects", "sdxl_explicit"]
+TASKS = ["sd_objects", "sd_celebrities", "sd_artists", "sd_explicit", "sdxl_objects", "sdxl_explicit",
+         "flux_celebrities", "flux_explicit"]
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_task_config_plans_its_dag(task, tiny_sd, tiny_sdxl, tmp_path):
+def test_task_config_plans_its_dag(task, tiny_sd, tiny_sdxl, tiny_flux, tmp_path):
     override = tmp_path / "model.yaml"
-    model = tiny_sdxl if task.startswith("sdxl") else tiny_sd
+    model = {"sdxl": tiny_sdxl, "flux": tiny_flux}.get(task.split("_")[0], tiny_sd)
     site = {"sd": {"model": str(model)}, "out_dir": str(tmp_path / "out")}
-    if task == "sd_celebrities":  # what a user sets after building GCD's environment (README)
+    if task.endswith("celebrities"):  # what a user sets after building GCD's environment (README)
         gcd_resources(tmp_path / "gcd", ROOT / "data/sd/celebrities.json")
         site["scorer"] = {"kind": "gcd", "gcd_python": sys.executable, "gcd_resources": str(tmp_path / "gcd")}
     if task.endswith("explicit"):  # I2P's CSV put in place by hand (a 1-row stand-in)
@@ -43,8 +45,9 @@ def test_task_config_plans_its_dag(task, tiny_sd, tiny_sdxl, tmp_path):
     # mining and AdaVD's target embeddings (text only: AdaVD's cost is in generation) do not
     asked = dict(re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: .*\bgpu=(\d+)", proc.stdout, flags=re.M))
     assert all(asked[r] == "1" for r in ("generate", "score", "train_lora", "mace") if r in asked), asked
-    assert asked["mace"] == "1", asked   # MACE draws images and trains its LoRA
-    assert asked["closed_form"] == asked["mine"] == asked["adavd"] == asked["speed"] == "0", asked
+    assert "mace" in asked or "mace" not in config["run_methods"], asked   # MACE draws images and trains its LoRA
+    assert asked["closed_form"] == asked["mine"] == "0", asked
+    assert all(asked[r] == "0" for r in ("adavd", "speed") if r in asked), asked
 
 
 def test_task_concept_files():

@@ -209,3 +209,20 @@ def build_tiny_flux(directory, seed=0):
                         text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer)
     pipe.save_pretrained(directory / "model")
     return directory / "model"
+
+
+def full_size_flux_parts():
+    """FLUX.1-dev's configs (random weights; build them under torch.device("meta") to count shapes and
+    FLOPs without memory): the 12 B-parameter transformer (19 joint and 38 single blocks, guidance
+    embedding), T5-XXL's encoder, CLIP ViT-L and the 16-channel VAE."""
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    transformer = FluxTransformer2DModel(guidance_embeds=True)     # the class defaults are FLUX.1's widths
+    t5 = T5EncoderModel(T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                                 feed_forward_proj="gated-gelu"))
+    clip = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                        num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu"))
+    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=16,
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
+    return transformer, t5, clip, vae
