@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from . import adavd
 from .closed_form import apply_deltas
+from .flux import component
 
 if TYPE_CHECKING:
     from .world import World
@@ -37,9 +38,10 @@ def apply_edit(world: "World", deltas_path: str | Path | None = None, lora_dir: 
             for name, delta in by_param.items():
                 params[name] += delta.to(params[name])
     if lora_dir:
-        world.unet.load_lora_adapter(str(lora_dir), weight_name=LORA_FILE, adapter_name="erase", prefix="unet")
-        world.unet.fuse_lora(adapter_names=["erase"])
-        world.unet.unload_lora()
+        host, prefix = component(world.unet)
+        host.load_lora_adapter(str(lora_dir), weight_name=LORA_FILE, adapter_name="erase", prefix=prefix)
+        host.fuse_lora(adapter_names=["erase"])
+        host.unload_lora()
     return world
 
 

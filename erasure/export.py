@@ -20,7 +20,7 @@ import torch
 
 from . import io
 from .edits import apply_edit
-from .flux import FluxDenoiser
+from .flux import component
 from .world import World, load_world_from_params
 
 OWN_FILES = ("unet", "transformer", "scheduler", "model_index.json", "README.md")  # written here; the rest is linked
@@ -43,7 +43,7 @@ def export(prm: dict, deltas: str | None, lora: str | None, out_dir: str | Path,
             src = base_model_dir(prm["sd"]["model"])
             link_components(src, tmp)
             _write_model_index(src, tmp, type(scheduler).__name__)
-        edited, folder = denoiser_component(world)
+        edited, folder = component(world.unet)
         progress(f"export: writing the edited {folder} to {out_dir}")
         edited.save_pretrained(tmp / folder, safe_serialization=True)
         scheduler.save_pretrained(tmp / "scheduler")
@@ -76,13 +76,6 @@ def link_components(src: Path, dst: Path) -> None:
             os.link(path.resolve(), target)
         except OSError:
             shutil.copy2(path.resolve(), target)
-
-
-def denoiser_component(world: World) -> tuple[torch.nn.Module, str]:
-    """The edited denoiser as a pipeline stores it: (the UNet, "unet"), or Flux's (transformer, "transformer")."""
-    if isinstance(world.unet, FluxDenoiser):
-        return world.unet.transformer, "transformer"
-    return world.unet, "unet"
 
 
 def _write_model_index(src: Path, dst: Path, scheduler: str) -> None:

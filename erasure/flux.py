@@ -7,7 +7,10 @@ conditioning vectors, and samples with FlowMatchEulerDiscreteScheduler, no class
   [B, 16, h, w], timestep, context): it packs and unpacks the latents, builds the position ids and takes
   the pooled embedding off the context's last row (text.FluxEncoder puts it there);
 - `sample_flow` is FluxPipeline's denoising loop (the same sigmas, shift and scheduler steps), so our
-  images equal the pipeline's for the same seeds.
+  images equal the pipeline's for the same seeds;
+- `FlowTrainScheduler` noises training latents as flow matching does, x_t = (1 - s) x0 + s n, with the
+  velocity n - x0 as the target (sampling.noised_batch), so the trainers (LoRA, the attacks) take
+  Flux's own loss where a UNet takes the noise's.
 The closed-form edit site is `context_embedder`, the one linear map every T5 token state goes through
 before any block (docs/sd.md, "Flux").
 """
@@ -39,11 +42,15 @@ def image_ids(h: int, w: int) -> torch.Tensor:
     return ids.reshape(-1, 3)
 
 
+TRAIN_GUIDANCE = 3.5   # the guidance input while training (FluxPipeline's default, and diffusers' Flux LoRA script's)
+
+
 class FluxDenoiser(torch.nn.Module):
     """The Flux transformer called as the stages call a UNet: denoiser(latents, timestep, context).sample is
     the velocity, unpacked to the latents' shape. timestep is the scheduler's (sigma x 1000); context is
     FluxEncoder's [B, L + 1, D]: the T5 token states, then the pooled CLIP embedding in the first
-    `pooled_dim` columns of the last row."""
+    `pooled_dim` columns of the last row. A guidance-distilled model called without a guidance scale (the
+    trainers) gets TRAIN_GUIDANCE."""
 
     def __init__(self, transformer: torch.nn.Module, pooled_dim: int):
         super().__init__()
@@ -61,12 +68,39 @@ class FluxDenoiser(torch.nn.Module):
         at = next(self.transformer.parameters())
         tokens, pooled = context[:, :-1].to(at.dtype), context[:, -1, :self.pooled_dim].to(at.dtype)
         timestep = torch.as_tensor(timestep, device=at.device).expand(b).to(sample.dtype)
-        g = torch.full((b,), float(guidance), device=at.device) if self.guided and guidance is not None else None
+        guidance = TRAIN_GUIDANCE if guidance is None else guidance
+        g = torch.full((b,), float(guidance), device=at.device) if self.guided else None
         velocity = self.transformer(hidden_states=pack(sample), timestep=timestep / 1000, guidance=g,
                                     pooled_projections=pooled, encoder_hidden_states=tokens,
                                     txt_ids=torch.zeros(tokens.shape[1], 3, device=at.device, dtype=at.dtype),
                                     img_ids=image_ids(h, w).to(at.device, at.dtype), return_dict=False)[0]
         return SimpleNamespace(sample=unpack(velocity, h, w))
+
+
+class FlowTrainScheduler:
+    """Flow matching's training noise, in the interface the trainers use (add_noise and
+    config.num_train_timesteps, as diffusers' DDPMScheduler): timestep t in [0, 1000) is sigma = t / 1000,
+    the transformer's own timestep scale. Timesteps are drawn uniformly, as the trainers draw a UNet's;
+    Flux's pre-training drew them from a shifted logit-normal instead."""
+
+    config = SimpleNamespace(num_train_timesteps=1000)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        s = (t.to(torch.float32) / self.config.num_train_timesteps).view(-1, *[1] * (x0.dim() - 1))
+        return (1 - s) * x0 + s * noise
+
+    @staticmethod
+    def target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """What the transformer predicts at any timestep: the velocity."""
+        return noise - x0
+
+
+def component(denoiser: torch.nn.Module) -> tuple[torch.nn.Module, str]:
+    """The denoiser as a diffusers pipeline stores it, and the prefix of its keys in LoRA files: (the
+    UNet, "unet"), or Flux's (transformer, "transformer")."""
+    if isinstance(denoiser, FluxDenoiser):
+        return denoiser.transformer, "transformer"
+    return denoiser, "unet"
 
 
 def shift_mu(image_tokens: int, config) -> float:

@@ -46,11 +46,11 @@ def train(unet: torch.nn.Module, encoder: TextEncoder, train_scheduler, z0: torc
     bar = Progress(cfg["steps"], "inversion", every=20, initial=start_step, unit="steps")
     for step in range(start_step + 1, cfg["steps"] + 1):
         b = cfg["batch_size"]
-        xt, noise, t = noised_batch(z0, b, train_scheduler, gen)
+        xt, target, t = noised_batch(z0, b, train_scheduler, gen)
         picks = torch.randint(len(templates), (b,), generator=gen).tolist()
         cond = encoder.encode_with_grad([templates[i].format(phrase) for i in picks])
         eps = predict_noise(unet, xt, t, cond)
-        loss = torch.nn.functional.mse_loss(eps, noise.to(eps.device))
+        loss = torch.nn.functional.mse_loss(eps, target.to(eps.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -17,6 +17,7 @@ from peft.utils import get_peft_model_state_dict
 
 from . import checkpoint, cli, embedding_set, io
 from .edits import apply_edit
+from .flux import component
 from .mining import perturb, principal_directions, project_out
 from .progress import Progress
 from .sampling import noised_batch, predict_noise, sample
@@ -24,17 +25,27 @@ from .world import load_world_from_params
 
 CHECKPOINT_EVERY = 20
 
-TARGETS = ["attn2.to_k", "attn2.to_v"]
 
-
-def add_lora(unet: torch.nn.Module, rank: int, seed: int) -> list[torch.nn.Parameter]:
+def add_lora(host: torch.nn.Module, rank: int, seed: int, targets: list[str]) -> list[torch.nn.Parameter]:
+    """A LoRA on the modules named `targets` (the world's edit sites: a UNet's attn2 to_k / to_v, Flux's
+    context_embedder) of `host` (flux.component: the UNet, or Flux's transformer)."""
     torch.manual_seed(seed)
-    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TARGETS))
-    return [p for n, p in unet.named_parameters() if "lora_" in n]
+    host.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets))
+    return [p for n, p in host.named_parameters() if "lora_" in n]
 
 
-def lora_state_dict(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.contiguous() for k, v in get_peft_model_state_dict(unet).items()}
+def lora_state_dict(host: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.contiguous() for k, v in get_peft_model_state_dict(host).items()}
+
+
+def save_lora(directory: str | Path, host: torch.nn.Module, prefix: str) -> None:
+    """diffusers' LoRA file (pytorch_lora_weights.safetensors), as its pipeline's load_lora_weights reads it."""
+    if prefix == "transformer":
+        from diffusers import FluxPipeline
+        FluxPipeline.save_lora_weights(directory, transformer_lora_layers=lora_state_dict(host))
+    else:
+        from diffusers import StableDiffusionPipeline
+        StableDiffusionPipeline.save_lora_weights(directory, unet_lora_layers=lora_state_dict(host))
 
 
 def with_span(full: torch.Tensor, span: torch.Tensor, start: int) -> torch.Tensor:
@@ -129,7 +140,8 @@ def train_alignment(prm: dict, deltas: str | Path, embeddings: str | Path, out: 
     # float32 master weights for the student (Adam's moments of half-precision weights underflow), as
     # ESD trains; the teacher stays in the world's dtype. A no-op for a float32 world.
     student = world.unet.float()
-    params = add_lora(student, cfg["rank"], prm["seed"])
+    host, prefix = component(student)
+    params = add_lora(host, cfg["rank"], prm["seed"], list(world.edit_sites))
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=0.0)
@@ -167,9 +179,8 @@ def train_alignment(prm: dict, deltas: str | Path, embeddings: str | Path, out: 
             checkpoint.save(ckpt, params, opt, gen, step, metadata={"owner": run_owner})
 
     # 5. Save in diffusers' LoRA format (atomic: write in a temp dir, then rename).
-    from diffusers import StableDiffusionPipeline
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=lora_state_dict(student))
+        save_lora(tmp, host, prefix)
         Path(tmp, "pytorch_lora_weights.safetensors").replace(out)
     io.write_json(io.sidecar_path(out), {**prm, "method": method, "steps_run": cfg["steps"] - start,
                                              "final_losses": [round(x, 6) for x in losses[-10:]],

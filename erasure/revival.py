@@ -45,9 +45,9 @@ def train(unet: torch.nn.Module, train_scheduler, z0: torch.Tensor, cond: torch.
     yields (step, loss). Every random draw comes from `gen` on the CPU."""
     bar = Progress(steps, "revival", every=20, initial=start_step, unit="steps")
     for step in range(start_step + 1, steps + 1):
-        xt, noise, t = noised_batch(z0, batch_size, train_scheduler, gen)
+        xt, target, t = noised_batch(z0, batch_size, train_scheduler, gen)
         eps = predict_noise(unet, xt, t, cond.expand(batch_size, -1, -1))
-        loss = torch.nn.functional.mse_loss(eps, noise.to(eps.device))
+        loss = torch.nn.functional.mse_loss(eps, target.to(eps.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -18,7 +18,9 @@ import re
 import torch
 
 from .progress import Progress
-from .text import TextEncoder
+from .text import TextEncoder, content_ids
+
+SPACE = "\u2581"   # sentencepiece's word-start mark
 
 
 def concept_direction(encoder: TextEncoder, names: list[str], templates: list[str]) -> torch.Tensor:
@@ -33,13 +35,16 @@ def word_vocabulary(encoder: TextEncoder, banned: list[str]) -> list[str]:
     names and their words): every one tokenizes back to itself."""
     vocab = encoder.tokenizer.get_vocab()
     clip = any(t.endswith("</w>") for t in vocab)  # CLIP marks a word's last piece with </w>
+    pieces = any(t.startswith(SPACE) for t in vocab)  # sentencepiece (T5) marks a word's first piece with ▁
     words = set()
     for token in vocab:
-        if clip and not token.endswith("</w>"):
+        if (clip and not token.endswith("</w>")) or (pieces and not token.startswith(SPACE)):
             continue  # a piece inside a longer word
-        word = token.removesuffix("</w>")
+        word = token.removesuffix("</w>").removeprefix(SPACE)
         if re.fullmatch(r"[a-z]{3,}", word):
             words.add(word)
+    if pieces:   # a word's first piece may also start longer words: keep the words that are one piece alone
+        words = {w for w in words if len(content_ids(encoder.tokenizer, w)) == 1}
     bad = {w for b in banned for w in re.findall(r"[a-z]{3,}", b.lower())}
     return sorted(w for w in words if not any(b in w for b in bad))
 

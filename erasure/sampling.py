@@ -2,7 +2,7 @@
 import torch
 from diffusers import DDIMScheduler
 
-from .flux import FluxDenoiser, sample_flow
+from .flux import FlowTrainScheduler, FluxDenoiser, sample_flow
 
 
 def image_generators(seeds: list[int]) -> list[torch.Generator]:
@@ -15,8 +15,9 @@ def draw_noise(generators: list[torch.Generator], shape: tuple) -> torch.Tensor:
 
 
 def predict_noise(unet: torch.nn.Module, xt: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-    """The UNet's noise prediction in float32, its inputs moved to the UNet's own device and dtype (a
-    half-precision world's UNet; a trainer's float32 copy): what every training loss compares."""
+    """The UNet's noise prediction (Flux: its velocity) in float32, its inputs moved to the UNet's own device
+    and dtype (a half-precision world's UNet; a trainer's float32 copy): what every training loss compares,
+    with noised_batch's target."""
     at = next(unet.parameters())
     return unet(xt.to(at.device, at.dtype), t.to(at.device), cond.to(at.device, at.dtype)).sample.float()
 
@@ -95,9 +96,11 @@ def round_trip(unet: torch.nn.Module, scheduler, x0: torch.Tensor, cond: torch.T
 
 def noised_batch(z0: torch.Tensor, batch: int, train_scheduler,
                  gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(x_t, noise, t) for `batch` latents drawn from z0 with replacement, the training loss's inputs.
+    """(x_t, target, t) for `batch` latents drawn from z0 with replacement, the training loss's inputs:
+    the target is the noise (a UNet predicts it) or, under flow matching (Flux), the velocity noise - x0.
     Draws come from `gen` in this order (rows, noise, timesteps), so a seed gives the same batches."""
     x0 = z0[torch.randint(len(z0), (batch,), generator=gen)]
     noise = torch.randn(x0.shape, generator=gen)
     t = torch.randint(train_scheduler.config.num_train_timesteps, (batch,), generator=gen)
-    return train_scheduler.add_noise(x0, noise, t), noise, t
+    target = train_scheduler.target(x0, noise) if isinstance(train_scheduler, FlowTrainScheduler) else noise
+    return train_scheduler.add_noise(x0, noise, t), target, t

@@ -59,10 +59,10 @@ def train(unet: torch.nn.Module, encoder: TextEncoder, train_scheduler, z0: torc
     bar = Progress(cfg["steps"], "unlearndiff", every=10, unit="steps")
     for step in range(1, cfg["steps"] + 1):
         b = cfg["batch_size"]
-        xt, noise, t = noised_batch(z0, b, train_scheduler, gen)
+        xt, target, t = noised_batch(z0, b, train_scheduler, gen)
         cond = encoder.encode_with_grad([text]).expand(b, -1, -1)
         eps = predict_noise(unet, xt, t, cond)
-        loss = torch.nn.functional.mse_loss(eps, noise.to(eps.device))
+        loss = torch.nn.functional.mse_loss(eps, target.to(eps.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from . import miniworld
 from .environment import check_sd_model, model_family
-from .flux import FluxDenoiser
+from .flux import FlowTrainScheduler, FluxDenoiser
 from .text import (MINILM_LENGTH, CLIPEncoder, FluxEncoder, MiniLMEncoder, SDXLEncoder, TextEncoder, flux_length,
                    minilm_tokenizer)
 
@@ -134,14 +134,10 @@ def load_flux(model: str, torch_dtype: torch.dtype, device: str, resolution: int
     def encode_images(images):
         return (vae.encode(images.to(device, vae.dtype)).latent_dist.mean.float().cpu() - shift) * scaling
 
-    def no_training():
-        raise ValueError(f"sd.model {model!r} is a Flux model: the training stages (LoRA, ESD, attacks) do not "
-                         "run on Flux yet; run original and closed-form methods without LoRA (docs/sd.md, Flux)")
-
     denoiser = FluxDenoiser(transformer, encoder.pooled_dim).to(device)
     return World(encoder=encoder, unet=denoiser.eval().requires_grad_(False),
                  make_scheduler=lambda: FlowMatchEulerDiscreteScheduler.from_config(sched_config),
-                 make_train_scheduler=no_training, latent_shape=(transformer.config.in_channels // 4, side, side),
+                 make_train_scheduler=FlowTrainScheduler, latent_shape=(transformer.config.in_channels // 4, side, side),
                  decode=decode, encode_images=encode_images, causal_text=False, edit_sites=FLUX_EDIT_SITES)
 
 

@@ -234,7 +234,7 @@ def bench_lora(repeats):
     from erasure.world import load_miniworld
     world = load_miniworld(ROOT / "weights/miniworld")
     teacher = copy.deepcopy(world.unet).eval().requires_grad_(False)
-    params = lora.add_lora(world.unet, 4, 0)
+    params = lora.add_lora(world.unet, 4, 0, list(world.edit_sites))
     opt = torch.optim.AdamW(params, lr=1e-3)
     x = torch.randn(8, *world.latent_shape)
     cond = world.encoder.encode(["a heart"] * 8).clone()  # encode() runs in inference mode
@@ -297,7 +297,7 @@ def bench_flops(repeats):
     the stages call it: 4,096 image tokens and 512 T5 tokens; T5-XXL on 512 tokens and CLIP)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from torch.utils.flop_counter import FlopCounterMode
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from transformers import CLIPTextConfig, CLIPTextModel
     sys.path.insert(0, str(ROOT / "tests"))
     from tiny_sd import _full_size_sdxl_parts, full_size_flux_parts
     from erasure.flux import FluxDenoiser
@@ -379,8 +379,9 @@ def task_workload(name):
             train += esd["iterations"] * esd["batch_size"] * (esd["ddim_steps"] + 3 + 3) * len(erase)
         elif kind == "realera" and config["methods"][m]["lora"]:
             # anchor images (full sampling) + per step: teacher forward + student forward/backward, per sample
-            train += (lora["anchor_images"] * lora["anchor_steps"] * 2 + lora["steps"] * lora["batch_size"] * 4) * len(erase)
-    attack = attack_workload(config)
+            train += (lora["anchor_images"] * lora["anchor_steps"] * per_step
+                      + lora["steps"] * lora["batch_size"] * 4) * len(erase)
+    attack = attack_workload(config, per_step)
     return {"images": images + attack["images"], "sampling_unet_calls": unet_calls + attack["sampling_unet_calls"],
             "training_unet_calls": train + attack["training_unet_calls"], "text_encodes": attack["text_encodes"],
             "attack_images": attack["images"], "steps": g["steps"], "methods": len(methods), "erased": len(erase),
@@ -392,12 +393,13 @@ def family_of(task: str) -> str:
     return task.split("_")[0]
 
 
-def attack_workload(config):
+def attack_workload(config, per_step=2):
     """Images, UNet calls and extra text encodes of the attacks (docs/attacks.md) one `all` run does:
     per attacked model and erased concept, the pre-attack prompts and each attack's prompts drawn; the
     white-box attacks' target images and training steps (forward and backward counted as 3 forwards);
     revival's model drawn at every checkpoint; the transfer table's replays; Ring-A-Bell's search
-    (population x generations text encodes, once per concept)."""
+    (population x generations text encodes, once per concept). per_step: UNet calls per sampling step (2 with
+    an unconditional branch, Flux 1)."""
     from erasure.params import attacked_methods
     a, g = config["attacks"], config["generate"]
     if not a["run"]:
@@ -411,17 +413,17 @@ def attack_workload(config):
         if name in ("inversion", "unlearndiff"):
             sets += templates
             per_template = templates if name == "unlearndiff" else 1
-            train += cfg["target_images"] * g["steps"] * 2 + per_template * cfg["steps"] * cfg["batch_size"] * 3
+            train += cfg["target_images"] * g["steps"] * per_step + per_template * cfg["steps"] * cfg["batch_size"] * 3
         elif name == "ringabell":
             sets += cfg["prompts"]
             encodes += cfg["population"] * cfg["generations"]
         elif name == "revival":
             sets += templates * len(cfg["checkpoints"])
-            train += cfg["shots"] * g["steps"] * 2 + max(cfg["checkpoints"]) * cfg["batch_size"] * 3
+            train += cfg["shots"] * g["steps"] * per_step + max(cfg["checkpoints"]) * cfg["batch_size"] * 3
     images = sets * draw * models * concepts
     if a["transfer"] and "inversion" in a["run"]:
         images += templates * draw * models * (models - 1) * concepts
-    return {"images": images, "sampling_unet_calls": images * g["steps"] * 2,
+    return {"images": images, "sampling_unet_calls": images * g["steps"] * per_step,
             "training_unet_calls": train * models * concepts, "text_encodes": encodes * concepts}
 
 

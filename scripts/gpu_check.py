@@ -1,9 +1,10 @@
 """GPU check (issue 22): the pipeline's stages on a full-size random-weight SD v1.x (or SDXL base, with
---family sdxl) in half precision, each stage's wall time and peak GPU memory, and generation against
-diffusers' own pipeline.
+--family sdxl; FLUX.1-dev's widths with 2 joint and 4 single blocks, with --family flux) in half
+precision, each stage's wall time and peak GPU memory, and generation against diffusers' own pipeline.
 
     python scripts/gpu_check.py --out results/bench/gpu.json        # on a GPU machine, a few minutes
     python scripts/gpu_check.py --family sdxl --out results/bench/gpu_sdxl.json
+    python scripts/gpu_check.py --family flux --dtype bfloat16 --out results/bench/gpu_flux.json
     python scripts/gpu_check.py --tiny --out /tmp/gpu.json           # the same path with the tiny SD (CPU test)
     python scripts/gpu_check.py --tiny --device-standin --out F      # on a CPU: also fail on any op a GPU
                                                                      # would refuse (tests/device_standin.py)
@@ -12,7 +13,8 @@ Each stage runs as its CLI, one after another, with the parameters the DAG would
 with the objects task plus a site file: the random model, `sd.dtype`, small budgets): mine; the closed
 forms of cf, realera and uce; realera's LoRA; ESD-x; RECE; SPEED; MACE; AdaVD; SepME; generate and score
 for the unedited model and realera; generate with AdaVD; concept inversion on realera and its replay;
-UnlearnDiffAtk on realera; Ring-A-Bell's search; revival on uce. The stages run in this process
+UnlearnDiffAtk on realera; Ring-A-Bell's search; revival on uce (Flux: the stages it runs, so not ESD,
+SPEED, MACE or AdaVD; docs/sd.md, "Flux"). The stages run in this process
 (erasure.inprocess.run_script, with the command line a job would have), so the device minutes go to the
 stages rather than to twenty-three interpreter starts
 (about 8 s each: torch, diffusers, transformers): a stage's wall time leaves out that start-up, and its
@@ -38,12 +40,25 @@ sys.path.insert(0, str(ROOT / "tests"))
 CONCEPT = "cat"
 
 
-def site_config(work: Path, model: Path, dtype: str, tiny: bool, device: str = "auto") -> dict:
+FLUX_SKIPS = ("train_esd esd_x", "speed", "mace", "adavd", "generate adavd")   # not built for Flux
+
+
+def site_config(work: Path, model: Path, dtype: str, tiny: bool, device: str = "auto", family: str = "sd") -> dict:
     """Over configs/sd_objects.yaml: one erased class, few images and steps, short trainings."""
+    site = _site_config(work, model, dtype, tiny, device)
+    if family == "flux":   # its methods, its deterministic sampler and embedded guidance, a smaller image
+        site["run_methods"] = ["original", "cf", "realera", "uce", "rece", "sepme"]
+        site["generate"].update(eta=0.0, guidance=3.5)
+        site["sd"]["resolution"] = 64 if tiny else 512
+    return site
+
+
+def _site_config(work: Path, model: Path, dtype: str, tiny: bool, device: str) -> dict:
     return {"out_dir": str(work / "out"), "sd": {"model": str(model), "dtype": dtype, "device": device},
             "erase": [CONCEPT],
             "scorer": {"kind": "clip", "clip_pretrained": None},
-            "generate": {"images_per_prompt": 2 if tiny else 8, "steps": 2 if tiny else 20, "batch_size": 16},
+            "generate": {"images_per_prompt": 2 if tiny else 8, "steps": 2 if tiny else 20, "batch_size": 16,
+                         "guidance": 7.5},
             "lora": {"steps": 4 if tiny else 100, "anchor_images": 2 if tiny else 8, "anchor_steps": 2 if tiny else 20},
             "esd": {"iterations": 2 if tiny else 100, "batch_size": 1, "ddim_steps": 2 if tiny else 20},
             "attacks": {"templates": ["a photo of the {}"], "images_per_prompt": 2 if tiny else 8,
@@ -61,8 +76,13 @@ def site_config(work: Path, model: Path, dtype: str, tiny: bool, device: str = "
             **({"prompt_template": "a {}"} if tiny else {})}
 
 
-def stages(work: Path) -> list[tuple[str, list[str]]]:
+def stages(work: Path, family: str = "sd") -> list[tuple[str, list[str]]]:
     """(label, stage command line after `stages/`) in DAG order; every path under work/out."""
+    every = _stages(work)
+    return [s for s in every if s[0] not in FLUX_SKIPS] if family == "flux" else every
+
+
+def _stages(work: Path) -> list[tuple[str, list[str]]]:
     o = work / "out"
     c = ["--concept", CONCEPT]
     mined, cf, realera, uce = (str(o / p) for p in ("mine.safetensors", "cf.safetensors", "realera.safetensors",
@@ -141,23 +161,30 @@ def run_stage(label, argv, configs, log_dir, standin=False):
             **({"device_violations": mode.violations} if standin else {})}
 
 
-def diffusers_rate(model: Path, dtype: str, steps: int, images: int, batch: int) -> float:
+def diffusers_rate(model: Path, dtype: str, g: dict, images: int, size: int | None = None) -> float:
     """Images per second of diffusers' own pipeline (the class model_index.json names) on the same model
-    and settings."""
+    and settings g (steps, guidance, batch size; SD: the DDIM the stages sample with; Flux: its own
+    scheduler, at `size` pixels and the T5 length the stages keep)."""
     import torch
     from diffusers import DDIMScheduler, DiffusionPipeline
+    from erasure.text import flux_length
     device = "cuda" if torch.cuda.is_available() else "cpu"
     pipe = DiffusionPipeline.from_pretrained(model, dtype=getattr(torch, dtype))
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    if hasattr(pipe, "transformer"):
+        extra = {"height": size, "width": size, "max_sequence_length": flux_length(pipe.tokenizer_2)}
+    else:
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        extra = {}
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    pipe("a photo of the cat", num_inference_steps=steps, num_images_per_prompt=1)   # warm-up
+    pipe("a photo of the cat", num_inference_steps=g["steps"], num_images_per_prompt=1, **extra)   # warm-up
     if device == "cuda":
         torch.cuda.synchronize()
     t0 = time.time()
+    batch = g["batch_size"]
     for k in range(0, images, batch):
-        pipe("a photo of the cat", num_inference_steps=steps, num_images_per_prompt=min(batch, images - k),
-             guidance_scale=7.5)
+        pipe("a photo of the cat", num_inference_steps=g["steps"], num_images_per_prompt=min(batch, images - k),
+             guidance_scale=g["guidance"], **extra)
     if device == "cuda":
         torch.cuda.synchronize()
     return images / (time.time() - t0)
@@ -169,8 +196,8 @@ def main():
     p.add_argument("--tiny", action="store_true", help="the tiny SD instead of the full-size architecture (CPU test)")
     p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
     p.add_argument("--model", help="an existing SD v1.x or SDXL directory instead of a random-weight build")
-    p.add_argument("--family", default="sd", choices=["sd", "sdxl"],
-                   help="the random-weight build: SD v1.x (default) or SDXL base")
+    p.add_argument("--family", default="sd", choices=["sd", "sdxl", "flux"],
+                   help="the random-weight build: SD v1.x (default), SDXL base or FLUX.1-dev (its widths, 6 blocks)")
     p.add_argument("--device-standin", action="store_true",
                    help="on a CPU: run every stage under tests/device_standin.py and fail on any op that would mix "
                         "the accelerator's tensors with the host's")
@@ -178,14 +205,14 @@ def main():
 
     import torch
     from erasure.environment import model_family
-    from tiny_sd import build_tiny_sd, build_tiny_sdxl
-    build = build_tiny_sdxl if args.family == "sdxl" else build_tiny_sd
+    from tiny_sd import build_tiny_flux, build_tiny_sd, build_tiny_sdxl
+    build = {"sd": build_tiny_sd, "sdxl": build_tiny_sdxl, "flux": build_tiny_flux}[args.family]
     t_start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = Path(args.model) if args.model else build(work / "model", full_size=not args.tiny)
         family = model_family(str(model))
-        site = site_config(work, model, args.dtype, args.tiny, "cpu:0" if args.device_standin else "auto")
+        site = site_config(work, model, args.dtype, args.tiny, "cpu:0" if args.device_standin else "auto", family)
         (work / "site.yaml").write_text(yaml.safe_dump(site))
         (work / "out").mkdir()
         configs = [ROOT / "configs/sd_objects.yaml", work / "site.yaml"]
@@ -195,12 +222,12 @@ def main():
         results = [run_stage("mine none", ["mine.py", "--concept", CONCEPT, "--sampler", "none",
                                            "--out", str(work / "out/mine_none.safetensors")], configs, log_dir,
                              args.device_standin)]
-        for label, argv in stages(work):
+        for label, argv in stages(work, family):
             results.append(run_stage(label, argv, configs, log_dir, args.device_standin))
             print(f"{label}: {results[-1]['seconds']} s, peak GPU {results[-1]['peak_gpu_mib']} MiB", flush=True)
         g = site["generate"]
         ours = next(r["img_per_s"] for r in results if r["stage"] == "generate original")
-        theirs = diffusers_rate(model, args.dtype, g["steps"], 4 * g["batch_size"], g["batch_size"])
+        theirs = diffusers_rate(model, args.dtype, g, 4 * g["batch_size"], site["sd"].get("resolution"))
     report = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
               "torch": torch.__version__, "dtype": args.dtype, "family": family,
               "model": args.model or (f"tiny {family}" if args.tiny else f"{family} architecture, random weights"),

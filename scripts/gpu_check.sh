@@ -4,6 +4,7 @@
 # into .gpu_wheels/ (git-ignored; carry it along) are installed first, then the check writes its figures.
 #   bash scripts/gpu_check.sh results/bench/gpu.json
 #   FAMILY=sdxl bash scripts/gpu_check.sh results/bench/gpu_sdxl.json
+#   FAMILY=flux DTYPE=bfloat16 bash scripts/gpu_check.sh results/bench/gpu_flux.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-results/bench/gpu.json}"

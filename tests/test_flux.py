@@ -85,57 +85,101 @@ def test_the_closed_form_maps_the_concepts_t5_rows_to_the_anchors(tiny_flux, wor
         assert (new(star) - layer(star)).norm() < 0.2 * (layer(star) - layer(shape)).norm()
 
 
-def test_training_methods_and_attacks_stop_at_the_config_check_on_flux(tiny_flux, tmp_path):
+def test_methods_not_built_for_flux_and_eta_stop_at_the_config_check(tiny_flux, tmp_path):
     from erasure.config import load_config
     from erasure.errors import ConfigError
     base = yaml.safe_load(flux_config(tmp_path, tiny_flux).read_text())
     load_config([ROOT / "config.yaml", tmp_path / "flux.yaml"])            # the DAG's config passes
-    for change, field in (({"run_methods": ["original", "realera_cf", "realera"]}, "run_methods: 'realera'"),
-                          ({"attacks": {"run": ["inversion"]}}, "attacks.run"),
+    for change, field in (({"run_methods": base["run_methods"] + ["esd_x"]}, "run_methods: 'esd_x'"),
+                          ({"run_methods": base["run_methods"] + ["adavd"]}, "run_methods: 'adavd'"),
                           ({"generate": {**base["generate"], "eta": 1.0}}, "generate.eta")):
         (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**base, **change}))
         with pytest.raises(ConfigError, match=f"config field {field}.*Flux"):
             load_config([ROOT / "config.yaml", tmp_path / "bad.yaml"])
 
 
+def test_flow_matching_noise_and_target(world):
+    """The trainers' x_t and target on Flux: x_t = (1 - t / 1000) x0 + (t / 1000) n, target n - x0 (the
+    velocity the transformer predicts), from the generator's draws in noised_batch's order."""
+    from erasure.sampling import noised_batch
+    z0 = torch.randn(3, *world.latent_shape)
+    xt, target, t = noised_batch(z0, 4, world.make_train_scheduler(), torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    x0 = z0[torch.randint(3, (4,), generator=gen)]
+    noise = torch.randn(x0.shape, generator=gen)
+    s = (torch.randint(1000, (4,), generator=gen).float() / 1000).view(-1, 1, 1, 1)
+    assert torch.allclose(xt, (1 - s) * x0 + s * noise) and torch.equal(target, noise - x0)
+
+
+def test_a_lora_file_loads_in_fluxpipeline_as_the_stages_fuse_it(tiny_flux, tmp_path):
+    """RealEra's LoRA on Flux (context_embedder) is saved as FluxPipeline writes LoRAs: the pipeline's own
+    load_lora_weights and the stages' apply_edit fuse it to the same weights."""
+    from diffusers import FluxPipeline
+    from erasure.edits import apply_edit
+    from erasure.flux import component
+    from erasure.lora import add_lora, save_lora
+    from erasure.world import load_sd
+    world = load_sd(str(tiny_flux), resolution=16)
+    host, prefix = component(world.unet)
+    with torch.no_grad():
+        for p in add_lora(host, 2, 0, list(world.edit_sites)):
+            p.add_(0.1)
+    save_lora(tmp_path, host, prefix)
+    pipe = FluxPipeline.from_pretrained(tiny_flux)
+    pipe.load_lora_weights(tmp_path, weight_name="pytorch_lora_weights.safetensors")
+    pipe.fuse_lora()
+    ours = apply_edit(load_sd(str(tiny_flux), resolution=16), None, tmp_path).unet.transformer.context_embedder.weight
+    before = load_sd(str(tiny_flux), resolution=16).unet.transformer.context_embedder.weight
+    assert torch.equal(pipe.transformer.context_embedder.weight, ours) and not torch.equal(ours, before)
+
+
 def flux_config(tmp_path, model):
-    """The celebrities task's shape on the tiny Flux: the unedited model, RealEra's closed form without
-    LoRA and UCE; budgets cut to a few steps."""
+    """The objects task's shape on the tiny Flux: the unedited model, RealEra (closed form and LoRA), UCE
+    and SepME, and two attacks on RealEra; budgets cut to a few steps. RECE, UnlearnDiffAtk and
+    Ring-A-Bell run on the tiny Flux in the GPU check's test (tests/test_gpu_check.py)."""
     concepts = {"templates": ["{name}"], "concepts": {
         "heart": {"name": "heart", "synonyms": ["love heart"], "associated": [{"prompt": "a love heart"}]},
         "star": {"name": "star", "synonyms": ["shining star"], "associated": [{"prompt": "a shining star"}]}}}
     (tmp_path / "concepts.json").write_text(json.dumps(concepts))
     config = yaml.safe_load((ROOT / "configs/sd_objects.yaml").read_text())
     config.update(out_dir=str(tmp_path / "out"), concepts_file=str(tmp_path / "concepts.json"), erase=["heart"],
-                  prompt_template="a {}", anchor="a shape", run_methods=["original", "realera_cf", "uce_2025"])
-    config["methods"] = {**config.get("methods", {}),
-                         "realera_cf": {"mining": "paper", "regularization": "paper", "lora": False}}
+                  prompt_template="a {}", anchor="a shape", run_methods=["original", "realera", "uce_2025", "sepme"])
     config["sd"] = {"model": str(model), "dtype": "bfloat16", "resolution": 64}
     config["scorer"].update(clip_pretrained=None, clip_template="a {}")   # random open_clip weights here
     config["generate"].update(images_per_prompt=2, steps=2, batch_size=4, eta=0.0, guidance=3.5)
     config["mining"] = {"num_neighbors": 6, "num_beyond": 6}
-    config["attacks"] = {"run": []}
-    config["export"] = {"methods": ["realera_cf"]}
+    config["lora"] = {"steps": 2, "anchor_images": 2, "anchor_steps": 2, "batch_size": 2}
+    config["attacks"] = {"run": ["inversion", "revival"], "methods": ["realera"], "templates": ["a {}"],
+                         "images_per_prompt": 2, "inversion": {"steps": 2, "batch_size": 2, "target_images": 2},
+                         "revival": {"shots": 2, "batch_size": 2, "checkpoints": [2]}}
+    config["export"] = {"methods": ["realera"]}
     path = tmp_path / "flux.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
 @pytest.mark.slow
-def test_the_closed_form_dag_runs_on_a_tiny_flux_and_its_export_draws_the_same_images(tiny_flux, tmp_path):
+def test_the_dag_runs_on_a_tiny_flux_and_its_export_draws_the_same_images(tiny_flux, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", "all", "--configfile",
                            str(flux_config(tmp_path, tiny_flux))], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = tmp_path / "out"
     with open(out / "report/summary.csv", newline="") as f:
         rows = {r["method"]: r for r in csv.DictReader(f) if r["concept"] == "heart"}
-    assert sorted(rows) == ["original", "realera_cf", "uce_2025"] and all(r["n_images"] for r in rows.values())
-    for method in ("realera_cf", "uce_2025"):
+    assert sorted(rows) == ["original", "realera", "sepme", "uce_2025"]
+    assert all(r["n_images"] for r in rows.values())
+    for method in ("realera", "uce_2025"):
         assert list(load_file(out / f"edit/{method}/heart.safetensors")) == ["transformer.context_embedder"]
-    # The deliverable: plain diffusers loads the export and draws the generate stage's images.
+    lora = load_file(out / "lora/realera/heart/pytorch_lora_weights.safetensors")
+    assert sorted(lora) == ["transformer.context_embedder.lora_A.weight", "transformer.context_embedder.lora_B.weight"]
+    with open(out / "report/robustness.csv", newline="") as f:
+        attacked = {(r["method"], r["attack"]) for r in csv.DictReader(f)}
+    assert attacked == {("realera", "inversion"), ("realera", "revival")}
+    # The deliverable: plain diffusers loads the export (closed form and LoRA fused) and draws the generate
+    # stage's images.
     from diffusers import FluxPipeline
-    export = FluxPipeline.from_pretrained(out / "export/realera_cf/heart", torch_dtype=torch.bfloat16)
-    with open(out / "images/realera_cf/heart.csv", newline="") as f:
+    export = FluxPipeline.from_pretrained(out / "export/realera/heart", torch_dtype=torch.bfloat16)
+    with open(out / "images/realera/heart.csv", newline="") as f:
         first = next(csv.DictReader(f))
     image = export(first["prompt"], num_inference_steps=2, guidance_scale=3.5, height=64, width=64,
                    max_sequence_length=16, output_type="np",

@@ -46,3 +46,19 @@ def test_the_gpu_check_runs_every_stage_on_the_tiny_sdxl(tmp_path):
                                            "attack unlearndiff realera", "attack ringabell", "revival uce"} <= stages
     assert all(s["device_violations"] == {} for s in report["stages"])
     assert report["generation"]["ratio"] > 0
+
+
+def test_the_gpu_check_runs_what_flux_runs_on_the_tiny_flux(tmp_path):
+    out = tmp_path / "gpu_flux.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/gpu_check.py"), "--tiny", "--family", "flux",
+                           "--device-standin", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    stages = {s["stage"] for s in report["stages"]}
+    assert report["family"] == "flux" and {"train_lora realera", "rece", "sepme", "generate realera",
+                                           "attack inversion realera", "replay inversion realera",
+                                           "attack unlearndiff realera", "attack ringabell", "revival uce"} <= stages
+    assert not stages & {"train_esd esd_x", "speed", "mace", "adavd"}     # not built for Flux
+    assert all(s["device_violations"] == {} for s in report["stages"])
+    assert report["generation"]["ratio"] > 0

@@ -178,31 +178,39 @@ def _t5_tokenizer(directory, length):
     return T5TokenizerFast.from_pretrained(directory / "_t5tok")
 
 
-def build_tiny_flux(directory, seed=0):
+def build_tiny_flux(directory, seed=0, full_size=False):
     """Write a diffusers FluxPipeline directory with Flux.1-dev's parts at toy widths (random weights):
     CLIP (its pooled output), T5 (the token states), a transformer with one joint and one single block
-    and a guidance embedding, a 16-channel VAE and Flux's flow-matching scheduler; returns its path."""
+    and a guidance embedding, a 16-channel VAE and Flux's flow-matching scheduler; returns its path.
+    full_size: FLUX.1-dev's widths (the GPU check) with 2 joint and 4 single blocks and a 2-layer T5-XXL,
+    saved in bfloat16 (its full depth is 12 B parameters; the widths decide each kernel's shape)."""
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel
 
     directory = Path(directory)
-    tokenizer = CLIPTokenizer.from_pretrained(_tokenizer_dir(directory, 16))
-    tokenizer_2 = _t5_tokenizer(directory, 16)
+    tokenizer = CLIPTokenizer.from_pretrained(_tokenizer_dir(directory, 77 if full_size else 16))
+    tokenizer_2 = _t5_tokenizer(directory, 512 if full_size else 16)
     torch.manual_seed(seed)
-    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=24, intermediate_size=48, num_hidden_layers=2,
-                                                num_attention_heads=4, vocab_size=len(tokenizer),
-                                                max_position_embeddings=16, bos_token_id=tokenizer.bos_token_id,
-                                                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id))
-    text_encoder_2 = T5EncoderModel(T5Config(vocab_size=len(tokenizer_2), d_model=32, d_kv=8, d_ff=64, num_layers=2,
-                                             num_heads=4, feed_forward_proj="gated-gelu", pad_token_id=0,
-                                             eos_token_id=1, decoder_start_token_id=0))
-    transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
-                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
-                                         pooled_projection_dim=24, guidance_embeds=True, axes_dims_rope=(4, 6, 6))
-    vae = AutoencoderKL(block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=16,
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        norm_num_groups=16, sample_size=16, scaling_factor=0.3611, shift_factor=0.1159,
-                        use_quant_conv=False, use_post_quant_conv=False)
+    if full_size:
+        transformer, text_encoder_2, text_encoder, vae = full_size_flux_parts(blocks=(2, 4), t5_layers=2)
+        transformer, text_encoder_2, text_encoder, vae = (m.to(torch.bfloat16) for m in
+                                                          (transformer, text_encoder_2, text_encoder, vae))
+    else:
+        text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=24, intermediate_size=48, num_hidden_layers=2,
+                                                    num_attention_heads=4, vocab_size=len(tokenizer),
+                                                    max_position_embeddings=16, bos_token_id=tokenizer.bos_token_id,
+                                                    eos_token_id=tokenizer.eos_token_id,
+                                                    pad_token_id=tokenizer.eos_token_id))
+        text_encoder_2 = T5EncoderModel(T5Config(vocab_size=len(tokenizer_2), d_model=32, d_kv=8, d_ff=64,
+                                                 num_layers=2, num_heads=4, feed_forward_proj="gated-gelu",
+                                                 pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
+        transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                             attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                             pooled_projection_dim=24, guidance_embeds=True, axes_dims_rope=(4, 6, 6))
+        vae = AutoencoderKL(block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=16,
+                            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                            norm_num_groups=16, sample_size=16, scaling_factor=0.3611, shift_factor=0.1159,
+                            use_quant_conv=False, use_post_quant_conv=False)
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
                                                 base_image_seq_len=256, max_image_seq_len=4096)
     pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
@@ -211,15 +219,18 @@ def build_tiny_flux(directory, seed=0):
     return directory / "model"
 
 
-def full_size_flux_parts():
+def full_size_flux_parts(blocks=(19, 38), t5_layers=24):
     """FLUX.1-dev's configs (random weights; build them under torch.device("meta") to count shapes and
     FLOPs without memory): the 12 B-parameter transformer (19 joint and 38 single blocks, guidance
-    embedding), T5-XXL's encoder, CLIP ViT-L and the 16-channel VAE."""
+    embedding), T5-XXL's encoder, CLIP ViT-L and the 16-channel VAE; blocks and t5_layers: fewer of them
+    at the same widths."""
     from diffusers import AutoencoderKL, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
-    transformer = FluxTransformer2DModel(guidance_embeds=True)     # the class defaults are FLUX.1's widths
-    t5 = T5EncoderModel(T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-                                 feed_forward_proj="gated-gelu"))
+    # the class defaults are FLUX.1's widths
+    transformer = FluxTransformer2DModel(num_layers=blocks[0], num_single_layers=blocks[1], guidance_embeds=True)
+    t5 = T5EncoderModel(T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=t5_layers,
+                                 num_heads=64, feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1,
+                                 decoder_start_token_id=0))
     clip = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                                         num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu"))
     vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=16,
