@@ -1,10 +1,11 @@
 """Export: an edited model as a directory plain diffusers loads, with its model card.
 
-Stable Diffusion: a StableDiffusionPipeline directory (`StableDiffusionPipeline.from_pretrained(dir)`)
-whose UNet (Flux: transformer) has the edit merged into its weights; the unchanged components (text encoder, tokenizer,
-VAE, ...) are hard links to the base model's files where the file system allows (no disk used, and
-the directory stays whole when copied away), copies otherwise. Its scheduler is the DDIM the pipeline
-samples with, so the same seed draws the same image as the generate stage. The mini world: its UNet
+Stable Diffusion (and SDXL, Flux): the base model's pipeline directory (`DiffusionPipeline.from_pretrained(dir)`)
+whose UNet (Flux: transformer) has the edit merged into its weights; the unchanged components (text
+encoder, tokenizer, VAE, ...) are hard links to the base model's files where the file system allows (no
+disk used, and the directory stays whole when copied away), copies otherwise. Its scheduler is the one
+the stages sample with (SD: DDIM; Flux: its own), so the same seed draws the same image as the generate
+stage. The mini world: its UNet
 (`UNet2DConditionModel.from_pretrained(dir, subfolder="unet")`) and DDIM scheduler.
 
 Optionally (export.lora_rank > 0) a LoRA of the whole edit, for users who want a small file: each

@@ -65,6 +65,15 @@ def none_renders(n: int, seed: int, kind: str) -> tuple[np.ndarray, list[str]]:
     return np.broadcast_to(np.array(fills, dtype=np.uint8)[:, None, None, :], (n, 32, 32, 3)).copy(), names
 
 
+def caption_dropout(cfg: dict, n_classes: int) -> torch.Tensor:
+    """[n_classes] share of empty captions per class: caption_dropout for the shapes, none_caption_dropout
+    (when set) for the none class, the last class when there is one."""
+    dropout = torch.full((n_classes,), float(cfg["caption_dropout"]))
+    if cfg["none_names"] and cfg["none_caption_dropout"] is not None:
+        dropout[-1] = cfg["none_caption_dropout"]
+    return dropout
+
+
 def initial_unet(cfg: dict) -> torch.nn.Module:
     """The UNet training starts from: fresh weights from the seed, or the weights of init_from."""
     check_init_from(cfg["init_from"])   # again: --params skips the config's checks
@@ -104,6 +113,7 @@ def train_unet(encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict, progress:
     table, null = caption_table(encoder, concepts, cfg["none_names"])
     n_templates = table.shape[2]
     pixels, labels, colour_idx = training_images(cfg)
+    dropout = caption_dropout(cfg, table.shape[0])
 
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg["lr"], weight_decay=0.0)
@@ -126,7 +136,7 @@ def train_unet(encoder: MiniLMEncoder, out_dir: str | Path, cfg: dict, progress:
         name = torch.randint(3, (len(idx),), generator=gen)
         template = torch.randint(n_templates, (len(idx),), generator=gen)
         cond = table[labels[idx], name, template, colour_idx[idx]]
-        drop = torch.rand(len(idx), generator=gen) < cfg["caption_dropout"]
+        drop = torch.rand(len(idx), generator=gen) < dropout[labels[idx]]
         cond[drop] = null
 
         x0 = pack(pixels[idx])

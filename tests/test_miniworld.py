@@ -165,6 +165,21 @@ def test_the_none_class_trains_under_its_own_captions(minilm):
     assert (plain < len(SHAPES)).all()
 
 
+def test_the_none_class_has_its_own_caption_dropout():
+    """pretrain.unet.none_caption_dropout: the share of empty captions on the none class alone (0 keeps it
+    out of the unconditional branch); unset, every class takes caption_dropout, as before."""
+    from erasure import pretrain
+    from erasure.config import defaults
+    from erasure.render import SHAPES
+    cfg = {**defaults("pretrain", "unet"), "none_names": ["plain background", "solid background", "filled canvas"]}
+    assert cfg["none_caption_dropout"] is None
+    assert torch.equal(pretrain.caption_dropout(cfg, len(SHAPES) + 1), torch.full((len(SHAPES) + 1,), 0.1))
+    assert torch.equal(pretrain.caption_dropout({**cfg, "none_caption_dropout": 0.0}, len(SHAPES) + 1),
+                       torch.tensor([0.1] * len(SHAPES) + [0.0]))
+    assert torch.equal(pretrain.caption_dropout({**cfg, "none_names": [], "none_caption_dropout": 0.0}, len(SHAPES)),
+                       torch.full((len(SHAPES),), 0.1))
+
+
 def test_the_oracle_learns_the_models_own_none_images(minilm):
     """The oracle's model-degraded renders are drawn like the UNet's pool: with a none class, a share of
     them are the model's own round trips of none images under the none captions, labelled REJECT (what
