@@ -137,8 +137,8 @@ def load_flux(model: str, torch_dtype: torch.dtype, device: str, resolution: int
     denoiser = FluxDenoiser(transformer, encoder.pooled_dim).to(device)
     return World(encoder=encoder, unet=denoiser.eval().requires_grad_(False),
                  make_scheduler=lambda: FlowMatchEulerDiscreteScheduler.from_config(sched_config),
-                 make_train_scheduler=FlowTrainScheduler, latent_shape=(transformer.config.in_channels // 4, side, side),
-                 decode=decode, encode_images=encode_images, causal_text=False, edit_sites=FLUX_EDIT_SITES)
+                 make_train_scheduler=FlowTrainScheduler,
+                 latent_shape=(transformer.config.in_channels // 4, side, side), decode=decode, encode_images=encode_images, causal_text=False, edit_sites=FLUX_EDIT_SITES)
 
 
 def _text_encoder(model: str, family: str, device: str = "cpu") -> TextEncoder:
