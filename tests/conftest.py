@@ -1,3 +1,4 @@
+import csv
 import io
 import json
 import os
@@ -85,6 +86,35 @@ def default_config(tmp_path):
     config["miniworld"]["weights"] = str(ROOT / "weights/miniworld")
     config["concepts_file"] = str(ROOT / config["concepts_file"])
     return config
+
+
+def tiny_objects_config(tmp_path, sd: dict) -> dict:
+    """The objects task as it ships (configs/sd_objects.yaml), erasing "heart" on a tiny model (`sd`: its
+    model, dtype, ...) with budgets cut to a few steps and random CLIP weights for scoring; out_dir under
+    tmp_path. The tiny SDXL and Flux DAG tests start from it."""
+    concepts = {"templates": ["{name}"], "concepts": {
+        "heart": {"name": "heart", "synonyms": ["love heart"], "associated": [{"prompt": "a love heart"}]},
+        "star": {"name": "star", "synonyms": ["shining star"], "associated": [{"prompt": "a shining star"}]}}}
+    (tmp_path / "concepts.json").write_text(json.dumps(concepts))
+    config = yaml.safe_load((ROOT / "configs/sd_objects.yaml").read_text())
+    config.update(out_dir=str(tmp_path / "out"), concepts_file=str(tmp_path / "concepts.json"), erase=["heart"],
+                  prompt_template="a {}", anchor="a shape", sd=sd, attacks={"run": []})
+    config["scorer"].update(clip_pretrained=None, clip_template="a {}")   # random open_clip weights here
+    config["generate"].update(images_per_prompt=2, steps=2, batch_size=4)
+    config["mining"] = {"num_neighbors": 6, "num_beyond": 6}
+    config["lora"] = {"steps": 2, "anchor_images": 2, "batch_size": 2}
+    return config
+
+
+def run_dag(tmp_path, config: dict, target: str = "all") -> dict:
+    """Write config, run Snakemake's `target` on it (2 cores) and return the report's summary rows of
+    "heart" by method."""
+    path = write_config(tmp_path, config, "dag.yaml")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", target, "--configfile",
+                           str(path)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(Path(config["out_dir"]) / "report/summary.csv", newline="") as f:
+        return {r["method"]: r for r in csv.DictReader(f) if r["concept"] == "heart"}
 
 
 def gcd_resources(path, concepts_file):

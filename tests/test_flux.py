@@ -3,8 +3,6 @@ sampler) drawn exactly as diffusers' FluxPipeline draws, the closed form on cont
 what runs on Flux today on a tiny Flux built offline."""
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import ROOT, run_stage
+from conftest import ROOT, run_dag, run_stage, tiny_objects_config
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +86,8 @@ def test_the_closed_form_maps_the_concepts_t5_rows_to_the_anchors(tiny_flux, wor
 def test_methods_not_built_for_flux_and_eta_stop_at_the_config_check(tiny_flux, tmp_path):
     from erasure.config import load_config
     from erasure.errors import ConfigError
-    base = yaml.safe_load(flux_config(tmp_path, tiny_flux).read_text())
+    base = flux_config(tmp_path, tiny_flux)
+    (tmp_path / "flux.yaml").write_text(yaml.safe_dump(base))
     load_config([ROOT / "config.yaml", tmp_path / "flux.yaml"])            # the DAG's config passes
     for change, field in (({"run_methods": base["run_methods"] + ["esd_x"]}, "run_methods: 'esd_x'"),
                           ({"run_methods": base["run_methods"] + ["adavd"]}, "run_methods: 'adavd'"),
@@ -133,48 +132,31 @@ def test_a_lora_file_loads_in_fluxpipeline_as_the_stages_fuse_it(tiny_flux, tmp_
     assert torch.equal(pipe.transformer.context_embedder.weight, ours) and not torch.equal(ours, before)
 
 
-def flux_config(tmp_path, model):
-    """The objects task's shape on the tiny Flux: the unedited model, RealEra (closed form and LoRA), UCE
-    and SepME, and two attacks on RealEra; budgets cut to a few steps. RECE, UnlearnDiffAtk and
-    Ring-A-Bell run on the tiny Flux in the GPU check's test (tests/test_gpu_check.py)."""
-    concepts = {"templates": ["{name}"], "concepts": {
-        "heart": {"name": "heart", "synonyms": ["love heart"], "associated": [{"prompt": "a love heart"}]},
-        "star": {"name": "star", "synonyms": ["shining star"], "associated": [{"prompt": "a shining star"}]}}}
-    (tmp_path / "concepts.json").write_text(json.dumps(concepts))
-    config = yaml.safe_load((ROOT / "configs/sd_objects.yaml").read_text())
-    config.update(out_dir=str(tmp_path / "out"), concepts_file=str(tmp_path / "concepts.json"), erase=["heart"],
-                  prompt_template="a {}", anchor="a shape", run_methods=["original", "realera", "uce_2025", "sepme"])
-    config["sd"] = {"model": str(model), "dtype": "bfloat16", "resolution": 64}
-    config["scorer"].update(clip_pretrained=None, clip_template="a {}")   # random open_clip weights here
-    config["generate"].update(images_per_prompt=2, steps=2, batch_size=4, eta=0.0, guidance=3.5)
-    config["mining"] = {"num_neighbors": 6, "num_beyond": 6}
-    config["lora"] = {"steps": 2, "anchor_images": 2, "anchor_steps": 2, "batch_size": 2}
-    config["attacks"] = {"run": ["inversion", "revival"], "methods": ["realera"], "templates": ["a {}"],
-                         "images_per_prompt": 2, "inversion": {"steps": 2, "batch_size": 2, "target_images": 2},
-                         "revival": {"shots": 2, "batch_size": 2, "checkpoints": [2]}}
+def flux_config(tmp_path, model) -> dict:
+    """The objects task on the tiny Flux: the unedited model, RealEra (closed form and LoRA) and concept
+    inversion on RealEra. UCE, RECE, SepME, UnlearnDiffAtk, Ring-A-Bell and revival run on the tiny Flux
+    in the GPU check's test (tests/test_gpu_check.py)."""
+    config = tiny_objects_config(tmp_path, {"model": str(model), "dtype": "bfloat16", "resolution": 64})
+    config["run_methods"] = ["original", "realera"]
+    config["generate"].update(eta=0.0, guidance=3.5)
+    config["lora"]["anchor_steps"] = 2
+    config["attacks"] = {"run": ["inversion"], "methods": ["realera"], "templates": ["a {}"], "images_per_prompt": 2,
+                         "inversion": {"steps": 2, "batch_size": 2, "target_images": 2}}
     config["export"] = {"methods": ["realera"]}
-    path = tmp_path / "flux.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return config
 
 
 @pytest.mark.slow
 def test_the_dag_runs_on_a_tiny_flux_and_its_export_draws_the_same_images(tiny_flux, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", "all", "--configfile",
-                           str(flux_config(tmp_path, tiny_flux))], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = run_dag(tmp_path, flux_config(tmp_path, tiny_flux))
     out = tmp_path / "out"
-    with open(out / "report/summary.csv", newline="") as f:
-        rows = {r["method"]: r for r in csv.DictReader(f) if r["concept"] == "heart"}
-    assert sorted(rows) == ["original", "realera", "sepme", "uce_2025"]
-    assert all(r["n_images"] for r in rows.values())
-    for method in ("realera", "uce_2025"):
-        assert list(load_file(out / f"edit/{method}/heart.safetensors")) == ["transformer.context_embedder"]
+    assert sorted(rows) == ["original", "realera"] and all(r["n_images"] for r in rows.values())
+    assert list(load_file(out / "edit/realera/heart.safetensors")) == ["transformer.context_embedder"]
     lora = load_file(out / "lora/realera/heart/pytorch_lora_weights.safetensors")
     assert sorted(lora) == ["transformer.context_embedder.lora_A.weight", "transformer.context_embedder.lora_B.weight"]
     with open(out / "report/robustness.csv", newline="") as f:
         attacked = {(r["method"], r["attack"]) for r in csv.DictReader(f)}
-    assert attacked == {("realera", "inversion"), ("realera", "revival")}
+    assert attacked == {("realera", "inversion")}
     # The deliverable: plain diffusers loads the export (closed form and LoRA fused) and draws the generate
     # stage's images.
     from diffusers import FluxPipeline

@@ -33,32 +33,27 @@ def test_the_gpu_check_runs_every_stage_on_the_tiny_sd(tmp_path):
     assert g["ours_img_per_s"] > 0 and g["diffusers_img_per_s"] > 0 and g["ratio"] > 0
 
 
-def test_the_gpu_check_runs_every_stage_on_the_tiny_sdxl(tmp_path):
-    out = tmp_path / "gpu_sdxl.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts/gpu_check.py"), "--tiny", "--family", "sdxl",
+def run_check(tmp_path, family: str) -> dict:
+    """The check's CPU run on the tiny model of `family`, under the device stand-in: its report."""
+    out = tmp_path / f"gpu_{family}.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/gpu_check.py"), "--tiny", "--family", family,
                            "--device-standin", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads(out.read_text())
-    stages = {s["stage"] for s in report["stages"]}
-    assert report["family"] == "sdxl" and {"train_lora realera", "train_esd esd_x", "mace", "sepme", "generate adavd",
-                                           "attack inversion realera", "replay inversion realera",
-                                           "attack unlearndiff realera", "attack ringabell", "revival uce"} <= stages
-    assert all(s["device_violations"] == {} for s in report["stages"])
+    assert report["family"] == family and all(s["device_violations"] == {} for s in report["stages"])
     assert report["generation"]["ratio"] > 0
+    return report
+
+
+def test_the_gpu_check_runs_every_stage_on_the_tiny_sdxl(tmp_path):
+    stages = {s["stage"] for s in run_check(tmp_path, "sdxl")["stages"]}
+    assert {"train_lora realera", "train_esd esd_x", "mace", "sepme", "generate adavd", "attack inversion realera",
+            "replay inversion realera", "attack unlearndiff realera", "attack ringabell", "revival uce"} <= stages
 
 
 def test_the_gpu_check_runs_what_flux_runs_on_the_tiny_flux(tmp_path):
-    out = tmp_path / "gpu_flux.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts/gpu_check.py"), "--tiny", "--family", "flux",
-                           "--device-standin", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    report = json.loads(out.read_text())
-    stages = {s["stage"] for s in report["stages"]}
-    assert report["family"] == "flux" and {"train_lora realera", "rece", "sepme", "generate realera",
-                                           "attack inversion realera", "replay inversion realera",
-                                           "attack unlearndiff realera", "attack ringabell", "revival uce"} <= stages
+    stages = {s["stage"] for s in run_check(tmp_path, "flux")["stages"]}
+    assert {"train_lora realera", "rece", "sepme", "generate realera", "attack inversion realera",
+            "replay inversion realera", "attack unlearndiff realera", "attack ringabell", "revival uce"} <= stages
     assert not stages & {"train_esd esd_x", "speed", "mace", "adavd"}     # not built for Flux
-    assert all(s["device_violations"] == {} for s in report["stages"])
-    assert report["generation"]["ratio"] > 0

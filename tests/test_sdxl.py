@@ -2,17 +2,14 @@
 StableDiffusionXLPipeline draws, and the whole DAG on a tiny SDXL built offline."""
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import ROOT, run_stage
+from conftest import run_dag, run_stage, tiny_objects_config
 
 
 @pytest.fixture(scope="module")
@@ -117,36 +114,14 @@ def test_the_pooled_edit_maps_the_erase_prompts_pooled_path_to_the_anchors(tiny_
     assert (after["star"] - before["star"]).norm() < 0.2 * gap       # the preserved prompt barely moves
 
 
-def sdxl_config(tmp_path, model):
-    """The objects task as it ships, on the tiny SDXL in bfloat16 with budgets cut to a few steps."""
-    concepts = {"templates": ["{name}"], "concepts": {
-        "heart": {"name": "heart", "synonyms": ["love heart"], "associated": [{"prompt": "a love heart"}]},
-        "star": {"name": "star", "synonyms": ["shining star"], "associated": [{"prompt": "a shining star"}]}}}
-    (tmp_path / "concepts.json").write_text(json.dumps(concepts))
-    config = yaml.safe_load((ROOT / "configs/sd_objects.yaml").read_text())
-    config.update(out_dir=str(tmp_path / "out"), concepts_file=str(tmp_path / "concepts.json"), erase=["heart"],
-                  prompt_template="a {}", anchor="a shape", run_methods=["original", "realera"])
-    config["sd"] = {"model": str(model), "dtype": "bfloat16"}
-    config["scorer"].update(clip_pretrained=None, clip_template="a {}")   # random open_clip weights here
-    config["generate"].update(images_per_prompt=2, steps=2, batch_size=4)
-    config["mining"] = {"num_neighbors": 6, "num_beyond": 6}
-    config["lora"] = {"steps": 2, "anchor_images": 2, "batch_size": 2}
-    config["attacks"] = {"run": []}
-    path = tmp_path / "sdxl.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 # The whole DAG through Snakemake, its rules and report. Every other stage (UCE, ESD-x, RECE, SPEED, MACE,
 # AdaVD, SepME, Ring-A-Bell, revival) runs on the tiny SDXL in tests/test_gpu_check.py.
 @pytest.mark.slow
 def test_the_objects_dag_runs_on_a_tiny_sdxl_and_its_export_draws_the_same_images(tiny_sdxl, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", "all", "--configfile",
-                           str(sdxl_config(tmp_path, tiny_sdxl))], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    config = tiny_objects_config(tmp_path, {"model": str(tiny_sdxl), "dtype": "bfloat16"})
+    config["run_methods"] = ["original", "realera"]
+    rows = run_dag(tmp_path, config)
     out = tmp_path / "out"
-    with open(out / "report/summary.csv", newline="") as f:
-        rows = {r["method"]: r for r in csv.DictReader(f) if r["concept"] == "heart"}
     assert sorted(rows) == ["original", "realera"] and all(r["n_images"] for r in rows.values())
     deltas = load_file(out / "edit/realera/heart.safetensors")
     assert len(deltas) == 2 * 4 and all(k.endswith(("attn2.to_k", "attn2.to_v")) for k in deltas)
