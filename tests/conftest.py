@@ -1,9 +1,13 @@
+import atexit
 import csv
 import io
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -106,12 +110,36 @@ def tiny_objects_config(tmp_path, sd: dict) -> dict:
     return config
 
 
+_STAGE_SERVER = {}
+
+
+def forked_stages_env(**extra) -> dict:
+    """The environment for a Snakemake run whose stage jobs fork from this test process's stage server
+    (tests/stage_server.py: about 8 s of imports saved per job), which starts on first use and stops when
+    the tests end. Tests about processes (SIGKILL, SLURM) keep real stage processes."""
+    if not _STAGE_SERVER:
+        folder = Path(tempfile.mkdtemp(prefix="stage-server-"))
+        socket_path, server = folder / "socket", ROOT / "tests/stage_server.py"
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1"}
+        with open(folder / "server.log", "w") as log:
+            proc = subprocess.Popen([sys.executable, str(server), "serve", str(socket_path)], env=env,
+                                    stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+        assert proc.stdout.readline().strip() == "ready", (folder / "server.log").read_text()
+        wrapper = folder / "python"
+        wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(server))} run "
+                           f"{shlex.quote(str(socket_path))} \"$@\"\n")
+        wrapper.chmod(0o755)
+        atexit.register(lambda: (proc.kill(), proc.wait(), shutil.rmtree(folder, ignore_errors=True)))
+        _STAGE_SERVER["env"] = {**os.environ, "HF_HUB_OFFLINE": "1", "ERASURE_STAGE_PYTHON": str(wrapper)}
+    return {**_STAGE_SERVER["env"], **extra}
+
+
 def run_dag(tmp_path, config: dict, target: str = "all") -> dict:
-    """Write config, run Snakemake's `target` on it (2 cores) and return the report's summary rows of
-    "heart" by method."""
+    """Write config, run Snakemake's `target` on it (2 cores, stages forked from the stage server) and
+    return the report's summary rows of "heart" by method."""
     path = write_config(tmp_path, config, "dag.yaml")
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", target, "--configfile",
-                           str(path)], cwd=ROOT, capture_output=True, text=True)
+                           str(path)], cwd=ROOT, capture_output=True, text=True, env=forked_stages_env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(Path(config["out_dir"]) / "report/summary.csv", newline="") as f:
         return {r["method"]: r for r in csv.DictReader(f) if r["concept"] == "heart"}

@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import ROOT, miniworld_config, write_config  # noqa: E402
+from conftest import ROOT, forked_stages_env, miniworld_config, write_config  # noqa: E402
 from erasure import inversion, params, placeholders, ringabell, unlearndiff  # noqa: E402
 from erasure.config import load_config  # noqa: E402
 
@@ -222,7 +222,7 @@ def test_attacks_replay_on_every_model_and_fill_the_robustness_and_transfer_tabl
     config["attacks"]["ringabell"].update(population=8, generations=2, prompts=1)
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", "robustness",
                            "--configfile", str(write_config(tmp_path, config))], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                          text=True, env=forked_stages_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = tmp_path / "out" / "report"
     with open(report / "robustness.csv", newline="") as f:

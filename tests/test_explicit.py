@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, forked_stages_env
 from erasure import datasets
 from fid_standin import write_standin_inception
 from test_coco import captions_json, write_images
@@ -74,7 +74,8 @@ def explicit_config(tmp_path, tiny_sd, i2p, coco=None, dtype="float32"):
 
 def snakemake(config, *args):
     return subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--cores", "2", *args,
-                           "--configfile", str(config)], cwd=ROOT, capture_output=True, text=True)
+                           "--configfile", str(config)], cwd=ROOT, capture_output=True, text=True,
+                          env=forked_stages_env())
 
 
 def test_offline_without_the_source_stops_before_any_job(tiny_sd, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, miniworld_config, run_stage, write_config
+from conftest import ROOT, forked_stages_env, miniworld_config, run_stage, write_config
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--nolock", "--cores", "2"]
 # The complete run writes under an out_dir that would inject a command into any unquoted shell line
@@ -28,7 +28,7 @@ def snakemake(configfile, *args, repo=ROOT):
     # Targets and flags go before --configfile, which takes every value after it. The package is
     # imported from `repo`, so a copy runs (and is planned with) its own code.
     return subprocess.run([*SNAKEMAKE, *args, "--configfile", str(configfile)], cwd=repo, capture_output=True,
-                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(repo)})
+                          text=True, env=forked_stages_env(PYTHONPATH=str(repo)))
 
 
 def copy_repo(dest):

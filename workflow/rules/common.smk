@@ -28,7 +28,10 @@ EDIT_METHODS = [m for m in config["run_methods"] if m != "original"]
 WEIGHT_METHODS = [m for m in EDIT_METHODS if METHODS[m]["kind"] != "adavd"]
 SAMPLERS = sorted({METHODS[m]["mining"] for m in EDIT_METHODS if METHODS[m]["kind"] == "realera"} - {"none"})
 AUDITS = [f"{OUT}/mine/{s}/{c}_audit/audit.md" for s in SAMPLERS for c in ERASE]
-PY = sys.executable  # the interpreter running Snakemake (the project venv)
+# The interpreter running Snakemake (the project venv) runs every stage. The tests may name another
+# command that behaves as `python` does (tests/stage_server.py's client: stages forked from a process
+# that has imported torch and diffusers already).
+PY = os.environ.get("ERASURE_STAGE_PYTHON") or sys.executable
 BASEDIR = Path(workflow.basedir)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
