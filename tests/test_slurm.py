@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, miniworld_config, write_config
+from conftest import ROOT, forked_stages_env, miniworld_config, write_config
 
 pytestmark = pytest.mark.slurm
 
@@ -53,11 +53,11 @@ def cluster():
     subprocess.run(["bash", str(ROOT / "scripts/slurm/down.sh")], capture_output=True)
 
 
-def start_snakemake(configfile, *args):
+def start_snakemake(configfile, *args, env=None):
     # Targets and flags go before --configfile, which takes every value after it.
     cmd = [sys.executable, "-m", "snakemake", *args, "--configfile", str(configfile)]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                            env=env or {**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
 def finished(proc):
@@ -107,9 +107,11 @@ def slurm_run(cluster, tmp_path_factory):
     config = run_config(tmp, "slurm", shards=SHARDS)
     path = write_config(tmp, config, "slurm.yaml")
     remote = start_snakemake(path, "all", *SLURM_FLAGS, "--slurm-logdir", str(tmp / "slurm_logs"))
-    # The local reference, unsharded, runs meanwhile: the sbatch run spends most of its time waiting on
-    # the scheduler.
-    local = start_snakemake(write_config(tmp, run_config(tmp, "local"), "local.yaml"), "all", "--cores", "1", "--nolock")
+    # The local reference, unsharded, runs meanwhile (the sbatch run spends most of its time waiting on
+    # the scheduler), its stages forked from the stage server: the sbatch jobs are real processes, so the
+    # comparison below also holds the server's stages to real ones, byte for byte.
+    local = start_snakemake(write_config(tmp, run_config(tmp, "local"), "local.yaml"), "all", "--cores", "1", "--nolock",
+                            env=forked_stages_env())
     finished(local)
     return tmp, config, path, finished(remote)
 
