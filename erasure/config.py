@@ -210,6 +210,10 @@ def check(config: dict) -> dict:
         raise ConfigError(f"config field mining.d2: must exceed mining.d1 ({cf['d1']}), got {cf['d2']}")
     if cf["s2"] > cf["s1"]:
         raise ConfigError(f"config field mining.s2: must not exceed mining.s1 ({cf['s1']}), got {cf['s2']}")
+    g = config["generate"]
+    if g["sampler"] and g["eta"] != 0:
+        raise ConfigError(f"config field generate.eta: {g['eta']}, but only DDIM takes eta and generate.sampler is "
+                          f"{g['sampler']}; set eta to 0 (its per-step noise is the solver's own) or sampler to null")
     if config["world"] == "sd" and not config["sd"]["model"]:
         raise ConfigError("config field sd.model: required when world is sd (a diffusers model id or directory)")
     environment.check(config)

@@ -49,6 +49,9 @@ def check_flux(config: dict) -> None:
     if config["generate"]["eta"] != 0:
         raise ConfigError(f"config field generate.eta: {config['generate']['eta']}; Flux samples with its "
                           "deterministic flow-matching scheduler, set eta to 0")
+    if config["generate"]["sampler"]:
+        raise ConfigError(f"config field generate.sampler: {config['generate']['sampler']}; the solvers are built on a "
+                          "UNet's DDIM schedule, Flux samples with its flow-matching scheduler: set it to null")
     if config["export"]["lora_rank"]:
         raise ConfigError("config field export.lora_rank: the LoRA export is written for UNets; set it to 0 for Flux")
 

@@ -22,7 +22,7 @@ from . import cli, io, placeholders
 from .edits import apply_edit, fingerprint
 from .io import slug
 from .progress import Progress
-from .sampling import sample
+from .sampling import sample, solver
 from .truncation import check_lengths
 from .world import World, load_world_from_params
 
@@ -50,6 +50,8 @@ def image_jobs(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str
     the prompt text, so adding or reordering prompts never reuses another prompt's image."""
     g = prm["generate"]
     pixels = {"model": prm[prm["world"]], "steps": g["steps"], "guidance": g["guidance"], "eta": g["eta"]}
+    if g["sampler"]:   # only when set, so the caches of DDIM runs keep their keys
+        pixels["sampler"] = g["sampler"]
     key = fingerprint(deltas, lora, tokens, extra=json.dumps(pixels, sort_keys=True))
     cache = Path(out).parent / f"{Path(out).stem}-{key}"
     return [(row, row["seed"] + k, cache / f"{_prompt_key(row['prompt'])}_{row['seed'] + k}.png")
@@ -116,7 +118,7 @@ def draw(world: World, g: dict, batches: list[list[tuple[dict, int, Path]]], lab
     prompts = sorted({row["prompt"] for batch in batches for row, _, _ in batch})
     emb = dict(zip(prompts, world.encoder.encode(prompts)))
     null = world.null_embedding()
-    scheduler = world.make_scheduler()
+    scheduler = solver(world.make_scheduler(), g["sampler"])
     with Progress(sum(len(b) for b in batches), f"generate{' ' + label if label else ''}", unit="images") as bar:
         for batch in batches:
             cond = torch.stack([emb[row["prompt"]] for row, _, _ in batch])

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 from .datasets import sha256
+from .environment import model_family
+from .sampling import SOLVERS
 
 METRICS = [("acc_e", "Acc_e (erased, lower is better)"), ("acc_s", "Acc_s (specificity)"),
            ("acc_g", "Acc_g (generality, lower is better)"), ("h_o", "H_o"), ("acc_sg", "Acc_sg")]
@@ -99,9 +101,23 @@ def usage(prm: dict, prompt: str) -> str:
                 "pixel_unshuffle(2):\n\n```python\nfrom diffusers import DDIMScheduler, UNet2DConditionModel\n"
                 "unet = UNet2DConditionModel.from_pretrained(DIR, subfolder=\"unet\")\n"
                 "scheduler = DDIMScheduler.from_pretrained(DIR, subfolder=\"scheduler\")\n```\n")
-    # DiffusionPipeline picks the class model_index.json names: StableDiffusionPipeline or the SDXL one.
-    return ("```python\nimport torch\nfrom diffusers import DiffusionPipeline\n\n"
-            "pipe = DiffusionPipeline.from_pretrained(DIR)  # scheduler: DDIM, as the evaluation drew\n"
+    # DiffusionPipeline picks the class model_index.json names: StableDiffusionPipeline, the SDXL or Flux one.
+    if model_family(prm["sd"]["model"]) == "flux":   # no eta: FluxPipeline's sampler is deterministic
+        return ("```python\nimport torch\nfrom diffusers import DiffusionPipeline\n\n"
+                "pipe = DiffusionPipeline.from_pretrained(DIR)  # flow-matching Euler steps, as the evaluation drew\n"
+                f"image = pipe({json.dumps(prompt)}, num_inference_steps={g['steps']},\n"
+                f"             guidance_scale={g['guidance']},\n"
+                "             generator=torch.Generator().manual_seed(SEED)).images[0]\n```\n\n"
+                "With these settings and one CPU generator per image, image SEED of a prompt is, up to the text "
+                "encoders' precision, the pipeline's evaluation image of that seed.\n")
+    imports, scheduler = "DiffusionPipeline", "  # scheduler: DDIM, as the evaluation drew\n"
+    if g["sampler"]:   # the solver the evaluation drew with, built on the exported DDIM schedule
+        cls, settings = SOLVERS[g["sampler"]]
+        imports += f", {cls.__name__}"
+        args = "".join(f", {k}={v!r}" for k, v in settings.items())
+        scheduler = f"\npipe.scheduler = {cls.__name__}.from_config(pipe.scheduler.config{args})\n"
+    return (f"```python\nimport torch\nfrom diffusers import {imports}\n\n"
+            "pipe = DiffusionPipeline.from_pretrained(DIR)" + scheduler +
             f"image = pipe({json.dumps(prompt)}, num_inference_steps={g['steps']}, guidance_scale={g['guidance']},\n"
             f"             eta={g['eta']}, generator=torch.Generator().manual_seed(SEED)).images[0]\n```\n\n"
             "With these settings and one CPU generator per image, image SEED of a prompt is the pipeline's "

@@ -92,7 +92,7 @@ def mace(config: dict, method: str, concept_slug: str) -> dict:
     return {**world_params(config), "concept": concept, "mapping": config["anchor"],
             "preserve_prompts": preserve_prompts(config, concept),
             "image_prompt": config["prompt_template"].format(concept),
-            "generate": {k: g[k] for k in ("steps", "guidance", "eta")},
+            "generate": {k: g[k] for k in ("steps", "guidance", "eta", "sampler")},
             "attention_lora": config["methods"][method]["attention_lora"], "mace": dict(config["mace"]),
             "seed": derived_seed(config, "mace", method, concept)}
 
@@ -137,7 +137,7 @@ def attack(config: dict, attack_name: str, method: str, concept_slug: str) -> di
     if attack_name in ("inversion", "unlearndiff", "revival"):   # white box: the unedited model's images
         g = config["generate"]
         out.update({attack_name: dict(a[attack_name])}, target_prompt=config["prompt_template"].format(concept),
-                   generate={k: g[k] for k in ("steps", "guidance", "eta")})
+                   generate={k: g[k] for k in ("steps", "guidance", "eta", "sampler")})
     if attack_name in ("none", "unlearndiff"):   # the prompts they start from: the file's, or the templates'
         given = (read_attack_prompts(a["prompts_file"], load_concepts(config["concepts_file"]))
                  if a["prompts_file"] else {})
@@ -256,4 +256,4 @@ def export(config: dict, method: str, concept_slug: str) -> dict:
     g = config["generate"]
     return {**world_params(config), "method": method, "concept": concept_slug, "kind": kind, "concepts": concepts,
             "settings": edit_settings(config, method, concept_slug),
-            "generate": {k: g[k] for k in ("steps", "guidance", "eta")}, "export": dict(config["export"])}
+            "generate": {k: g[k] for k in ("steps", "guidance", "eta", "sampler")}, "export": dict(config["export"])}

@@ -1,6 +1,9 @@
 """Classifier-free-guided sampling shared by both worlds: prompts x seeds in one batch, one seed per image."""
+import inspect
+
 import torch
-from diffusers import DDIMScheduler
+from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                       UniPCMultistepScheduler)
 
 from .flux import FlowTrainScheduler, FluxDenoiser, sample_flow
 
@@ -22,15 +25,43 @@ def predict_noise(unet: torch.nn.Module, xt: torch.Tensor, t: torch.Tensor, cond
     return unet(xt.to(at.device, at.dtype), t.to(at.device), cond.to(at.device, at.dtype)).sample.float()
 
 
+# generate.sampler: each solver's diffusers class and the settings it is built with (the model card
+# writes the same line for diffusers users).
+SOLVERS = {
+    "dpmpp_2m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpmpp_2m_sde": (DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
+    "unipc": (UniPCMultistepScheduler, {}),
+    "euler_a": (EulerAncestralDiscreteScheduler, {}),
+}
+
+
+def solver(scheduler, name: str | None):
+    """The sampling scheduler for config `generate.sampler`: the world's own (None), or a diffusers solver
+    on the same noise schedule (its betas, timestep count and spacing, prediction type). Where the world
+    clips its DDIM x0 to [-1, 1] (the mini world draws pixels), the multistep solvers clip theirs too
+    (dynamic thresholding at a maximum of 1 is that clip); Euler ancestral has no such option."""
+    if name is None:
+        return scheduler
+    if name not in SOLVERS:
+        raise ValueError(f"generate.sampler {name!r}: not one of {', '.join(SOLVERS)}")
+    cls, settings = SOLVERS[name]
+    if scheduler.config.get("clip_sample", False) and cls is not EulerAncestralDiscreteScheduler:
+        settings = {**settings, "thresholding": True, "sample_max_value": 1.0}
+    return cls.from_config(scheduler.config, **settings)
+
+
 def step(scheduler, eps: torch.Tensor, t: torch.Tensor, latents: torch.Tensor, eta: float = 0.0,
-         noise: torch.Tensor | None = None) -> torch.Tensor:
+         noise: torch.Tensor | None = None, generators: list[torch.Generator] | None = None) -> torch.Tensor:
     """One scheduler step. For DDIM with clip_sample (the mini world), the noise is re-derived from
     the clipped x0, as in GLIDE: diffusers otherwise pairs the clipped x0 with the unclipped noise,
     which leaves grain and turns thin shapes (stars, crosses) into round blobs. eta > 0 (DDIM only)
-    adds fresh noise `noise` at each step: eta = 1 is ancestral sampling, like DDPM's."""
+    adds fresh noise `noise` at each step: eta = 1 is ancestral sampling, like DDPM's. A solver that
+    draws its own noise (SDE, ancestral) draws each image's from that image's generator."""
     if isinstance(scheduler, DDIMScheduler):
         return scheduler.step(eps, t, latents, eta=eta, use_clipped_model_output=scheduler.config.clip_sample,
                               variance_noise=noise).prev_sample
+    if generators is not None and "generator" in inspect.signature(scheduler.step).parameters:
+        return scheduler.step(eps, t, latents, generator=generators).prev_sample
     return scheduler.step(eps, t, latents).prev_sample
 
 
@@ -61,16 +92,17 @@ def sample(unet: torch.nn.Module, scheduler, cond: torch.Tensor, null: torch.Ten
         eps_uncond, eps_cond = unet(model_in, t, context).sample.chunk(2)
         eps = eps_uncond + guidance * (eps_cond - eps_uncond)
         noise = draw_noise(generators, latent_shape).to(device, dtype) if eta > 0 else None
-        latents = step(scheduler, eps, t, latents, eta, noise)
+        latents = step(scheduler, eps, t, latents, eta, noise, generators)
     return latents.float().cpu()
 
 
 def prompt_latents(world, prompt: str, seeds: list[int], g: dict) -> torch.Tensor:
     """[len(seeds), *latent] latents the world's model draws for one prompt (image k from seeds[k]) with
-    a run's generate settings g (steps, guidance, eta): the targets of the white-box attacks and MACE's x_0."""
+    a run's generate settings g (steps, guidance, eta, sampler): the targets of the white-box attacks and
+    MACE's x_0."""
     cond = world.encoder.encode([prompt]).expand(len(seeds), -1, -1)
-    return sample(world.unet, world.make_scheduler(), cond, world.null_embedding(), seeds, world.latent_shape,
-                  steps=g["steps"], guidance=g["guidance"], eta=g["eta"])
+    return sample(world.unet, solver(world.make_scheduler(), g["sampler"]), cond, world.null_embedding(), seeds,
+                  world.latent_shape, steps=g["steps"], guidance=g["guidance"], eta=g["eta"])
 
 
 @torch.inference_mode()

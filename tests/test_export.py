@@ -66,7 +66,7 @@ def sd_export(tiny_sd, tmp_path_factory):
     (tmp / "summary.csv").write_text("method,concept,acc_e,acc_e_lo,acc_e_hi,acc_s,n_images\n"
                                      "realera,heart,2.0,0.5,7.0,88.0,200\noriginal,heart,95.0,91.0,97.5,89.0,200\n")
     prm = {**world, "method": "realera", "concept": "heart", "kind": "realera", "concepts": ["heart"],
-           "settings": {"closed_form": cf}, "generate": {k: gen[k] for k in ("steps", "guidance", "eta")},
+           "settings": {"closed_form": cf}, "generate": {k: gen[k] for k in ("steps", "guidance", "eta", "sampler")},
            "export": {"methods": None, "lora_rank": 64}}
     run_stage("export", "--params", json.dumps(prm), "--method", "realera", "--concept", "heart",
               "--deltas", tmp / "deltas.safetensors", "--lora", tmp / "lora", "--summary", tmp / "summary.csv",
@@ -155,7 +155,7 @@ def test_miniworld_export_loads_as_a_plain_unet(tmp_path):
         ours = world.unet(x, 500, cond).sample
     prm = {"world": "miniworld", "miniworld": {"weights": str(ROOT / "weights/miniworld")}, "method": "cf",
            "concept": "heart", "kind": "realera", "concepts": ["heart"], "settings": {},
-           "generate": {"steps": 25, "guidance": 5.0, "eta": 1.0}, "export": {"methods": None, "lora_rank": 0}}
+           "generate": {"steps": 25, "guidance": 5.0, "eta": 1.0, "sampler": None}, "export": {"methods": None, "lora_rank": 0}}
     run_stage("export", "--params", json.dumps(prm), "--method", "cf", "--concept", "heart",
               "--deltas", tmp_path / "deltas.safetensors", "--out", tmp_path / "export")
     run_plain(f"""
@@ -171,11 +171,11 @@ with torch.no_grad():
     assert "Not evaluated in this run" in (tmp_path / "export/README.md").read_text()
 
 
-def test_card_survives_hostile_concept_names():
+def test_card_survives_hostile_concept_names(tiny_sd):
     from erasure.model_card import model_card
     name = "x | y\n---\nevil: true"
-    prm = {"world": "sd", "sd": {"model": "org/model"}, "method": "uce", "concept": "x", "kind": "uce",
-           "concepts": [name], "settings": {}, "generate": {"steps": 2, "guidance": 5.0, "eta": 0.0}}
+    prm = {"world": "sd", "sd": {"model": str(tiny_sd)}, "method": "uce", "concept": "x", "kind": "uce",
+           "concepts": [name], "settings": {}, "generate": {"steps": 2, "guidance": 5.0, "eta": 0.0, "sampler": None}}
     rows = [{"method": "uce", "concept": "x", "acc_e": "1.0", "n_images": "10"}]
     card = model_card(prm, rows, [], [], None, "snakemake all")
     front = card.split("---\n")[1]

@@ -157,6 +157,8 @@ def test_the_dag_runs_on_a_tiny_flux_and_its_export_draws_the_same_images(tiny_f
     with open(out / "report/robustness.csv", newline="") as f:
         attacked = {(r["method"], r["attack"]) for r in csv.DictReader(f)}
     assert attacked == {("realera", "inversion")}
+    card = (out / "export/realera/heart/README.md").read_text()
+    assert "flow-matching Euler" in card and "eta=" not in card   # FluxPipeline takes no eta
     # The deliverable: plain diffusers loads the export (closed form and LoRA fused) and draws the generate
     # stage's images.
     from diffusers import FluxPipeline

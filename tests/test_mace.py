@@ -171,7 +171,7 @@ def test_stage_without_the_lora_is_the_refinement_alone(tmp_path):
 def test_stage_on_a_half_precision_sd(tiny_sd, tmp_path, dtype):
     world = sd_params(tiny_sd, dtype)
     prm = {**world, "concept": "heart", "mapping": "a shape", "preserve_prompts": ["a circle"],
-           "image_prompt": "a photo of heart", "generate": {"steps": 2, "guidance": 7.5, "eta": 0.0},
+           "image_prompt": "a photo of heart", "generate": {"steps": 2, "guidance": 7.5, "eta": 0.0, "sampler": None},
            "attention_lora": True, "mace": {**defaults("mace"), "steps": 2, "images": 1}, "seed": 3}
     out = tmp_path / "mace.safetensors"
     run_stage("mace", "--params", json.dumps(prm), "--method", "mace", "--concept", "heart", "--out", out)
