@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import signal
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -113,20 +114,62 @@ def cpu_workers(threads: int, n_batches: int) -> int:
     return max(1, min(threads, n_batches))
 
 
-def draw(world: World, g: dict, batches: list[list[tuple[dict, int, Path]]], label: str = "") -> None:
-    """Draw and save the images of `batches` (lists of (prompt row, seed, path)), with progress."""
-    prompts = sorted({row["prompt"] for batch in batches for row, _, _ in batch})
+class BatchChooser:
+    """Images per UNet call, chosen by measurement on the job's own batches: the first batches are drawn at
+    each candidate size (powers of two from 4 up to `largest`, then `largest`; the first size twice, once
+    to warm up), the rest at the size that took the fewest seconds per image. The best size depends on
+    the world and the machine (on 2 CPU cores the mini world runs faster per image at 8 than at 64; a
+    tiny SD or a GPU at the largest), and images depend only on their seeds, so this changes speed only."""
+
+    def __init__(self, largest: int):
+        sizes = [s for s in (4, 8, 16, 32, 64, 128, 256) if s < largest] + [largest]
+        self.trials = [sizes[0], *sizes]
+        self.warmed = False
+        self.seconds_per_image = {}
+
+    def size(self) -> int:
+        if self.trials:
+            return self.trials[0]
+        return min(self.seconds_per_image, key=self.seconds_per_image.get)
+
+    def record(self, n: int, seconds: float) -> None:
+        """A batch of n images took `seconds`."""
+        if not self.trials or n != self.trials[0]:
+            return   # the chosen size at work, or the last, short batch of a job
+        size = self.trials.pop(0)
+        if self.warmed:
+            self.seconds_per_image[size] = seconds / n
+        self.warmed = True
+
+
+def draw(world: World, g: dict, batches: list[list[tuple[dict, int, Path]]], label: str = "") -> int:
+    """Draw and save the images of `batches` (lists of (prompt row, seed, path)), with progress; at most
+    `generate.batch_size` images per UNet call, as many as a measurement says (BatchChooser). Returns the
+    batch size it settled on."""
+    jobs = [job for batch in batches for job in batch]
+    prompts = sorted({row["prompt"] for row, _, _ in jobs})
     emb = dict(zip(prompts, world.encoder.encode(prompts)))
     null = world.null_embedding()
     scheduler = solver(world.make_scheduler(), g["sampler"])
-    with Progress(sum(len(b) for b in batches), f"generate{' ' + label if label else ''}", unit="images") as bar:
-        for batch in batches:
+    chooser = BatchChooser(g["batch_size"])
+    with Progress(len(jobs), f"generate{' ' + label if label else ''}", unit="images") as bar:
+        done = 0
+        while done < len(jobs):
+            batch = jobs[done:done + chooser.size()]
+            start = time.perf_counter()
             cond = torch.stack([emb[row["prompt"]] for row, _, _ in batch])
             latents = sample(world.unet, scheduler, cond, null, [s for _, s, _ in batch], world.latent_shape,
                              steps=g["steps"], guidance=g["guidance"], eta=g["eta"])
             for (_, _, path), image in zip(batch, world.decode(latents)):
                 io.save_image(Image.fromarray(image), path)
+            chooser.record(len(batch), time.perf_counter() - start)
+            done += len(batch)
             bar.update(len(batch))
+    if chooser.seconds_per_image:
+        timings = ", ".join(f"{n}: {t:.3g}" for n, t in sorted(chooser.seconds_per_image.items()))
+        cli.progress(f"generate{' ' + label if label else ''}: {chooser.size()} images per call "
+                     f"(seconds per image by batch size: {timings})")
+    return chooser.size()
 
 
 def edited_world(prm: dict, deltas: str | None, lora: str | None, tokens: str | None) -> World:

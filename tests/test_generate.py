@@ -91,3 +91,16 @@ def test_associated_of_keeps_only_the_erased_concepts_associated_prompts(setup):
               "--out", tmp / "d/manifest.csv")
     kept = [line.split(",")[3] for line in (tmp / "d/manifest.csv").read_text().splitlines()[1:]]
     assert kept == ["a heart", "a valentine", "a star"]
+
+
+def test_the_batch_size_is_the_measured_fastest_after_one_try_of_each():
+    from erasure.generation import BatchChooser
+    chooser, per_image = BatchChooser(20), {4: 0.30, 8: 0.10, 16: 0.12, 20: 0.2}
+    tried = []
+    for _ in range(7):
+        n = chooser.size()
+        tried.append(n)
+        chooser.record(n, 99.0 if len(tried) == 1 else per_image[n] * n)   # the warm-up batch is slow
+    assert tried == [4, 4, 8, 16, 20, 8, 8]
+    chooser.record(3, 0.0)   # a job's last, short batch changes nothing
+    assert chooser.size() == 8
