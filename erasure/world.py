@@ -51,7 +51,8 @@ def to_uint8(images: torch.Tensor) -> "numpy.ndarray":
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def load_miniworld(weights_dir: str | Path) -> World:
+def load_miniworld(weights_dir: str | Path, dtype: str = "float32") -> World:
+    """The mini world: its UNet in `dtype` (trained in float32), MiniLM in float32."""
     weights_dir = Path(weights_dir)
     path = weights_dir / "unet.safetensors"
     if not path.is_file():
@@ -59,6 +60,7 @@ def load_miniworld(weights_dir: str | Path) -> World:
                                 "run `snakemake pretrain` to train them)")
     unet = miniworld.build_unet()
     unet.load_state_dict(load_file(path))
+    unet = unet.to(getattr(torch, dtype))
     return World(encoder=MiniLMEncoder(), unet=unet.eval().requires_grad_(False),
                  make_scheduler=miniworld.sample_scheduler, make_train_scheduler=miniworld.train_scheduler,
                  latent_shape=(12, 16, 16), decode=lambda z: to_uint8(miniworld.unpack(z)),
@@ -215,6 +217,6 @@ def load_tokenizer(params: dict) -> tuple:
 
 def load_world_from_params(params: dict) -> World:
     if params["world"] == "miniworld":
-        return load_miniworld(params["miniworld"]["weights"])
+        return load_miniworld(params["miniworld"]["weights"], params["miniworld"]["dtype"])
     sd = params["sd"]
     return load_sd(sd["model"], dtype=sd["dtype"], device=sd["device"], resolution=sd["resolution"])

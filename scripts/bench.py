@@ -95,7 +95,8 @@ def bench_generation(repeats):
                     image.save(folder / f"{i}_{k}.png")
 
         worlds = {"sd_tiny": (load_sd(str(model), dtype="float32"), diffusers_per_prompt),
-                  "miniworld": (load_miniworld(ROOT / "weights/miniworld"), None)}
+                  "miniworld": (load_miniworld(ROOT / "weights/miniworld"), None),
+                  "miniworld_bf16": (load_miniworld(ROOT / "weights/miniworld", "bfloat16"), None)}
         for name, (world, baseline) in worlds.items():
             out[f"{name}_image_gflop"] = image_gflop(world, steps, guidance)
             for n, n_prompts in GENERATION_CASES:
@@ -497,16 +498,20 @@ def write_markdown():
              "median of several runs; comparisons are measured in the same run. Raw figures: `results/bench/*.json`.", ""]
     lines += ["| what | ours | baseline | ratio | target | met |", "|---|---|---|---|---|---|"]
     if gen:
-        peak = gen["float32_matmul_gflops"]
         for world, label, base in (("sd_tiny", "tiny SD", "diffusers StableDiffusionPipeline, once per prompt"),
-                                   ("miniworld", "mini world", "the same sampler, once per prompt")):
+                                   ("miniworld", "mini world", "the same sampler, once per prompt"),
+                                   ("miniworld_bf16", "mini world in bfloat16", "the same, once per prompt")):
+            if f"{world}_image_gflop" not in gen:
+                continue
+            precision = "bfloat16" if world.endswith("bf16") else "float32"
+            peak = gen[f"{precision}_matmul_gflops"]
             for n, _ in gen["cases"]:
                 key = f"{world}_{n}img"
                 ours, ratio = gen[f"{key}_ours_img_per_s"], gen[f"{key}_ratio"]
                 rate = gen[f"{world}_image_gflop"] * ours
                 need = 2 if n == 1 else 1   # one image per prompt: per-call overhead dominates the baseline
                 lines.append(f"| generation, {label}, {gen[f'{key}_prompts']} prompts x {n} image(s), {gen['steps']} steps: "
-                             f"img/s (achieved GFLOP/s; fraction of the float32 matmul peak; images per call chosen) | "
+                             f"img/s (achieved GFLOP/s; fraction of the {precision} matmul peak; images per call chosen) | "
                              f"{f(ours)} ({f(rate, 1)}; {rate / peak:.0%} of {f(peak, 1)}; {gen[f'{key}_batch_chosen']}) | "
                              f"{f(gen[f'{key}_baseline_img_per_s'])} ({base}) | {f(ratio)}x | >= {need}x | "
                              f"{'yes' if ratio >= need else 'no'} |")

@@ -196,3 +196,19 @@ def test_the_oracle_learns_the_models_own_none_images(minilm):
     assert images.shape == (8, 32, 32, 3) and (labels == REJECT).sum() == 2
     _, plain = pretrain.degraded_renders(unet, minilm, 8, 5, ocfg, {**ucfg, "none_names": []}, batch=4)
     assert (plain != REJECT).all()
+
+
+@pytest.mark.slow
+def test_the_mini_worlds_dag_runs_in_bfloat16(tmp_path):
+    """miniworld.dtype bfloat16: the closed form, RealEra's LoRA, ESD, SepME's set, generation, scoring and
+    concept inversion on the UNet in bfloat16 (the trainers keep float32 master weights)."""
+    from conftest import miniworld_config, run_dag
+    config = miniworld_config(tmp_path, run_methods=["original", "cf", "realera", "esd_x"])
+    config["miniworld"]["dtype"] = "bfloat16"
+    config["esd"].update(iterations=2, batch_size=1)
+    config["attacks"].update(run=["inversion"], methods=["realera"], images_per_prompt=1, templates=["a {}"])
+    config["attacks"]["inversion"].update(steps=2, batch_size=2, target_images=2)
+    rows = run_dag(tmp_path, config)
+    assert sorted(rows) == ["cf", "esd_x", "original", "realera"] and all(r["n_images"] for r in rows.values())
+    with open(tmp_path / "out/report/robustness.csv") as f:
+        assert "realera,heart,inversion" in f.read()
