@@ -153,7 +153,8 @@ def test_miniworld_export_loads_as_a_plain_unet(tmp_path):
     torch.save({"x": x, "cond": cond}, tmp_path / "inputs.pt")
     with torch.no_grad():
         ours = world.unet(x, 500, cond).sample
-    prm = {"world": "miniworld", "miniworld": {"weights": str(ROOT / "weights/miniworld")}, "method": "cf",
+    prm = {"world": "miniworld", "miniworld": {"weights": str(ROOT / "weights/miniworld"), "dtype": "float32"},
+           "method": "cf",
            "concept": "heart", "kind": "realera", "concepts": ["heart"], "settings": {},
            "generate": {"steps": 25, "guidance": 5.0, "eta": 1.0, "sampler": None}, "export": {"methods": None, "lora_rank": 0}}
     run_stage("export", "--params", json.dumps(prm), "--method", "cf", "--concept", "heart",
