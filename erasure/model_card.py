@@ -112,10 +112,10 @@ def usage(prm: dict, prompt: str) -> str:
                 "encoders' precision, the pipeline's evaluation image of that seed.\n")
     imports, scheduler = "DiffusionPipeline", "  # scheduler: DDIM, as the evaluation drew\n"
     if g["sampler"]:   # the solver the evaluation drew with, built on the exported DDIM schedule
-        cls, settings = SOLVERS[g["sampler"]]
-        imports += f", {cls.__name__}"
+        class_name, settings = SOLVERS[g["sampler"]]
+        imports += f", {class_name}"
         args = "".join(f", {k}={v!r}" for k, v in settings.items())
-        scheduler = f"\npipe.scheduler = {cls.__name__}.from_config(pipe.scheduler.config{args})\n"
+        scheduler = f"\npipe.scheduler = {class_name}.from_config(pipe.scheduler.config{args})\n"
     return (f"```python\nimport torch\nfrom diffusers import {imports}\n\n"
             "pipe = DiffusionPipeline.from_pretrained(DIR)" + scheduler +
             f"image = pipe({json.dumps(prompt)}, num_inference_steps={g['steps']}, guidance_scale={g['guidance']},\n"

@@ -2,8 +2,7 @@
 import inspect
 
 import torch
-from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                       UniPCMultistepScheduler)
+from diffusers import DDIMScheduler
 
 from .flux import FlowTrainScheduler, FluxDenoiser, sample_flow
 
@@ -26,13 +25,15 @@ def predict_noise(unet: torch.nn.Module, xt: torch.Tensor, t: torch.Tensor, cond
 
 
 # generate.sampler: each solver's diffusers class and the settings it is built with (the model card
-# writes the same line for diffusers users).
+# writes the same line for diffusers users). Classes by name: importing them loads scipy.stats (about
+# 1 s a process), so only a run that uses one pays it.
 SOLVERS = {
-    "dpmpp_2m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "dpmpp_2m_sde": (DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
-    "unipc": (UniPCMultistepScheduler, {}),
-    "euler_a": (EulerAncestralDiscreteScheduler, {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
 }
+CLIPPING_SOLVERS = ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler")   # those with x0 thresholding
 
 
 def solver(scheduler, name: str | None):
@@ -44,10 +45,11 @@ def solver(scheduler, name: str | None):
         return scheduler
     if name not in SOLVERS:
         raise ValueError(f"generate.sampler {name!r}: not one of {', '.join(SOLVERS)}")
-    cls, settings = SOLVERS[name]
-    if scheduler.config.get("clip_sample", False) and cls is not EulerAncestralDiscreteScheduler:
+    import diffusers
+    class_name, settings = SOLVERS[name]
+    if scheduler.config.get("clip_sample", False) and class_name in CLIPPING_SOLVERS:
         settings = {**settings, "thresholding": True, "sample_max_value": 1.0}
-    return cls.from_config(scheduler.config, **settings)
+    return getattr(diffusers, class_name).from_config(scheduler.config, **settings)
 
 
 def step(scheduler, eps: torch.Tensor, t: torch.Tensor, latents: torch.Tensor, eta: float = 0.0,
