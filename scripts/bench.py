@@ -491,6 +491,7 @@ def write_markdown():
     """BENCHMARKS.md from whatever results/bench/*.json exist (missing ones say so)."""
     gen, cf, mine, lora, e2e, flops = (_load(n) for n in ("generation", "closed_form", "mining", "lora", "e2e", "flops"))
     spd = _load("speed")
+    gen = gen if gen and "cases" in gen else None   # a file from before the 1/8/200-image cases: run it again
     f = lambda x, d=2: "-" if x is None else f"{x:.{d}f}"  # noqa: E731
     lines = ["# Benchmarks", "",
              "Measured by `make bench` (`scripts/bench.py`; the end-to-end figures by `scripts/bench.py --only e2e`) "
@@ -546,8 +547,9 @@ def write_markdown():
         lines.append(f"| LoRA step, mini world, batch {lora['batch']}, rank {lora['rank']}: s (peak RSS {f(lora['peak_rss_mb'], 0)} MB) "
                      f"| {f(lora['step_s'], 3)} | | | | |")
     if e2e:
-        lines.append(f"| default run (`snakemake --cores 2 all`, fresh copy) s | {f(e2e['default_run_s'], 0)} | | | <= 600 s | "
-                     f"{'yes' if e2e['default_run_s'] <= 600 else 'no'} |")
+        # Issue 24: at most 6 minutes with the venv installed (an earlier row read the README's 10).
+        lines.append(f"| default run (`snakemake --cores 2 all`, fresh copy) s | {f(e2e['default_run_s'], 0)} | | | <= 360 s | "
+                     f"{'yes' if e2e['default_run_s'] <= 360 else 'no'} |")
         lines.append(f"| rerun after a scoring-only change s | {f(e2e['rerun_after_scoring_change_s'], 0)} | | | <= 60 s | "
                      f"{'yes' if e2e['rerun_after_scoring_change_s'] <= 60 else 'no'} |")
     if e2e and e2e.get("job_seconds_by_rule"):
