@@ -216,7 +216,7 @@ def train_oracle_stage(unet: torch.nn.Module, encoder: MiniLMEncoder, out_dir: s
 
     t0 = time.time()
     s = cfg["seed"] * 1000
-    clean, clean_y, _ = render_batch(cfg["clean"], seed=s + 1)
+    clean, clean_y, _ = render_batch(cfg["clean"], seed=s + 1, coloured=cfg["coloured_backgrounds"])
     degraded, degraded_y = degraded_renders(unet, encoder, cfg["degraded"], s + 2, cfg, unet_cfg)
     reject = reject_images(cfg["reject"], seed=s + 3)
     x = images_to_tensor(np.concatenate([clean, degraded, reject]))
@@ -239,5 +239,8 @@ def train_oracle_stage(unet: torch.nn.Module, encoder: MiniLMEncoder, out_dir: s
                **({"degraded_none_acc": round(float(acc(eval_deg[eval_deg_y == REJECT], REJECT)), 2)}
                   if (eval_deg_y == REJECT).any() else {}),
                "eval_sizes": {"fresh": len(eval_clean), "degraded": len(eval_deg), "reject": len(eval_rej)}}
+    if cfg["coloured_backgrounds"]:   # fresh renders, every one on a coloured ground
+        eval_col, eval_col_y, _ = render_batch(cfg["eval_size"], seed=s + 14, coloured=1.0)
+        metrics["fresh_coloured_acc"] = round(float(acc(eval_col, eval_col_y)), 2)
     io.save_safetensors({k: v.contiguous() for k, v in model.state_dict().items()}, Path(out_dir) / "oracle.safetensors")
     return dict(config=cfg, metrics=metrics, wall_time_s=round(time.time() - t0, 1))

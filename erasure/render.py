@@ -52,13 +52,17 @@ def _polygon(shape, r):
     raise ValueError(f"no polygon for shape {shape!r}")
 
 
+WHITE = (255, 255, 255)
+
+
 def render(shape: str, colour: tuple[int, int, int], radius: float, cx: float, cy: float, angle: float,
-           size: int = 32) -> np.ndarray:
-    """Draw one shape on a white background; geometry is in units of the image side (0..1)."""
+           size: int = 32, background: tuple[int, int, int] = WHITE) -> Image.Image:
+    """Draw one shape on a plain background (white unless given; a ring's or crescent's hole shows it);
+    geometry is in units of the image side (0..1)."""
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
     S = SUPERSAMPLE
-    img = Image.new("RGB", (S, S), (255, 255, 255))
+    img = Image.new("RGB", (S, S), background)
     draw = ImageDraw.Draw(img)
     r, x0, y0 = radius * S, cx * S, cy * S
     if shape == "circle":
@@ -66,12 +70,12 @@ def render(shape: str, colour: tuple[int, int, int], radius: float, cx: float, c
     elif shape == "ring":
         draw.ellipse([x0 - r, y0 - r, x0 + r, y0 + r], fill=colour)
         ri = r * 0.55
-        draw.ellipse([x0 - ri, y0 - ri, x0 + ri, y0 + ri], fill=(255, 255, 255))
+        draw.ellipse([x0 - ri, y0 - ri, x0 + ri, y0 + ri], fill=background)
     elif shape == "crescent":
         draw.ellipse([x0 - r, y0 - r, x0 + r, y0 + r], fill=colour)
         dx, dy = _rotate([(r * 0.5, -r * 0.2)], angle, 0, 0)[0]
         ri = r * 0.85
-        draw.ellipse([x0 + dx - ri, y0 + dy - ri, x0 + dx + ri, y0 + dy + ri], fill=(255, 255, 255))
+        draw.ellipse([x0 + dx - ri, y0 + dy - ri, x0 + dx + ri, y0 + dy + ri], fill=background)
     else:
         draw.polygon(_rotate(_polygon(shape, r), angle, x0, y0), fill=colour)
     return img.resize((size, size), Image.LANCZOS)
@@ -88,15 +92,32 @@ def random_params(rng: np.random.Generator, shape: str | None = None) -> dict:
     return dict(shape=shape, colour_name=name, colour=colour, radius=radius, cx=cx, cy=cy, angle=angle)
 
 
-def render_batch(n: int, seed: int, shapes: tuple[str, ...] = SHAPES) -> tuple[np.ndarray, np.ndarray]:
-    """n random renders: uint8 array [n, 32, 32, 3], shape index per image, colour name per image."""
+def render_batch(n: int, seed: int, shapes: tuple[str, ...] = SHAPES,
+                 coloured: float = 0.0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """n random renders: uint8 array [n, 32, 32, 3], shape index per image, colour name per image.
+    coloured: the share drawn on a random background colour (at least MIN_CONTRAST from the shape's)
+    instead of white, from a generator of their own, so the shapes stay those of coloured=0."""
     rng = np.random.default_rng(seed)
+    grounds = np.random.default_rng([seed, 1])
     images = np.empty((n, 32, 32, 3), dtype=np.uint8)
     labels = np.empty(n, dtype=np.int64)
     colours = []
     for i in range(n):
         p = random_params(rng, shapes[rng.integers(len(shapes))])
-        images[i] = np.asarray(render(p["shape"], p["colour"], p["radius"], p["cx"], p["cy"], p["angle"]))
+        background = random_background(grounds, p["colour"]) if coloured and grounds.random() < coloured else WHITE
+        images[i] = np.asarray(render(p["shape"], p["colour"], p["radius"], p["cx"], p["cy"], p["angle"],
+                                      background=background))
         labels[i] = SHAPES.index(p["shape"])
         colours.append(p["colour_name"])
     return images, labels, colours
+
+
+MIN_CONTRAST = 120.0   # RGB distance between a shape's colour and a coloured background
+
+
+def random_background(rng: np.random.Generator, colour: tuple[int, int, int]) -> tuple[int, int, int]:
+    """A uniform random RGB colour at least MIN_CONTRAST away from the shape's, so the shape stays visible."""
+    while True:
+        ground = rng.integers(0, 256, size=3)
+        if np.linalg.norm(ground - np.array(colour)) >= MIN_CONTRAST:
+            return tuple(int(c) for c in ground)

@@ -198,10 +198,25 @@ def test_the_oracle_learns_the_models_own_none_images(minilm):
     assert (plain != REJECT).all()
 
 
+def test_an_oracle_trained_on_coloured_grounds_says_how_it_reads_them(minilm, tmp_path):
+    """pretrain.oracle.coloured_backgrounds: its card adds the accuracy on fresh renders that all lie on
+    coloured grounds; without it the card's metrics are those of the committed oracle."""
+    from erasure import pretrain
+    from erasure.config import defaults
+    from erasure.miniworld import build_unet
+    unet = build_unet(seed=0).eval()
+    small = dict(clean=64, degraded=8, reject=8, epochs=1, eval_size=16, round_trip_steps=2)
+    ucfg = defaults("pretrain", "unet")
+    for share in (0.0, 0.5):
+        ocfg = {**defaults("pretrain", "oracle"), **small, "coloured_backgrounds": share}
+        card = pretrain.train_oracle_stage(unet, minilm, tmp_path, ocfg, ucfg, progress=lambda _: None)
+        assert ("fresh_coloured_acc" in card["metrics"]) == (share > 0)
+
+
 @pytest.mark.slow
 def test_the_mini_worlds_dag_runs_in_bfloat16(tmp_path):
-    """miniworld.dtype bfloat16: the closed form, RealEra's LoRA, ESD, SepME's set, generation, scoring and
-    concept inversion on the UNet in bfloat16 (the trainers keep float32 master weights)."""
+    """miniworld.dtype bfloat16: the closed form, RealEra's LoRA, ESD-x, generation, scoring and concept
+    inversion on the UNet in bfloat16 (the trainers keep float32 master weights)."""
     from conftest import miniworld_config, run_dag
     config = miniworld_config(tmp_path, run_methods=["original", "cf", "realera", "esd_x"])
     config["miniworld"]["dtype"] = "bfloat16"
