@@ -24,6 +24,16 @@ def test_card_describes_the_shipped_weights():
     assert card["oracle"]["metrics"]["fresh_renders_acc"] >= 99.0
 
 
+def test_the_v3_weights_are_what_their_config_trains():
+    """weights/miniworld_v3 (protocol v2's world, docs/protocol.md item 6): its card's UNet and oracle
+    settings are configs/pretrain_miniworld_v3.yaml's over the schema's defaults, so that command
+    trains them again."""
+    from erasure.config import load_config
+    card = json.loads((ROOT / "weights/miniworld_v3/card.json").read_text())
+    settings = load_config([str(ROOT / "config.yaml"), str(ROOT / "configs/pretrain_miniworld_v3.yaml")])["pretrain"]
+    assert card["unet"]["config"] == settings["unet"] and card["oracle"]["config"] == settings["oracle"]
+
+
 def test_short_sampling_run(world):
     from erasure.sampling import sample
     cond = world.encoder.encode(["a circle", "a star"])
