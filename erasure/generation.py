@@ -118,8 +118,8 @@ class BatchChooser:
     """Images per UNet call, chosen by measurement on the job's own batches: the first batches are drawn at
     each candidate size (powers of two from 4 up to `largest`, then `largest`; the first size twice, once
     to warm up), the rest at the size that took the fewest seconds per image. The best size depends on
-    the world and the machine (on 2 CPU cores the mini world runs faster per image at 8 than at 64; a
-    tiny SD or a GPU at the largest), and images depend only on their seeds, so this changes speed only."""
+    the world, the machine and the load (BENCHMARKS.md lists what each case settled on), and images depend
+    only on their seeds, so this changes speed only."""
 
     def __init__(self, largest: int):
         sizes = [s for s in (4, 8, 16, 32, 64, 128, 256) if s < largest] + [largest]
@@ -152,7 +152,8 @@ def draw(world: World, g: dict, batches: list[list[tuple[dict, int, Path]]], lab
     null = world.null_embedding()
     scheduler = solver(world.make_scheduler(), g["sampler"])
     chooser = BatchChooser(g["batch_size"])
-    with Progress(len(jobs), f"generate{' ' + label if label else ''}", unit="images") as bar:
+    name = f"generate{' ' + label if label else ''}"
+    with Progress(len(jobs), name, unit="images") as bar:
         done = 0
         while done < len(jobs):
             batch = jobs[done:done + chooser.size()]
@@ -167,7 +168,7 @@ def draw(world: World, g: dict, batches: list[list[tuple[dict, int, Path]]], lab
             bar.update(len(batch))
     if chooser.seconds_per_image:
         timings = ", ".join(f"{n}: {t:.3g}" for n, t in sorted(chooser.seconds_per_image.items()))
-        cli.progress(f"generate{' ' + label if label else ''}: {chooser.size()} images per call "
+        cli.progress(f"{name}: {chooser.size()} images per call "
                      f"(seconds per image by batch size: {timings})")
     return chooser.size()
 
