@@ -1,7 +1,8 @@
 """Generation: N images per evaluation prompt for one model, cached, resumable and shared out over
 processes on CPU.
 
-Prompts x seeds are batched with classifier-free guidance in one UNet call; image k of a prompt uses
+Prompts x seeds are batched with classifier-free guidance in UNet calls of one fixed size (call_size), so an
+image depends on its prompt and seed, not on its batch; image k of a prompt uses
 seed + k, so every method sees the same noise. Images go to a cache directory named by a hash of the
 edit and the generation settings; finished images are skipped, so a killed run resumes where it
 stopped. On CPU a job given N threads draws with N one-thread processes (see cpu_workers). On a
@@ -13,7 +14,6 @@ import json
 import multiprocessing
 import signal
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -47,16 +47,17 @@ def select_prompts(rows: list[dict], concept: str, associated_of: list[str] | No
 def image_jobs(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str | None,
                out: str | Path, tokens: str | None = None) -> list[tuple[dict, int, Path]]:
     """Every (prompt row, seed, png path) of a manifest. The cache directory beside `out` is keyed by
-    what changes pixels only (batch size and image count do not: image k uses seed + k); file names hash
-    the prompt text, so adding or reordering prompts never reuses another prompt's image."""
+    what changes pixels only: the model, the sampler and the rows per UNet call (call_size; the image
+    count does not: image k uses seed + k); file names hash the prompt text, so adding or reordering
+    prompts never reuses another prompt's image."""
     g = prm["generate"]
-    pixels = {"model": prm[prm["world"]], "steps": g["steps"], "guidance": g["guidance"], "eta": g["eta"]}
-    if g["sampler"]:   # only when set, so the caches of DDIM runs keep their keys
-        pixels["sampler"] = g["sampler"]
+    counts = [(row, images_for(row, g, prm.get("erase"))) for row in prompt_rows]
+    pixels = {"model": prm[prm["world"]], "steps": g["steps"], "guidance": g["guidance"], "eta": g["eta"],
+              "sampler": g["sampler"], "rows_per_call": call_size(g, sum(n for _, n in counts))}
     key = fingerprint(deltas, lora, tokens, extra=json.dumps(pixels, sort_keys=True))
     cache = Path(out).parent / f"{Path(out).stem}-{key}"
     return [(row, row["seed"] + k, cache / f"{_prompt_key(row['prompt'])}_{row['seed'] + k}.png")
-            for row in prompt_rows for k in range(images_for(row, g, prm.get("erase")))]
+            for row, n in counts for k in range(n)]
 
 
 def generate(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str | None, out: str | Path,
@@ -69,8 +70,9 @@ def generate(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str |
     `out` without loading the model."""
     g = prm["generate"]
     jobs = image_jobs(prm, prompt_rows, deltas, lora, out, tokens)
+    size = call_size(g, len(jobs))
     if shard:
-        jobs = shard_jobs(jobs, g["batch_size"], *shard)
+        jobs = shard_jobs(jobs, size, *shard)
         label = f"{label} shard {shard[0]}/{shard[1]}"
     todo = [j for j in jobs if not _complete(j[2])]
     cli.progress(f"generate {label}: {len(jobs) - len(todo)} of {len(jobs)} images done")
@@ -78,13 +80,13 @@ def generate(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str |
         # The model with the method's edits (a bad edit file stops here, before any image is drawn).
         world = edited_world(prm, deltas, lora, tokens)
         check_lengths(prompt_rows, world.encoder.tokenizer, world.encoder.max_length)
-        batches = [todo[i:i + g["batch_size"]] for i in range(0, len(todo), g["batch_size"])]
+        batches = [todo[i:i + size] for i in range(0, len(todo), size)]
         workers = cpu_workers(threads, len(batches))
-        helpers = [start_worker(prm, (deltas, lora, tokens), batches[w::workers], f"worker {w + 1}/{workers}")
+        helpers = [start_worker(prm, (deltas, lora, tokens), batches[w::workers], size, f"worker {w + 1}/{workers}")
                    for w in range(1, workers)]
         if helpers:
             cli.set_threads(1)
-        draw(world, g, batches[::workers], f"worker 1/{workers}" if helpers else "")
+        draw(world, g, batches[::workers], size, f"worker 1/{workers}" if helpers else "")
         for proc in helpers:
             proc.join()
         failed = [proc.exitcode for proc in helpers if proc.exitcode != 0]
@@ -114,63 +116,33 @@ def cpu_workers(threads: int, n_batches: int) -> int:
     return max(1, min(threads, n_batches))
 
 
-class BatchChooser:
-    """Images per UNet call, chosen by measurement on the job's own batches: the first batches are drawn at
-    each candidate size (powers of two from 4 up to `largest`, then `largest`; the first size twice, once
-    to warm up), the rest at the size that took the fewest seconds per image. The best size depends on
-    the world, the machine and the load (BENCHMARKS.md lists what each case settled on), and images depend
-    only on their seeds, so this changes speed only."""
-
-    def __init__(self, largest: int):
-        sizes = [s for s in (4, 8, 16, 32, 64, 128, 256) if s < largest] + [largest]
-        self.trials = [sizes[0], *sizes]
-        self.warmed = False
-        self.seconds_per_image = {}
-
-    def size(self) -> int:
-        if self.trials:
-            return self.trials[0]
-        return min(self.seconds_per_image, key=self.seconds_per_image.get)
-
-    def record(self, n: int, seconds: float) -> None:
-        """A batch of n images took `seconds`."""
-        if not self.trials or n != self.trials[0]:
-            return   # the chosen size at work, or the last, short batch of a job
-        size = self.trials.pop(0)
-        if self.warmed:
-            self.seconds_per_image[size] = seconds / n
-        self.warmed = True
+def call_size(g: dict, n_images: int) -> int:
+    """Rows of every UNet call of an image set: generate.batch_size, or the set's image count when smaller.
+    Every call of a set has exactly this many rows (draw pads the last, short batch): with the shapes fixed,
+    an image depends only on its prompt, its seed and this size, not on which images share its call, nor on
+    a resume, a shard or a helper process drawing it. A call of another size gives other pixels (in bfloat16
+    on the mini world, 17% of pixels moved by up to 16 of 255 between calls of 8 and of 2 images), so the
+    size is part of the image cache's key."""
+    return max(1, min(g["batch_size"], n_images))
 
 
-def draw(world: World, g: dict, batches: list[list[tuple[dict, int, Path]]], label: str = "") -> int:
-    """Draw and save the images of `batches` (lists of (prompt row, seed, path)), with progress; at most
-    `generate.batch_size` images per UNet call, as many as a measurement says (BatchChooser). Returns the
-    batch size it settled on."""
+def draw(world: World, g: dict, batches: list[list[tuple[dict, int, Path]]], size: int, label: str = "") -> None:
+    """Draw and save the images of `batches` (lists of (prompt row, seed, path), at most `size` each), with
+    progress; each UNet call has `size` rows, a short batch padded with copies of its last image (dropped)."""
     jobs = [job for batch in batches for job in batch]
     prompts = sorted({row["prompt"] for row, _, _ in jobs})
     emb = dict(zip(prompts, world.encoder.encode(prompts)))
     null = world.null_embedding()
     scheduler = solver(world.make_scheduler(), g["sampler"])
-    chooser = BatchChooser(g["batch_size"])
-    name = f"generate{' ' + label if label else ''}"
-    with Progress(len(jobs), name, unit="images") as bar:
-        done = 0
-        while done < len(jobs):
-            batch = jobs[done:done + chooser.size()]
-            start = time.perf_counter()
-            cond = torch.stack([emb[row["prompt"]] for row, _, _ in batch])
-            latents = sample(world.unet, scheduler, cond, null, [s for _, s, _ in batch], world.latent_shape,
+    with Progress(len(jobs), f"generate{' ' + label if label else ''}", unit="images") as bar:
+        for batch in batches:
+            padded = batch + [batch[-1]] * (size - len(batch))
+            cond = torch.stack([emb[row["prompt"]] for row, _, _ in padded])
+            latents = sample(world.unet, scheduler, cond, null, [s for _, s, _ in padded], world.latent_shape,
                              steps=g["steps"], guidance=g["guidance"], eta=g["eta"])
             for (_, _, path), image in zip(batch, world.decode(latents)):
                 io.save_image(Image.fromarray(image), path)
-            chooser.record(len(batch), time.perf_counter() - start)
-            done += len(batch)
             bar.update(len(batch))
-    if chooser.seconds_per_image:
-        timings = ", ".join(f"{n}: {t:.3g}" for n, t in sorted(chooser.seconds_per_image.items()))
-        cli.progress(f"{name}: {chooser.size()} images per call "
-                     f"(seconds per image by batch size: {timings})")
-    return chooser.size()
 
 
 def edited_world(prm: dict, deltas: str | None, lora: str | None, tokens: str | None) -> World:
@@ -182,21 +154,21 @@ def edited_world(prm: dict, deltas: str | None, lora: str | None, tokens: str | 
     return world
 
 
-def start_worker(prm: dict, edit: tuple, batches: list[list], label: str) -> multiprocessing.Process:
+def start_worker(prm: dict, edit: tuple, batches: list[list], size: int, label: str) -> multiprocessing.Process:
     proc = multiprocessing.get_context("spawn").Process(
-        target=worker, args=(prm, edit, batches, label), daemon=True)
+        target=worker, args=(prm, edit, batches, size, label), daemon=True)
     proc.start()
     return proc
 
 
-def worker(prm: dict, edit: tuple, batches: list[list], label: str) -> None:
+def worker(prm: dict, edit: tuple, batches: list[list], size: int, label: str) -> None:
     """A helper process: its own one-thread copy of the edited model. It ends with its parent, so a
     killed job leaves no process drawing behind it."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     cli.set_threads(1)
     world = edited_world(prm, *edit)
-    draw(world, prm["generate"], batches, label)
+    draw(world, prm["generate"], batches, size, label)
 
 
 def images_for(row: dict, g: dict, erased: list[str] | None) -> int:

@@ -67,8 +67,8 @@ def image_gflop(world, steps, guidance):
 
 
 def bench_generation(repeats):
-    """The generate stage's drawing (erasure.generation.draw: prompts x seeds batched, the batch size chosen
-    by measurement, PNGs written) against the same sampler called once per prompt with all its images
+    """The generate stage's drawing (erasure.generation.draw: prompts x seeds batched in calls of
+    generate.batch_size rows, PNGs written) against the same sampler called once per prompt with all its images
     (mini world) or diffusers' StableDiffusionPipeline called once per prompt (tiny SD), at 1, 8 and 200
     images per prompt; each with its achieved GFLOP/s and the fraction of this machine's float32 matmul
     peak measured in the same run."""
@@ -107,20 +107,20 @@ def bench_generation(repeats):
 
 def _ours_vs(world, n, n_prompts, steps, guidance, baseline, repeats, name, tmp):
     from erasure.config import defaults
-    from erasure.generation import draw
+    from erasure.generation import call_size, draw
     from erasure.sampling import sample
     prompts = [f"a {c} {w}" for c in ("red", "blue", "green", "small") for w in ("heart", "star", "circle", "ring")]
     prompts = prompts[:n_prompts]
     g = {**defaults("generate"), "steps": steps, "guidance": guidance, "eta": 0.0}   # batch_size: the default
     folder = tmp / name
-    chosen = []
+    size = call_size(g, len(prompts) * n)
 
     def ours():
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
         jobs = [({"prompt": p}, k, folder / f"{i}_{k}.png") for i, p in enumerate(prompts) for k in range(n)]
         with torch.inference_mode():
-            chosen.append(draw(world, g, [jobs]))
+            draw(world, g, [jobs[i:i + size] for i in range(0, len(jobs), size)], size)
 
     def per_prompt(prompts, n, folder):   # the same sampler called once per prompt (what a simple script does)
         emb, null = world.encoder.encode(prompts), world.null_embedding()
@@ -141,7 +141,7 @@ def _ours_vs(world, n, n_prompts, steps, guidance, baseline, repeats, name, tmp)
     total = len(prompts) * n
     return {f"{name}_prompts": len(prompts), f"{name}_ours_img_per_s": total / t_ours,
             f"{name}_baseline_img_per_s": total / t_base, f"{name}_ratio": t_base / t_ours,
-            f"{name}_batch_chosen": chosen[-1]}
+            f"{name}_batch": size}
 
 
 # --- closed form -------------------------------------------------------------------------------------
@@ -512,8 +512,8 @@ def write_markdown():
                 rate = gen[f"{world}_image_gflop"] * ours
                 need = 2 if n == 1 else 1   # one image per prompt: per-call overhead dominates the baseline
                 lines.append(f"| generation, {label}, {gen[f'{key}_prompts']} prompts x {n} image(s), {gen['steps']} steps: "
-                             f"img/s (achieved GFLOP/s; fraction of the {precision} matmul peak; images per call chosen) | "
-                             f"{f(ours)} ({f(rate, 1)}; {rate / peak:.0%} of {f(peak, 1)}; {gen[f'{key}_batch_chosen']}) | "
+                             f"img/s (achieved GFLOP/s; fraction of the {precision} matmul peak; images per call) | "
+                             f"{f(ours)} ({f(rate, 1)}; {rate / peak:.0%} of {f(peak, 1)}; {gen.get(f'{key}_batch', gen.get(f'{key}_batch_chosen'))}) | "
                              f"{f(gen[f'{key}_baseline_img_per_s'])} ({base}) | {f(ratio)}x | >= {need}x | "
                              f"{'yes' if ratio >= need else 'no'} |")
     if cf:
@@ -560,10 +560,9 @@ def write_markdown():
     if gen and cf:
         sepme_gflop = sum(SD_ATTN2_WIDTHS) * 768 * 768 * 2 / 1e9
         lines += ["", "What the figures say, and what stands in the way of the targets not met:", "",
-                  f"- Generation: each generate job tries its first batches at 4, 8, 16, 32 and 64 images per call "
-                  "and draws the rest at the size that was fastest per image (erasure/generation.py: BatchChooser); "
-                  "the images depend only on their seeds. The rows above give the size each case settled on and "
-                  f"the FLOP rate it reached: an image is {f(gen['miniworld_image_gflop'], 1)} GFLOP on the mini "
+                  f"- Generation: each UNet call of an image set has generate.batch_size rows (the set's size when "
+                  "smaller; a short last batch is padded), so an image depends on its prompt and seed only. The rows "
+                  f"above give the rows per call and the FLOP rate it reached: an image is {f(gen['miniworld_image_gflop'], 1)} GFLOP on the mini "
                   f"world and {f(gen['sd_tiny_image_gflop'], 2)} on the tiny SD at {gen['steps']} steps with "
                   f"guidance, against a float32 matmul peak of {f(gen['float32_matmul_gflops'], 1)} GFLOP/s on one "
                   f"thread (bfloat16: {f(gen['bfloat16_matmul_gflops'], 1)}), measured in the same run.",

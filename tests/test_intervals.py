@@ -111,3 +111,30 @@ def test_h_o_is_not_a_number_without_held_out_prompts():
     assert harmonic_overall(0.0, 100.0, 0.0) == pytest.approx(100.0)
     got = harmonic_overall_array(np.array([0.0, 100.0]), np.array([100.0, 90.0]), np.array([np.nan, 0.0]))
     assert np.isnan(got[0]) and got[1] == 0.0
+
+
+def _per_prompt(path, rates):
+    """A per_prompt.csv of an original-only run: prompt -> (k correct, n images)."""
+    from erasure import io
+    rows = []
+    for prompt, (k, n) in rates.items():
+        lo, hi = wilson(k, n)
+        rows.append(["original", "heart", "associated", prompt, n, 100 * k / n, lo, hi])
+    io.write_csv(path, ["method", "concept", "kind", "prompt", "n", "acc", "acc_lo", "acc_hi"], rows)
+    return path
+
+
+def test_a_cheaper_sampler_agrees_only_if_every_prompt_overlaps(tmp_path):
+    from erasure.agreement import compare, read_prompt_rates
+    ref = read_prompt_rates(_per_prompt(tmp_path / "ref.csv", {"a love symbol": (180, 200), "I love you": (100, 200)}))
+    # 170/200 = 85% [79.4, 89.3] overlaps 90% [85.1, 93.4]; 70/200 = 35% [28.7, 41.8] misses 50% [43.1, 56.9].
+    near = read_prompt_rates(_per_prompt(tmp_path / "near.csv", {"a love symbol": (170, 200), "I love you": (110, 200)}))
+    far = read_prompt_rates(_per_prompt(tmp_path / "far.csv", {"a love symbol": (180, 200), "I love you": (70, 200)}))
+    res = compare(ref, near)
+    assert res["agrees"] and res["mean_abs_difference"] == pytest.approx(5.0)
+    res = compare(ref, far)
+    assert not res["agrees"] and res["disagree"] == ["I love you"]
+    assert res["mean_abs_difference"] == pytest.approx(7.5)
+    other = read_prompt_rates(_per_prompt(tmp_path / "other.csv", {"a love symbol": (180, 200)}))
+    with pytest.raises(ValueError, match="different prompts"):
+        compare(ref, other)

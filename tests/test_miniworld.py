@@ -24,14 +24,20 @@ def test_card_describes_the_shipped_weights():
     assert card["oracle"]["metrics"]["fresh_renders_acc"] >= 99.0
 
 
-def test_the_v3_weights_are_what_their_config_trains():
-    """weights/miniworld_v3 (protocol v2's world, docs/protocol.md item 6): its card's UNet and oracle
-    settings are configs/pretrain_miniworld_v3.yaml's over the schema's defaults, so that command
-    trains them again."""
+def test_the_committed_weights_are_what_their_configs_train():
+    """weights/miniworld (protocol v2's world, docs/protocol.md item 6) is what the schema's pretrain
+    defaults train, and weights/miniworld_v1 what configs/pretrain_miniworld_v1.yaml trains over them: each
+    card's UNet and oracle settings, so `stages/pretrain.py` with that config trains them again. The v1
+    card predates the none class and the coloured grounds; its config turns both off."""
     from erasure.config import load_config
-    card = json.loads((ROOT / "weights/miniworld_v3/card.json").read_text())
-    settings = load_config([str(ROOT / "config.yaml"), str(ROOT / "configs/pretrain_miniworld_v3.yaml")])["pretrain"]
+    card = json.loads((ROOT / "weights/miniworld/card.json").read_text())
+    settings = load_config([str(ROOT / "config.yaml")])["pretrain"]
     assert card["unet"]["config"] == settings["unet"] and card["oracle"]["config"] == settings["oracle"]
+    card = json.loads((ROOT / "weights/miniworld_v1/card.json").read_text())
+    settings = load_config([str(ROOT / "config.yaml"), str(ROOT / "configs/pretrain_miniworld_v1.yaml")])["pretrain"]
+    for part in ("unet", "oracle"):
+        assert card[part]["config"] == {k: settings[part][k] for k in card[part]["config"]}
+    assert settings["unet"]["none_names"] == [] and settings["oracle"]["coloured_backgrounds"] == 0.0
 
 
 def test_short_sampling_run(world):
