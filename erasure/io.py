@@ -73,6 +73,10 @@ def write_text(path: str | Path, text: str) -> None:
     _atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def write_bytes(path: str | Path, data: bytes) -> None:
+    _atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
 def write_json(path: str | Path, obj: object) -> None:
     write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 

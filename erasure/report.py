@@ -370,8 +370,11 @@ def write_original_table(per_prompt: str | Path, weights: str | Path, command: s
 
 
 def copy_results(csv_path: str | Path, md_path: str | Path, command: str, out_csv: str | Path,
-                 out_md: str | Path) -> None:
-    """A run's tables copied under results/, the .md with the command that regenerates them."""
+                 out_md: str | Path, png: str | Path | None = None, out_png: str | Path | None = None) -> None:
+    """A run's tables copied under results/, the .md with the command that regenerates them (and its
+    frontier plot, when it has one)."""
+    if png:
+        io.write_bytes(out_png, Path(png).read_bytes())
     title, _, body = Path(md_path).read_text(encoding="utf-8").partition("\n")
     io.write_text(out_md, f"{title}\n\nRegenerate: `{command}`\n{body}")
     io.write_text(out_csv, Path(csv_path).read_text(encoding="utf-8"))

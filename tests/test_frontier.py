@@ -3,6 +3,7 @@ import csv
 
 from PIL import Image
 
+from conftest import ROOT
 from erasure.frontier import FRONTIER_COLUMNS, frontier_rows, write_frontier
 from erasure.generation import select_prompts
 
@@ -41,3 +42,22 @@ def test_a_tuning_sweep_draws_no_report_prompt():
             {"id": 3, "concept": "ring", "kind": "associated", "split": "report"}]
     assert [r["id"] for r in select_prompts(rows, "heart", None, True, ["tuning"])] == [0, 1]
     assert [r["id"] for r in select_prompts(rows, "heart", None, False, ["tuning", "report"])] == [0, 1, 2]
+
+
+def test_results_copies_the_frontier_plot_with_the_tables(tmp_path):
+    """`snakemake results` on a run with report.frontier: the tables under results/ with the command
+    that regenerates them, and the frontier plot beside them (stages/results_table.py)."""
+    import subprocess
+    import sys
+    (tmp_path / "summary.csv").write_text("method,concept\ncf,heart\n")
+    (tmp_path / "table.md").write_text("# Erasure results\n\nrows\n")
+    (tmp_path / "frontier.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / "results" / "frontier"
+    base = [sys.executable, str(ROOT / "stages/results_table.py"), "--csv", str(tmp_path / "summary.csv"),
+            "--md", str(tmp_path / "table.md"), "--command", "snakemake results", "--out-csv", f"{out}.csv",
+            "--out-md", f"{out}.md"]
+    subprocess.run(base + ["--png", str(tmp_path / "frontier.png"), "--out-png", f"{out}.png"], check=True)
+    assert (tmp_path / "results/frontier.png").read_bytes() == b"\x89PNG not really"
+    assert "Regenerate: `snakemake results`" in (tmp_path / "results/frontier.md").read_text()
+    bad = subprocess.run(base + ["--png", str(tmp_path / "frontier.png")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--png and --out-png go together" in bad.stderr

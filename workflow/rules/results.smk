@@ -21,10 +21,14 @@ rule original_table:
 # results/ with the command that regenerates them (config report.results, report.command).
 if config["report"]["results"]:
 
+    # A run with trade-off curves (report.frontier) also copies its frontier plot, as <results>.png.
+    FRONTIER_PLOT = bool(config["report"]["frontier"]) and not config["sepme_sets"]
+
     def results_sources(w):
         if config["sepme_sets"]:
             return {"csv": f"{OUT}/report/sepme.csv", "md": f"{OUT}/report/sepme.md"}
-        return {"csv": f"{REPORT}/summary.csv", "md": f"{REPORT}/table.md"}
+        plot = {"png": f"{REPORT}/frontier.png"} if FRONTIER_PLOT else {}
+        return {"csv": f"{REPORT}/summary.csv", "md": f"{REPORT}/table.md", **plot}
 
     rule results:
         input:
@@ -33,8 +37,10 @@ if config["report"]["results"]:
         output:
             csv=f"{config['report']['results']}.csv",
             md=f"{config['report']['results']}.md",
+            png=[f"{config['report']['results']}.png"] if FRONTIER_PLOT else [],
         params:
             command=config["report"]["command"],
+            plot=lambda w, input, output: f"--png {input.png} --out-png {output.png[0]}" if FRONTIER_PLOT else "",
         shell:
             "{PY:q} stages/results_table.py --csv {input.csv:q} --md {input.md:q} --command {params.command:q}"
-            " --out-csv {output.csv:q} --out-md {output.md:q}"
+            " --out-csv {output.csv:q} --out-md {output.md:q} {params.plot}"
