@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import ROOT, forked_stages_env, miniworld_config, write_config  # noqa: E402
 from erasure import inversion, params, placeholders, ringabell, unlearndiff  # noqa: E402
-from erasure.config import load_config  # noqa: E402
+from erasure.config import defaults, load_config  # noqa: E402
 
 
 def test_a_placeholder_set_to_a_words_embedding_encodes_exactly_as_that_word(minilm):
@@ -73,7 +73,7 @@ def oracle_rate(world, prompt, concept, n=24):
     return (labels == LABELS.index(concept)).float().mean().item()
 
 
-@pytest.mark.slow   # 120 inversion steps and 48 oracle-labelled images (about 60 s idle); the SIGKILL test runs inversion in make test
+@pytest.mark.slow   # 300 inversion steps and 48 oracle-labelled images (about 2 min idle); the SIGKILL test runs inversion in make test
 def test_inversion_loss_falls_and_its_token_draws_the_concept_more_often_than_a_random_token(unedited_world):
     from erasure.sampling import sample
     world, enc = unedited_world, unedited_world.encoder
@@ -83,8 +83,11 @@ def test_inversion_loss_falls_and_its_token_draws_the_concept_more_often_than_a_
     init = inversion.initial_vectors(enc, "object", 1)
     vectors = inversion.install_trainable(enc, tokens, init)
     before = fixed_batch_loss(world, z0, "a <heart-test-0>")
-    opt = torch.optim.Adam([vectors], lr=0.005)
-    cfg = {"steps": 120, "batch_size": 16}
+    # The attack's own settings (steps, lr): on the protocol-v2 world 120 steps left the token at heart 12.5%
+    # against a random token's 20.8% (48 images each), short of what the schema's attack runs.
+    settings = defaults("attacks", "inversion")
+    opt = torch.optim.Adam([vectors], lr=settings["lr"])
+    cfg = {"steps": settings["steps"], "batch_size": 16}
     for _ in inversion.train(world.unet, enc, world.make_train_scheduler(), z0, ["a {}"], tokens, vectors, opt, cfg,
                              torch.Generator().manual_seed(0)):
         pass

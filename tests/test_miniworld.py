@@ -148,8 +148,8 @@ def test_a_fine_tune_starts_from_its_init_weights(minilm, tmp_path):
 
 
 def test_the_none_class_trains_under_its_own_captions(minilm):
-    """The UNet's pool gets a share of none-class images (white blank canvases by default, black ones,
-    canvases filled with the caption's colour, or the oracle's reject blobs) captioned with the none
+    """The UNet's pool gets a share of none-class images (white blank canvases, black ones, canvases
+    filled with the caption's colour (the default), or the oracle's reject blobs) captioned with the none
     names, so an anchor such as "an empty canvas" has something to draw that is none of the concepts."""
     from erasure import pretrain
     from erasure.config import defaults
@@ -157,8 +157,7 @@ def test_the_none_class_trains_under_its_own_captions(minilm):
     from erasure.render import COLOURS, SHAPES
     from erasure.scoring import OracleScorer
     cfg = {**defaults("pretrain", "unet"), "pool_size": 40, "none_fraction": 0.25,
-           "none_names": ["blank canvas", "empty canvas", "blank"]}
-    assert cfg["none_images"] == "blank"
+           "none_names": ["blank canvas", "empty canvas", "blank"], "none_images": "blank"}
     pixels, labels, colours = pretrain.training_images(cfg)
     assert pixels.shape == (40, 3, 32, 32) and (labels == len(SHAPES)).sum() == 10 and len(colours) == 40
     assert (pixels[labels == len(SHAPES)] == 1).all() and (pixels[labels < len(SHAPES)] < 1).any(dim=1).any()
@@ -183,12 +182,11 @@ def test_the_none_class_trains_under_its_own_captions(minilm):
 
 def test_the_none_class_has_its_own_caption_dropout():
     """pretrain.unet.none_caption_dropout: the share of empty captions on the none class alone (0 keeps it
-    out of the unconditional branch); unset, every class takes caption_dropout, as before."""
+    out of the unconditional branch, the default); null, every class takes caption_dropout."""
     from erasure import pretrain
     from erasure.config import defaults
     from erasure.render import SHAPES
-    cfg = {**defaults("pretrain", "unet"), "none_names": ["plain background", "solid background", "filled canvas"]}
-    assert cfg["none_caption_dropout"] is None
+    cfg = {**defaults("pretrain", "unet"), "none_caption_dropout": None}
     assert torch.equal(pretrain.caption_dropout(cfg, len(SHAPES) + 1), torch.full((len(SHAPES) + 1,), 0.1))
     assert torch.equal(pretrain.caption_dropout({**cfg, "none_caption_dropout": 0.0}, len(SHAPES) + 1),
                        torch.tensor([0.1] * len(SHAPES) + [0.0]))
