@@ -80,7 +80,7 @@ def generate(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str |
         # The model with the method's edits (a bad edit file stops here, before any image is drawn).
         world = edited_world(prm, deltas, lora, tokens)
         check_lengths(prompt_rows, world.encoder.tokenizer, world.encoder.max_length)
-        batches = [todo[i:i + size] for i in range(0, len(todo), size)]
+        batches = batched(todo, size)
         workers = cpu_workers(threads, len(batches))
         helpers = [start_worker(prm, (deltas, lora, tokens), batches[w::workers], size, f"worker {w + 1}/{workers}")
                    for w in range(1, workers)]
@@ -103,8 +103,7 @@ def shard_jobs(jobs: list, batch_size: int, k: int, n: int) -> list:
     n cluster jobs draw the set between them, each image once, with the batches of one job."""
     if not 0 <= k < n:
         raise ValueError(f"--shard {k}/{n}: the shard number must be from 0 to {n - 1}")
-    batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]
-    return [job for batch in batches[k::n] for job in batch]
+    return [job for batch in batched(jobs, batch_size)[k::n] for job in batch]
 
 
 def cpu_workers(threads: int, n_batches: int) -> int:
@@ -124,6 +123,11 @@ def call_size(g: dict, n_images: int) -> int:
     on the mini world, 17% of pixels moved by up to 16 of 255 between calls of 8 and of 2 images), so the
     size is part of the image cache's key."""
     return max(1, min(g["batch_size"], n_images))
+
+
+def batched(jobs: list, size: int) -> list[list]:
+    """Consecutive batches of `size` jobs (the last may be shorter)."""
+    return [jobs[i:i + size] for i in range(0, len(jobs), size)]
 
 
 def draw(world: World, g: dict, batches: list[list[tuple[dict, int, Path]]], size: int, label: str = "") -> None:

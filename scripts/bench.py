@@ -107,7 +107,7 @@ def bench_generation(repeats):
 
 def _ours_vs(world, n, n_prompts, steps, guidance, baseline, repeats, name, tmp):
     from erasure.config import defaults
-    from erasure.generation import call_size, draw
+    from erasure.generation import batched, call_size, draw
     from erasure.sampling import sample
     prompts = [f"a {c} {w}" for c in ("red", "blue", "green", "small") for w in ("heart", "star", "circle", "ring")]
     prompts = prompts[:n_prompts]
@@ -120,7 +120,7 @@ def _ours_vs(world, n, n_prompts, steps, guidance, baseline, repeats, name, tmp)
         folder.mkdir()
         jobs = [({"prompt": p}, k, folder / f"{i}_{k}.png") for i, p in enumerate(prompts) for k in range(n)]
         with torch.inference_mode():
-            draw(world, g, [jobs[i:i + size] for i in range(0, len(jobs), size)], size)
+            draw(world, g, batched(jobs, size), size)
 
     def per_prompt(prompts, n, folder):   # the same sampler called once per prompt (what a simple script does)
         emb, null = world.encoder.encode(prompts), world.null_embedding()
