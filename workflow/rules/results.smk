@@ -40,7 +40,8 @@ if config["report"]["results"]:
             png=[f"{config['report']['results']}.png"] if FRONTIER_PLOT else [],
         params:
             command=config["report"]["command"],
-            plot=lambda w, input, output: f"--png {input.png} --out-png {output.png[0]}" if FRONTIER_PLOT else "",
+            plot=lambda w, input, output: (f"--png {shlex.quote(input.png)} --out-png {shlex.quote(output.png[0])}"
+                                                if FRONTIER_PLOT else ""),
         shell:
             "{PY:q} stages/results_table.py --csv {input.csv:q} --md {input.md:q} --command {params.command:q}"
             " --out-csv {output.csv:q} --out-md {output.md:q} {params.plot}"
