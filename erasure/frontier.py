@@ -38,3 +38,52 @@ def write_frontier(rows: list[dict], out_csv: str | Path, out_png: str | Path, s
 
     io.write_csv(out_csv, FRONTIER_COLUMNS, [[cell(r, c) for c in FRONTIER_COLUMNS] for r in rows])
     plots.frontier(rows, out_png, split)
+
+
+# The bar of issue 19, point 3, against the closed form alone (docs/protocol.md, "Choosing a setting"):
+# Acc_g at most this fraction of the reference's, Acc_s and Acc_sg at most these many points below it.
+REFERENCE = "cf"
+BAR_G, BAR_S, BAR_SG = 0.5, 3.0, 5.0
+
+
+def verdicts(rows: list[dict], reference: str) -> list[dict]:
+    """Each frontier row other than the reference's against the bar: its margins (Acc_g over the reference's,
+    Acc_s and Acc_sg minus the reference's) and whether it qualifies. Empty without a reference row."""
+    ref = next((r for r in rows if r["method"] == reference), None)
+    if ref is None:
+        return []
+    out = []
+    for r in rows:
+        if r["method"] == reference:
+            continue
+        g_ratio = r["acc_g"] / ref["acc_g"] if ref["acc_g"] > 0 else float("inf")
+        d_s, d_sg = r["acc_s"] - ref["acc_s"], r["acc_sg"] - ref["acc_sg"]
+        out.append({"method": r["method"], "acc_g": r["acc_g"], "acc_s": r["acc_s"], "acc_sg": r["acc_sg"],
+                    "g_ratio": g_ratio, "d_s": d_s, "d_sg": d_sg,
+                    "qualifies": g_ratio <= BAR_G and d_s >= -BAR_S and d_sg >= -BAR_SG})
+    return out
+
+
+def choose(rows: list[dict], reference: str, own: set[str]) -> str | None:
+    """The rule's choice: of this project's own methods (`own`) that qualify, the lowest Acc_g (a tie: the
+    higher Acc_sg); None when none qualifies."""
+    fit = [v for v in verdicts(rows, reference) if v["qualifies"] and v["method"] in own]
+    return min(fit, key=lambda v: (v["acc_g"], -v["acc_sg"]))["method"] if fit else None
+
+
+def choice_markdown(rows: list[dict], reference: str, own: set[str], split: str) -> str:
+    """The choice section of a frontier run's table: every candidate against the bar, then the choice."""
+    found = verdicts(rows, reference)
+    if not found:
+        return ""
+    head = (f"\n## Choice (docs/protocol.md, \"Choosing a setting\")\n\nOn the {split} half, against `{reference}`: "
+            f"a candidate qualifies with Acc_g at most {BAR_G:g} of the reference's, Acc_s at most {BAR_S:g} and "
+            f"Acc_sg at most {BAR_SG:g} points below it; the choice is the qualifying method of this project's own "
+            "with the lowest Acc_g.\n\n| method | own | Acc_g / reference | Acc_s difference | Acc_sg difference "
+            "| qualifies |\n|---|---|---|---|---|---|\n")
+    lines = [f"| {v['method']} | {'yes' if v['method'] in own else 'no'} | {v['g_ratio']:.2f} | {v['d_s']:+.1f} "
+             f"| {v['d_sg']:+.1f} | {'yes' if v['qualifies'] else 'no'} |" for v in found]
+    pick = choose(rows, reference, own)
+    tail = (f"\n\n**Chosen: `{pick}`.**\n" if pick else
+            "\n\n**No method of this project's own qualifies**; the default stays the paper's `realera`.\n")
+    return head + "\n".join(lines) + tail

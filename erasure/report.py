@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from . import io, plots
 import numpy as np
 
-from .frontier import frontier_rows, write_frontier
+from .frontier import REFERENCE, choice_markdown, frontier_rows, write_frontier
 from .intervals import percentile_interval, prompt_replicates, wilson
 from .io import slug
 from .metrics import (N_BOOTSTRAP, NUDENET_COLUMNS, REMAP, WITH_INTERVALS, accuracy, average_rows, concept_rows,
@@ -176,10 +176,13 @@ def write_report(prm: dict, prompts: list[dict], scores_dir: str | Path, remap_d
         remaps += ("\n## COCO-30k: FID and CLIP score\n\nImages of the COCO captions (prompt kind coco); FID against "
                    f"the reference folder's real images (clean-fid), CLIP score 100 cos(image, caption).\n\n"
                    f"{quality_table(rows)}")
-    io.write_text(out / "table.md", f"# Erasure results\n\n{note}\n{table}\n## Remap scores\n\n{remaps}")
-    if "frontier" in prm:  # a sweep: Acc_g against Acc_s and Acc_sg, on one held-out half
+    choice = ""
+    if "frontier" in prm:  # a sweep: Acc_g against Acc_s and Acc_sg, on one held-out half, and the rule's choice
         frontier = frontier_rows(rows, prm["frontier"], prm["frontier_split"])
         write_frontier(frontier, out / "frontier.csv", out / "frontier.png", prm["frontier_split"])
+        own = {m for m, spec in prm["methods"].items() if spec["kind"] == "realera"}
+        choice = choice_markdown(frontier, REFERENCE, own, prm["frontier_split"])
+    io.write_text(out / "table.md", f"# Erasure results\n\n{note}\n{table}{choice}\n## Remap scores\n\n{remaps}")
     per_prompt = per_prompt_rows(scores_dir, methods, concepts, prompts)
     io.write_csv(out / "per_prompt.csv", PER_PROMPT_COLUMNS, per_prompt)
     per_prompt = [dict(zip(PER_PROMPT_COLUMNS, r)) for r in per_prompt]

@@ -4,7 +4,7 @@ import csv
 from PIL import Image
 
 from conftest import ROOT
-from erasure.frontier import FRONTIER_COLUMNS, frontier_rows, write_frontier
+from erasure.frontier import FRONTIER_COLUMNS, choice_markdown, choose, frontier_rows, verdicts, write_frontier
 from erasure.generation import select_prompts
 
 
@@ -33,6 +33,34 @@ def test_frontier_reads_one_half_keeps_sweep_order_and_adds_single_points(tmp_pa
         pixels = im.convert("RGB")
         assert im.width > 2 * im.height > 0
         assert len(set(pixels.getdata())) > 3   # axes, text and coloured points, not a blank canvas
+
+
+def point(method, g, s, sg):
+    return {"method": method, "acc_g": g, "acc_s": s, "acc_sg": sg}
+
+
+def test_the_choice_holds_each_candidate_to_the_bar_against_the_reference():
+    ref = point("cf", 40.0, 90.0, 80.0)
+    rows = [point("w0", 5.0, 80.0, 60.0),       # far below on Acc_s and Acc_sg: fails
+            point("w01", 20.0, 87.0, 75.0),     # exactly at every edge of the bar: qualifies
+            point("w03", 20.1, 90.0, 80.0),     # Acc_g just over half: fails
+            point("w1", 15.0, 86.9, 80.0),      # Acc_s 3.1 below: fails
+            point("uce", 10.0, 90.0, 80.0),     # qualifies, but a baseline is not a default
+            ref]
+    found = {v["method"]: v for v in verdicts(rows, "cf")}
+    assert "cf" not in found
+    assert {m for m, v in found.items() if v["qualifies"]} == {"w01", "uce"}
+    assert found["w01"]["g_ratio"] == 0.5 and found["w01"]["d_s"] == -3.0 and found["w01"]["d_sg"] == -5.0
+    own = {"w0", "w01", "w03", "w1"}
+    assert choose(rows, "cf", own) == "w01"
+    assert choose(rows, "cf", own | {"uce"}) == "uce"               # the lowest Acc_g of those that qualify
+    tie = rows + [point("w02", 20.0, 88.0, 79.0)]
+    assert choose(tie, "cf", own | {"w02"}) == "w02"                # equal Acc_g: the higher Acc_sg
+    assert choose(rows, "cf", {"w0", "w03", "w1"}) is None
+    assert choose(rows, "esd_u", own) is None and choice_markdown(rows, "esd_u", own, "tuning") == ""
+    text = choice_markdown(rows, "cf", own, "tuning")
+    assert "**Chosen: `w01`.**" in text and "| uce | no | 0.25 | +0.0 | +0.0 | yes |" in text
+    assert "No method of this project's own qualifies" in choice_markdown(rows, "cf", {"w1"}, "tuning")
 
 
 def test_a_tuning_sweep_draws_no_report_prompt():
