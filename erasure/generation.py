@@ -54,6 +54,8 @@ def image_jobs(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str
     counts = [(row, images_for(row, g, prm.get("erase"))) for row in prompt_rows]
     pixels = {"model": prm[prm["world"]], "steps": g["steps"], "guidance": g["guidance"], "eta": g["eta"],
               "sampler": g["sampler"], "rows_per_call": call_size(g, sum(n for _, n in counts))}
+    if g["compile"]:   # compiled kernels give other pixels (the key of an eager set is left as it was)
+        pixels["compile"] = True
     key = fingerprint(deltas, lora, tokens, extra=json.dumps(pixels, sort_keys=True))
     cache = Path(out).parent / f"{Path(out).stem}-{key}"
     return [(row, row["seed"] + k, cache / f"{_prompt_key(row['prompt'])}_{row['seed'] + k}.png")
@@ -138,6 +140,8 @@ def draw(world: World, g: dict, batches: list[list[tuple[dict, int, Path]]], siz
     emb = dict(zip(prompts, world.encoder.encode(prompts)))
     null = world.null_embedding()
     scheduler = solver(world.make_scheduler(), g["sampler"])
+    if g["compile"]:   # in place: the module keeps its class (sample tells a Flux transformer by it)
+        world.unet.compile()
     with Progress(len(jobs), f"generate{' ' + label if label else ''}", unit="images") as bar:
         for batch in batches:
             padded = batch + [batch[-1]] * (size - len(batch))

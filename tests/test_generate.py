@@ -59,6 +59,26 @@ def test_the_rows_per_call_are_part_of_the_cache_key(tmp_path):
     # batch_size above the set's size draws it in one call, as batch_size 10 does: the same cache
     same = image_jobs({**prm, "generate": {**g, "batch_size": 500}}, rows, None, None, tmp_path / "m.csv")
     assert same[0][2].parent == big[0][2].parent
+    # compiled kernels give other pixels: their own cache; an eager set keeps the key it had
+    compiled = image_jobs({**prm, "generate": {**g, "compile": True}}, rows, None, None, tmp_path / "m.csv")
+    assert compiled[0][2].parent not in (big[0][2].parent, small[0][2].parent)
+
+
+def test_generate_compile_compiles_the_denoiser_it_draws_with(tmp_path, monkeypatch):
+    """generate.compile: the world's denoiser is compiled in place before the first call (recorded here
+    instead of compiled: inductor takes minutes on 2 cores; its pixels are judged by the agreement rule)."""
+    import torch
+    from erasure.generation import draw
+    from erasure.world import load_miniworld
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: compiled.append(self))
+    world = load_miniworld(ROOT / "weights/miniworld")
+    g = {**defaults("generate"), "steps": 1}
+    jobs = [[({"prompt": "a heart"}, 0, tmp_path / "eager.png")]]
+    draw(world, g, jobs, 1)
+    assert compiled == []
+    draw(world, {**g, "compile": True}, [[({"prompt": "a heart"}, 0, tmp_path / "compiled.png")]], 1)
+    assert compiled == [world.unet]
 
 
 def test_two_threads_draw_with_two_processes_and_the_same_images(setup):
