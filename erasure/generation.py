@@ -140,8 +140,8 @@ def draw(world: World, g: dict, batches: list[list[tuple[dict, int, Path]]], siz
     emb = dict(zip(prompts, world.encoder.encode(prompts)))
     null = world.null_embedding()
     scheduler = solver(world.make_scheduler(), g["sampler"])
-    if g["compile"]:   # in place: the module keeps its class (sample tells a Flux transformer by it)
-        world.unet.compile()
+    if g["compile"] and not getattr(world.unet, "_compiled_call_impl", None):
+        world.unet.compile()   # in place, once: the module keeps its class (sample tells a Flux transformer by it)
     with Progress(len(jobs), f"generate{' ' + label if label else ''}", unit="images") as bar:
         for batch in batches:
             padded = batch + [batch[-1]] * (size - len(batch))

@@ -71,13 +71,17 @@ def test_generate_compile_compiles_the_denoiser_it_draws_with(tmp_path, monkeypa
     from erasure.generation import draw
     from erasure.world import load_miniworld
     compiled = []
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: compiled.append(self))
+    def record(self, **kw):
+        compiled.append(self)
+        self._compiled_call_impl = self._call_impl
+    monkeypatch.setattr(torch.nn.Module, "compile", record)
     world = load_miniworld(ROOT / "weights/miniworld")
     g = {**defaults("generate"), "steps": 1}
     jobs = [[({"prompt": "a heart"}, 0, tmp_path / "eager.png")]]
     draw(world, g, jobs, 1)
     assert compiled == []
-    draw(world, {**g, "compile": True}, [[({"prompt": "a heart"}, 0, tmp_path / "compiled.png")]], 1)
+    for k in range(2):   # a second drawing with the same world compiles nothing again
+        draw(world, {**g, "compile": True}, [[({"prompt": "a heart"}, k, tmp_path / f"compiled{k}.png")]], 1)
     assert compiled == [world.unet]
 
 
