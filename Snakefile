@@ -3,6 +3,10 @@
 
 configfile: "config.yaml"
 
+# Snakemake 9's scheduler multiplies its wake-up timers as jobs finish; keep one (erasure/scheduling.py).
+from erasure import scheduling as _scheduling
+_scheduling.install()
+
 # `snakemake --report report.html`: the outputs marked report(...) in workflow/rules, captions in workflow/report.
 report: "workflow/report/workflow.rst"
 
