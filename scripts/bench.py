@@ -144,6 +144,33 @@ def _ours_vs(world, n, n_prompts, steps, guidance, baseline, repeats, name, tmp)
             f"{name}_batch": size}
 
 
+def bench_compile(repeats):
+    """The tables' drawing (the mini world in bfloat16, DDIM 25 steps, guidance 5, calls of 100 images, as
+    configs/miniworld_*.yaml draw) eager and with generate.compile: img/s on one thread once warm, each
+    with its achieved GFLOP/s against the bfloat16 matmul peak, and what the first call costs on top
+    (the compile, from inductor's on-disk cache when an earlier process filled it)."""
+    from erasure.config import defaults
+    from erasure.generation import draw
+    from erasure.world import load_miniworld
+    g = {**defaults("generate"), "steps": 25, "guidance": 5.0, "eta": 1.0, "batch_size": 100}
+    out = {"steps": 25, "images_per_call": 100, "bfloat16_matmul_gflops": matmul_peak(torch.bfloat16, repeats)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, compiled in (("eager", False), ("compiled", True)):
+            world = load_miniworld(ROOT / "weights/miniworld", "bfloat16")
+            out["image_gflop"] = image_gflop(world, g["steps"], g["guidance"])
+            jobs = [[({"prompt": p}, k, Path(tmp) / f"{name}_{i}_{k}.png")
+                     for i, p in enumerate(("a heart", "a red star")) for k in range(50)]]
+
+            def once():
+                with torch.inference_mode():
+                    draw(world, {**g, "compile": compiled}, jobs, 100)
+            first, _ = median_time(once, 1)
+            t, _ = median_time(once, repeats)
+            out[f"{name}_img_per_s"] = 100 / t
+            out[f"{name}_first_call_extra_s"] = first - t
+    return out
+
+
 # --- closed form -------------------------------------------------------------------------------------
 
 SD_ATTN2_WIDTHS = [320] * 4 + [640] * 4 + [1280] * 4 + [1280] * 2 + [1280] * 6 + [640] * 6 + [320] * 6  # 32
@@ -516,6 +543,17 @@ def write_markdown():
                              f"{f(ours)} ({f(rate, 1)}; {rate / peak:.0%} of {f(peak, 1)}; {gen.get(f'{key}_batch', gen.get(f'{key}_batch_chosen'))}) | "
                              f"{f(gen[f'{key}_baseline_img_per_s'])} ({base}) | {f(ratio)}x | >= {need}x | "
                              f"{'yes' if ratio >= need else 'no'} |")
+    comp = _load("compile")
+    if comp:
+        peak = comp["bfloat16_matmul_gflops"]
+        for name in ("eager", "compiled"):
+            rate = comp["image_gflop"] * comp[f"{name}_img_per_s"]
+            lines.append(f"| generation as the tables draw (mini world in bfloat16, {comp['steps']} steps, calls of "
+                         f"{comp['images_per_call']} images), {name}: img/s on one thread (achieved GFLOP/s; fraction of "
+                         f"the bfloat16 matmul peak; first call's extra s) | {f(comp[f'{name}_img_per_s'])} ({f(rate, 1)}; "
+                         f"{rate / peak:.0%} of {f(peak, 1)}; {f(comp[f'{name}_first_call_extra_s'], 0)}) | "
+                         + (f"{f(comp['eager_img_per_s'])} (eager) | {comp['compiled_img_per_s'] / comp['eager_img_per_s']:.2f}x"
+                            if name == "compiled" else " | ") + " | | |")
     if cf:
         lines.append(f"| closed form, one concept, 32 SD v1.x to_k/to_v ({cf['erase_rows']} erase + {cf['preserve_rows']} "
                      f"preserve rows) s | {f(cf['one_concept_s'])} | | | <= 2 s | {'yes' if cf['one_concept_s'] <= 2 else 'no'} |")
@@ -628,7 +666,7 @@ def write_markdown():
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
 
 
-BENCHES = {"generation": bench_generation, "closed_form": bench_closed_form, "speed": bench_speed, "mining": bench_mining,
+BENCHES = {"generation": bench_generation, "compile": bench_compile, "closed_form": bench_closed_form, "speed": bench_speed, "mining": bench_mining,
            "lora": bench_lora, "flops": bench_flops, "e2e": bench_e2e}
 
 
