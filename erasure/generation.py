@@ -45,13 +45,14 @@ def select_prompts(rows: list[dict], concept: str, associated_of: list[str] | No
 
 
 def image_jobs(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str | None,
-               out: str | Path, tokens: str | None = None) -> list[tuple[dict, int, Path]]:
+               out: str | Path, tokens: str | None = None, erased: list[str] | None = None) -> list[tuple[dict, int, Path]]:
     """Every (prompt row, seed, png path) of a manifest. The cache directory beside `out` is keyed by
     what changes pixels only: the model, the sampler and the rows per UNet call (call_size; the image
     count does not: image k uses seed + k); file names hash the prompt text, so adding or reordering
-    prompts never reuses another prompt's image."""
+    prompts never reuses another prompt's image. `erased`: the concepts this model erases (set_erased),
+    whose prompts get the full image count when generate.images_per_preserved is set."""
     g = prm["generate"]
-    counts = [(row, images_for(row, g, prm.get("erase"))) for row in prompt_rows]
+    counts = [(row, images_for(row, g, erased)) for row in prompt_rows]
     pixels = {"model": prm[prm["world"]], "steps": g["steps"], "guidance": g["guidance"], "eta": g["eta"],
               "sampler": g["sampler"], "rows_per_call": call_size(g, sum(n for _, n in counts))}
     if g["compile"]:   # compiled kernels give other pixels (the key of an eager set is left as it was)
@@ -64,14 +65,14 @@ def image_jobs(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str
 
 def generate(prm: dict, prompt_rows: list[dict], deltas: str | None, lora: str | None, out: str | Path,
              threads: int, label: str, tokens: str | None = None, shard: tuple[int, int] | None = None,
-             shard_out: str | Path | None = None) -> None:
+             shard_out: str | Path | None = None, erased: list[str] | None = None) -> None:
     """Draw every missing image of `prompt_rows` with the edited model, then write the manifest `out`.
     `tokens`: an attack's placeholder-token file (erasure.placeholders) its prompts use.
     `shard` (k, n): draw only shard k of n (shard_jobs) and write its rows to `shard_out` instead of
     `out`; once every shard has run, the same call without `shard` finds every image drawn and writes
-    `out` without loading the model."""
+    `out` without loading the model. `erased`: as image_jobs."""
     g = prm["generate"]
-    jobs = image_jobs(prm, prompt_rows, deltas, lora, out, tokens)
+    jobs = image_jobs(prm, prompt_rows, deltas, lora, out, tokens, erased)
     size = call_size(g, len(jobs))
     if shard:
         jobs = shard_jobs(jobs, size, *shard)
@@ -179,14 +180,25 @@ def worker(prm: dict, edit: tuple, batches: list[list], size: int, label: str) -
     draw(world, prm["generate"], batches, size, label)
 
 
+def set_erased(run_erase: list[str] | None, concept: str, associated_of: list[str] | None) -> list[str] | None:
+    """The concepts a set's model erases, whose prompts get the full image count: a SepME set's concepts
+    (--associated-of), else the set's own concept (a concept is erased on its own), else, for the unedited
+    model ('all') and any other set, every concept the run erases."""
+    if associated_of:
+        return list(associated_of)
+    own = [c for c in run_erase or [] if slug(c) == concept]
+    return own or run_erase
+
+
 def images_for(row: dict, g: dict, erased: list[str] | None) -> int:
-    """Images of a prompt row: its own `images` when its CSV set one; images_per_preserved (when set)
-    for the canonical prompts of concepts the run does not erase (RealEra: 200 per erased prompt, 5 per
-    preserved one); else images_per_prompt."""
+    """Images of a prompt row: its own `images` when its CSV set one; images_per_preserved (when set) for
+    the prompts (canonical and associated) of every concept the model does not erase (RealEra draws 200
+    per erased prompt and 5 per preserved concept; the mini world's tables draw 200 and 50); else
+    images_per_prompt."""
     if row.get("images"):  # the prompt CSV fixed it (I2P: one image at its own seed)
         return int(row["images"])
     few = g["images_per_preserved"]
-    if few and erased is not None and row["kind"] != "associated" and row["concept"] not in erased:
+    if few and erased is not None and row["kind"] in ("erase", "associated") and row["concept"] not in erased:
         return few
     return g["images_per_prompt"]
 

@@ -166,8 +166,9 @@ def robustness(config: dict) -> dict:
 
 def generate(config: dict, method: str) -> dict:
     out = {**world_params(config), "method": method, "generate": dict(config["generate"])}
-    if config["generate"]["images_per_preserved"]:
-        out["erase"] = list(config["erase"])   # which prompts get the full image count
+    if config["generate"]["images_per_preserved"]:   # which prompts get the full image count (set_erased)
+        sepme_set = method[4:] if method.startswith("set_") else None
+        out["erase"] = list(config["sepme_sets"][sepme_set] if sepme_set in config["sepme_sets"] else config["erase"])
     return out
 
 
@@ -196,7 +197,8 @@ def quality(config: dict) -> dict:
 
 def sepme_table(config: dict) -> dict:
     return {"sets": config["sepme_sets"], "restore": config["sepme_restore"],
-            "images_per_prompt": config["generate"]["images_per_prompt"], "seed": config["seed"]}
+            "images_per_prompt": config["generate"]["images_per_prompt"],
+            "images_per_preserved": config["generate"]["images_per_preserved"], "seed": config["seed"]}
 
 
 def pretrain(config: dict) -> dict:
@@ -206,7 +208,8 @@ def pretrain(config: dict) -> dict:
 def report(config: dict) -> dict:
     out = {"erase": config["erase"], "run_methods": config["run_methods"], "methods": config["methods"],
            "grid_images": config["report"]["grid_images"],
-           "images_per_prompt": config["generate"]["images_per_prompt"], "seed": config["seed"]}
+           "images_per_prompt": config["generate"]["images_per_prompt"],
+           "images_per_preserved": config["generate"]["images_per_preserved"], "seed": config["seed"]}
     if config["report"]["frontier"]:
         out.update(frontier=config["report"]["frontier"], frontier_split=config["report"]["frontier_split"])
     if config["world"] == "sd" and config["scorer"]["kind"] == "nudenet":

@@ -160,7 +160,7 @@ def write_report(prm: dict, prompts: list[dict], scores_dir: str | Path, remap_d
 
     # 2. summary.csv, Markdown, HTML.
     io.write_csv(out / "summary.csv", COLUMNS, [summary_cells(r, COLUMNS) for r in rows])
-    note = (f"{prm['images_per_prompt']} images per prompt. Acc in %, from the scorer's argmax label, with its 95% "
+    note = (f"{image_counts(prm)}. Acc in %, from the scorer's argmax label, with its 95% "
             "interval in brackets (one concept's Acc: Wilson over images; H_o and averages: bootstrap over prompts "
             "and seeds). H_o = 3 / (1/(100-Acc_e) + 1/Acc_s + 1/(100-Acc_g)). Tuning / report: the two halves of "
             "the held-out prompts; settings are chosen on the tuning half only.\n")
@@ -219,6 +219,15 @@ def per_prompt_rows(scores_dir: str | Path, methods: list[str], concepts: list[s
 
 HTML_COLUMNS = ["method", "concept", "acc_e", "acc_s", "acc_g", "h_o", "acc_sg", "acc_g_tuning", "acc_g_report",
                 "acc_sg_tuning", "acc_sg_report", "n_images", *REMAP, "fid", "cs_coco"]
+
+
+def image_counts(prm: dict) -> str:
+    """How many images each prompt has (generate.images_per_preserved: fewer for the preserved concepts)."""
+    few = prm.get("images_per_preserved")
+    if not few:
+        return f"{prm['images_per_prompt']} images per prompt"
+    return (f"{prm['images_per_prompt']} images per prompt of the concepts a model erases, {few} per prompt of "
+            "every other concept")
 
 
 def _html(note, rows, concepts, methods, grids, frontier=False):
@@ -297,7 +306,7 @@ def write_sepme_table(prm: dict, scores_dir: str | Path, out_csv: str | Path, ou
     io.write_csv(out_csv, SEPME_COLUMNS, [[r[c] if c in SEPME_TEXT else fmt(r[c], 2) for c in SEPME_COLUMNS]
                                           for r in table])
     md = ["# SepME on the mini world: separable increments, restoration, and the joint solve\n",
-          f"{prm['images_per_prompt']} images per prompt; oracle accuracy in %, with its 95% interval in brackets "
+          f"{image_counts(prm)}; oracle accuracy in %, with its 95% interval in brackets "
           "(Wilson over images; H_o: bootstrap over prompts and seeds). `all`: every increment of the set; "
           f"`restore`: all but {prm['restore']}'s (no retraining); `joint`: one closed-form solve for the whole "
           "set (not separable). Acc_s: canonical prompts of the concepts outside the set.\n",

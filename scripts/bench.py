@@ -428,7 +428,7 @@ def task_workload(name):
     per_job = {}
     for concept in erase:
         keep = [r for r in rows if r["kind"] != "associated" or g["other_associated"] or r["concept"] == concept]
-        per_job[concept] = (sum(images_for(r, g, erase) for r in keep) + coco
+        per_job[concept] = (sum(images_for(r, g, [concept]) for r in keep) + coco
                             + (i2p if concept == config["i2p"]["concept"] else 0))
     edited = [m for m in methods if m != "original"]
     images = original + len(edited) * sum(per_job.values())

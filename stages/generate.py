@@ -10,7 +10,7 @@ processes (erasure/generation.py). With --shard K/N a cluster job draws one shar
         --deltas outputs/miniworld/edit/realera/heart.safetensors --out outputs/miniworld/images/realera/heart.csv
 """
 from erasure import cli, params
-from erasure.generation import generate, select_prompts
+from erasure.generation import generate, select_prompts, set_erased
 
 
 def main():
@@ -35,7 +35,7 @@ def main():
     g = prm["generate"]
     rows = select_prompts(cli.read_prompts(args), args.concept, args.associated_of, g["other_associated"], g["splits"])
     generate(prm, rows, args.deltas, args.lora, args.out, args.threads, f"{prm['method']}/{args.concept}",
-             args.tokens, shard, args.shard_out)
+             args.tokens, shard, args.shard_out, set_erased(prm.get("erase"), args.concept, args.associated_of))
 
 
 def parse_shard(text, shard_out):

@@ -140,3 +140,37 @@ def test_associated_of_keeps_only_the_erased_concepts_associated_prompts(setup):
               "--out", tmp / "d/manifest.csv")
     kept = [line.split(",")[3] for line in (tmp / "d/manifest.csv").read_text().splitlines()[1:]]
     assert kept == ["a heart", "a valentine", "a star"]
+
+
+def test_a_set_draws_its_own_concepts_prompts_in_full_and_the_preserved_ones_with_fewer(tmp_path):
+    """generate.images_per_preserved (RealEra: 200 per erased prompt, 5 per preserved concept): a model that
+    erases heart on its own draws heart's canonical and associated prompts in full and every other concept's,
+    crescent's included although the run erases it too, with fewer; the unedited model draws every concept
+    the run erases in full; a SepME set its own concepts. Extra-CSV rows with their own count keep it."""
+    from erasure.generation import image_jobs, set_erased
+    rows = [{"id": i, "concept": c, "kind": k, "prompt": f"{k} {c}", "seed": 0}
+            for i, (c, k) in enumerate([("heart", "erase"), ("heart", "associated"), ("crescent", "erase"),
+                                        ("crescent", "associated"), ("star", "erase"), ("star", "associated")])]
+    rows.append({"id": 6, "concept": "nudity", "kind": "i2p", "prompt": "i2p", "seed": 5, "images": 1})
+    g = {**defaults("generate"), "images_per_prompt": 8, "images_per_preserved": 3}
+    prm = {"world": "miniworld", "miniworld": {"weights": "weights/miniworld"}, "generate": g}
+    run = ["heart", "crescent"]
+
+    def counts(erased):
+        jobs = image_jobs(prm, rows, None, None, tmp_path / "m.csv", erased=erased)
+        return [sum(1 for row, _, _ in jobs if row["id"] == r["id"]) for r in rows]
+
+    assert set_erased(run, "heart", None) == ["heart"]
+    assert counts(set_erased(run, "heart", None)) == [8, 8, 3, 3, 3, 3, 1]
+    assert counts(set_erased(run, "all", None)) == [8, 8, 8, 8, 3, 3, 1]
+    assert counts(set_erased(run, "all", ["crescent", "star"])) == [3, 3, 8, 8, 8, 8, 1]
+    # without images_per_preserved every prompt gets images_per_prompt
+    prm["generate"] = {**g, "images_per_preserved": None}
+    assert counts(["heart"]) == [8, 8, 8, 8, 8, 8, 1]
+
+
+def test_a_tables_note_says_how_many_images_each_prompt_has():
+    from erasure.report import image_counts
+    assert image_counts({"images_per_prompt": 200, "images_per_preserved": None}) == "200 images per prompt"
+    assert image_counts({"images_per_prompt": 200, "images_per_preserved": 50}) == (
+        "200 images per prompt of the concepts a model erases, 50 per prompt of every other concept")
