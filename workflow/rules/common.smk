@@ -74,17 +74,23 @@ def _imported_modules(path):
     return tuple(f for f in files if (BASEDIR / f).is_file()) + ("erasure/__init__.py",)
 
 
+# erasure/params.py turns the config into each job's `params:` value; a stage imports it only to do the same
+# when run by hand with --config. A DAG job gets that value as --params, which Snakemake compares itself, so
+# an edit of params.py reruns exactly the jobs whose parameters it changes; as a code input it reran every job.
+PARAMS_MODULE = "erasure/params.py"
+
+
 def code_inputs(*entry_points):
     """The source files a rule runs: its entry points (a stage, or a module its run: block calls) and
-    every erasure/ module they import, directly or through another. Editing any of them reruns the rule
-    and what follows; lists kept by hand drifted from the imports."""
+    every erasure/ module they import, directly or through another (but PARAMS_MODULE itself). Editing any
+    of them reruns the rule and what follows; lists kept by hand drifted from the imports."""
     files, todo = set(), [f"stages/{e}.py" if "/" not in e else e for e in entry_points]
     while todo:
         path = todo.pop()
         if path not in files:
             files.add(path)
             todo += _imported_modules(path) if path.endswith(".py") else ()
-    return sorted(files)
+    return sorted(files - {PARAMS_MODULE})
 
 
 # The mini world's weight files are inputs of the rules that load them, so retrained weights rerun
