@@ -412,7 +412,8 @@ def task_workload(name):
     with the generate stage's own rules (I2P and COCO-30k: their configured row counts, one image each;
     every image set draws all COCO captions)."""
     from erasure.config import load_config, read_config_files
-    from erasure.generation import images_for
+    from erasure.generation import images_for, select_prompts, set_erased
+    from erasure.io import slug
     from erasure.prompts import prompt_table
     config = read_config_files([ROOT / "configs" / f"{name}.yaml"])
     config["scorer"] = {"kind": "clip"}  # GCD's environment is not needed to count images
@@ -424,11 +425,11 @@ def task_workload(name):
     g, methods, erase = config["generate"], config["run_methods"], config["erase"]
     i2p = config["i2p"]["rows"] if config["i2p"]["enabled"] else 0
     coco = config["coco"]["rows"] if config["coco"]["enabled"] else 0
-    original = sum(images_for(r, g, erase) for r in rows) + i2p + coco
+    original = sum(images_for(r, g, set_erased(erase, "all", None)) for r in rows) + i2p + coco
     per_job = {}
     for concept in erase:
-        keep = [r for r in rows if r["kind"] != "associated" or g["other_associated"] or r["concept"] == concept]
-        per_job[concept] = (sum(images_for(r, g, [concept]) for r in keep) + coco
+        keep = select_prompts(rows, slug(concept), None, g["other_associated"], g["splits"])
+        per_job[concept] = (sum(images_for(r, g, set_erased(erase, slug(concept), None)) for r in keep) + coco
                             + (i2p if concept == config["i2p"]["concept"] else 0))
     edited = [m for m in methods if m != "original"]
     images = original + len(edited) * sum(per_job.values())
