@@ -72,6 +72,26 @@ def labels_by_prompt(score_rows: list[dict], concept: str, splits: dict[int, str
     return labels
 
 
+def count_labels(n: int, acc: float) -> list[int]:
+    """A prompt's 0/1 image labels rebuilt from its image count and accuracy in % (per_prompt.csv): the
+    bootstrap draws images within a prompt at random, so it needs only how many were right."""
+    k = round(n * acc / 100)
+    return [1] * k + [0] * (n - k)
+
+
+def labels_from_per_prompt(rows: list[dict], concept: str) -> dict[str, dict[int, list[int]]]:
+    """labels_by_prompt for one erased concept, from its per-prompt rows (id, concept, kind, split, n, acc)
+    instead of per-image scores: what a merge of committed tables has."""
+    labels = {g: {} for g in GROUPS}
+    for r in rows:
+        if not int(r["n"]):
+            continue
+        group = group_of(r, concept)
+        for name in [group] + ([f"{group}_{r['split']}"] if r.get("split") else []):
+            labels[name][int(r["id"])] = count_labels(int(r["n"]), float(r["acc"]))
+    return labels
+
+
 def bootstrap(labels: dict[str, dict[int, list[int]]], rng: np.random.Generator, n_boot: int) -> dict[str, np.ndarray]:
     """Replicates [n_boot] of every accuracy and of H_o (two-stage bootstrap, erasure.intervals)."""
     out = {f"acc_{g}": prompt_replicates(list(labels[g].values()), rng, n_boot) for g in GROUPS}

@@ -198,7 +198,8 @@ def quality(config: dict) -> dict:
 def sepme_table(config: dict) -> dict:
     return {"sets": config["sepme_sets"], "restore": config["sepme_restore"],
             "images_per_prompt": config["generate"]["images_per_prompt"],
-            "images_per_preserved": config["generate"]["images_per_preserved"], "seed": config["seed"]}
+            "images_per_preserved": config["generate"]["images_per_preserved"], "seed": config["seed"],
+            "dtype": config[config["world"]]["dtype"]}
 
 
 def pretrain(config: dict) -> dict:
@@ -209,7 +210,8 @@ def report(config: dict) -> dict:
     out = {"erase": config["erase"], "run_methods": config["run_methods"], "methods": config["methods"],
            "grid_images": config["report"]["grid_images"],
            "images_per_prompt": config["generate"]["images_per_prompt"],
-           "images_per_preserved": config["generate"]["images_per_preserved"], "seed": config["seed"]}
+           "images_per_preserved": config["generate"]["images_per_preserved"], "seed": config["seed"],
+           "dtype": config[config["world"]]["dtype"]}
     if config["report"]["frontier"]:
         out.update(frontier=config["report"]["frontier"], frontier_split=config["report"]["frontier_split"])
     if config["world"] == "sd" and config["scorer"]["kind"] == "nudenet":

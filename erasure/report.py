@@ -17,7 +17,7 @@ from .frontier import REFERENCE, choice_markdown, frontier_rows, write_frontier
 from .intervals import percentile_interval, prompt_replicates, wilson
 from .io import slug
 from .metrics import (N_BOOTSTRAP, NUDENET_COLUMNS, REMAP, WITH_INTERVALS, accuracy, average_rows, concept_rows,
-                      harmonic_overall, harmonic_overall_array, metrics, nudenet_counts, remap_metrics)
+                      count_labels, harmonic_overall, harmonic_overall_array, metrics, nudenet_counts, remap_metrics)
 
 TEXT_COLUMNS = ("method", "concept", "n_images")
 # The papers' four first, then Acc_sg and the tuning/report halves of the held-out prompts, then every
@@ -160,7 +160,7 @@ def write_report(prm: dict, prompts: list[dict], scores_dir: str | Path, remap_d
 
     # 2. summary.csv, Markdown, HTML.
     io.write_csv(out / "summary.csv", COLUMNS, [summary_cells(r, COLUMNS) for r in rows])
-    note = (f"{image_counts(prm)}. Acc in %, from the scorer's argmax label, with its 95% "
+    note = (f"{image_counts(prm)}{drawn_in(prm)}. Acc in %, from the scorer's argmax label, with its 95% "
             "interval in brackets (one concept's Acc: Wilson over images; H_o and averages: bootstrap over prompts "
             "and seeds). H_o = 3 / (1/(100-Acc_e) + 1/Acc_s + 1/(100-Acc_g)). Tuning / report: the two halves of "
             "the held-out prompts; settings are chosen on the tuning half only.\n")
@@ -219,6 +219,12 @@ def per_prompt_rows(scores_dir: str | Path, methods: list[str], concepts: list[s
 
 HTML_COLUMNS = ["method", "concept", "acc_e", "acc_s", "acc_g", "h_o", "acc_sg", "acc_g_tuning", "acc_g_report",
                 "acc_sg_tuning", "acc_sg_report", "n_images", *REMAP, "fid", "cs_coco"]
+
+
+def drawn_in(prm: dict) -> str:
+    """The precision the model drew in, for a table's note (a merge refuses parts whose notes differ: the
+    same prompts and seeds give other pixels in another precision)."""
+    return f", drawn in {prm['dtype']}" if prm.get("dtype") else ""
 
 
 def image_counts(prm: dict) -> str:
@@ -306,7 +312,7 @@ def write_sepme_table(prm: dict, scores_dir: str | Path, out_csv: str | Path, ou
     io.write_csv(out_csv, SEPME_COLUMNS, [[r[c] if c in SEPME_TEXT else fmt(r[c], 2) for c in SEPME_COLUMNS]
                                           for r in table])
     md = ["# SepME on the mini world: separable increments, restoration, and the joint solve\n",
-          f"{image_counts(prm)}; oracle accuracy in %, with its 95% interval in brackets "
+          f"{image_counts(prm)}{drawn_in(prm)}; oracle accuracy in %, with its 95% interval in brackets "
           "(Wilson over images; H_o: bootstrap over prompts and seeds). `all`: every increment of the set; "
           f"`restore`: all but {prm['restore']}'s (no retraining); `joint`: one closed-form solve for the whole "
           "set (not separable). Acc_s: canonical prompts of the concepts outside the set.\n",
@@ -338,12 +344,7 @@ def write_original_table(per_prompt: str | Path, weights: str | Path, command: s
             by_concept[r["concept"]][r["kind"]].append(r)
 
     def labels(prompt_rows):  # 0/1 per image, rebuilt from n and acc (the bootstrap needs only the counts)
-        out = []
-        for r in prompt_rows:
-            n = int(r["n"])
-            k = round(n * float(r["acc"]) / 100)
-            out.append([1] * k + [0] * (n - k))
-        return out
+        return [count_labels(int(r["n"]), float(r["acc"])) for r in prompt_rows]
 
     rng = np.random.default_rng(seed)
     table = []
@@ -382,11 +383,15 @@ def write_original_table(per_prompt: str | Path, weights: str | Path, command: s
 
 
 def copy_results(csv_path: str | Path, md_path: str | Path, command: str, out_csv: str | Path,
-                 out_md: str | Path, png: str | Path | None = None, out_png: str | Path | None = None) -> None:
+                 out_md: str | Path, png: str | Path | None = None, out_png: str | Path | None = None,
+                 per_prompt: str | Path | None = None, out_per_prompt: str | Path | None = None) -> None:
     """A run's tables copied under results/, the .md with the command that regenerates them (and its
-    frontier plot, when it has one)."""
+    frontier plot, when it has one; and its per-prompt counts, from which scripts/merge_results.py
+    recomputes the averages' intervals when tables of several runs are merged)."""
     if png:
         io.write_bytes(out_png, Path(png).read_bytes())
+    if per_prompt:
+        io.write_text(out_per_prompt, Path(per_prompt).read_text(encoding="utf-8"))
     title, _, body = Path(md_path).read_text(encoding="utf-8").partition("\n")
     io.write_text(out_md, f"{title}\n\nRegenerate: `{command}`\n{body}")
     io.write_text(out_csv, Path(csv_path).read_text(encoding="utf-8"))

@@ -74,7 +74,7 @@ def test_a_tuning_sweep_draws_no_report_prompt():
 
 def test_results_copies_the_frontier_plot_with_the_tables(tmp_path):
     """`snakemake results` on a run with report.frontier: the tables under results/ with the command
-    that regenerates them, and the frontier plot beside them (stages/results_table.py)."""
+    that regenerates them, and the frontier plot and the per-prompt counts beside them (stages/results_table.py)."""
     import subprocess
     import sys
     (tmp_path / "summary.csv").write_text("method,concept\ncf,heart\n")
@@ -84,8 +84,11 @@ def test_results_copies_the_frontier_plot_with_the_tables(tmp_path):
     base = [sys.executable, str(ROOT / "stages/results_table.py"), "--csv", str(tmp_path / "summary.csv"),
             "--md", str(tmp_path / "table.md"), "--command", "snakemake results", "--out-csv", f"{out}.csv",
             "--out-md", f"{out}.md"]
-    subprocess.run(base + ["--png", str(tmp_path / "frontier.png"), "--out-png", f"{out}.png"], check=True)
+    (tmp_path / "per_prompt.csv").write_text("method,erased,id\ncf,heart,0\n")
+    subprocess.run(base + ["--png", str(tmp_path / "frontier.png"), "--out-png", f"{out}.png", "--per-prompt",
+                           str(tmp_path / "per_prompt.csv"), "--out-per-prompt", f"{out}_per_prompt.csv"], check=True)
     assert (tmp_path / "results/frontier.png").read_bytes() == b"\x89PNG not really"
+    assert (tmp_path / "results/frontier_per_prompt.csv").read_text() == "method,erased,id\ncf,heart,0\n"
     assert "Regenerate: `snakemake results`" in (tmp_path / "results/frontier.md").read_text()
     bad = subprocess.run(base + ["--png", str(tmp_path / "frontier.png")], capture_output=True, text=True)
     assert bad.returncode == 2 and "--png and --out-png go together" in bad.stderr

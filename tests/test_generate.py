@@ -174,3 +174,14 @@ def test_a_tables_note_says_how_many_images_each_prompt_has():
     assert image_counts({"images_per_prompt": 200, "images_per_preserved": None}) == "200 images per prompt"
     assert image_counts({"images_per_prompt": 200, "images_per_preserved": 50}) == (
         "200 images per prompt of the concepts a model erases, 50 per prompt of every other concept")
+
+
+def test_a_tables_note_names_the_precision_it_was_drawn_in():
+    """Parts drawn in two precisions must not merge (other pixels for the same seeds): the note says which."""
+    from erasure.config import load_config
+    from erasure.params import report
+    from erasure.report import drawn_in
+    config = load_config([ROOT / "config.yaml"])
+    config["miniworld"]["dtype"] = "bfloat16"
+    assert drawn_in(report(config)) == ", drawn in bfloat16"
+    assert drawn_in({"images_per_prompt": 10}) == ""

@@ -59,6 +59,45 @@ def test_task_concept_files():
         assert all(len(concepts[e]["associated"]) == 1 for e in erased) and len(concepts) > 100
 
 
+def part_configs(part):
+    """The config files a part's recorded command runs with (the table's config, then the part)."""
+    command = yaml.safe_load((ROOT / "configs/parts" / f"{part}.yaml").read_text())["report"]["command"]
+    return command.split("--configfile")[1].split()
+
+
+def rows_of(*files):
+    """The (method, concept) rows a run of these config files, merged in order, draws."""
+    config = {}
+    for f in files:
+        config.update(yaml.safe_load((ROOT / f).read_text()))
+    return {(m, c) for m in config["run_methods"] for c in config["erase"]}
+
+
+@pytest.mark.parametrize("table, parts", [
+    ("methods", [f"methods_{c}_{g}" for c in ("heart", "crescent") for g in ("core", "uce", "esd")]),
+    ("ablation", ["methods_heart_core", "methods_crescent_core", "ablation_extra"])])
+def test_a_tables_parts_draw_each_of_its_rows(table, parts):
+    """The parts merged into a table (the merge command in its config's header) draw every row of the table's
+    own config: each part runs with the config its command names, and the methods parts never overlap."""
+    drawn = [rows_of(*part_configs(p)) for p in parts]
+    wanted = rows_of(f"configs/miniworld_{table}.yaml")
+    assert wanted <= set().union(*drawn)
+    if table == "methods":
+        assert sum(map(len, drawn)) == len(wanted)
+
+
+@pytest.mark.parametrize("part", sorted(p.stem for p in (ROOT / "configs/parts").glob("*.yaml")))
+def test_a_part_config_plans_its_results(part, tmp_path):
+    """A part runs as its recorded command says and writes its table under results/miniworld/parts/."""
+    override = tmp_path / "out.yaml"
+    override.write_text(yaml.safe_dump({"out_dir": str(tmp_path / "out")}))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "2", "results",
+                           "--configfile", *[str(ROOT / f) for f in part_configs(part)], str(override)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"results/miniworld/parts/{part}_per_prompt.csv" in proc.stdout
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs").glob("miniworld_*.yaml")))
 def test_miniworld_results_config_plans(name, tmp_path):
     """Every committed mini-world table can be regenerated: its config validates and plans `results`."""

@@ -28,7 +28,8 @@ if config["report"]["results"]:
         if config["sepme_sets"]:
             return {"csv": f"{OUT}/report/sepme.csv", "md": f"{OUT}/report/sepme.md"}
         plot = {"png": f"{REPORT}/frontier.png"} if FRONTIER_PLOT else {}
-        return {"csv": f"{REPORT}/summary.csv", "md": f"{REPORT}/table.md", **plot}
+        return {"csv": f"{REPORT}/summary.csv", "md": f"{REPORT}/table.md", "per_prompt": f"{REPORT}/per_prompt.csv",
+                **plot}
 
     rule results:
         input:
@@ -38,10 +39,14 @@ if config["report"]["results"]:
             csv=f"{config['report']['results']}.csv",
             md=f"{config['report']['results']}.md",
             png=[f"{config['report']['results']}.png"] if FRONTIER_PLOT else [],
+            # per-prompt counts: scripts/merge_results.py rebuilds merged averages' intervals from them
+            per_prompt=[] if config["sepme_sets"] else [f"{config['report']['results']}_per_prompt.csv"],
         params:
             command=config["report"]["command"],
             plot=lambda w, input, output: (f"--png {shlex.quote(input.png)} --out-png {shlex.quote(output.png[0])}"
                                                 if FRONTIER_PLOT else ""),
+            per_prompt=lambda w, input, output: (f"--per-prompt {shlex.quote(input.per_prompt)} --out-per-prompt "
+                                                 f"{shlex.quote(output.per_prompt[0])}" if output.per_prompt else ""),
         shell:
             "{PY:q} stages/results_table.py --csv {input.csv:q} --md {input.md:q} --command {params.command:q}"
-            " --out-csv {output.csv:q} --out-md {output.md:q} {params.plot}"
+            " --out-csv {output.csv:q} --out-md {output.md:q} {params.plot} {params.per_prompt}"
