@@ -88,14 +88,18 @@ def test_a_tables_parts_draw_each_of_its_rows(table, parts):
 
 @pytest.mark.parametrize("part", sorted(p.stem for p in (ROOT / "configs/parts").glob("*.yaml")))
 def test_a_part_config_plans_its_results(part, tmp_path):
-    """A part runs as its recorded command says and writes its table under results/miniworld/parts/."""
+    """A part runs as its recorded command says and writes its table under results/miniworld/parts/ (with
+    the per-prompt counts a merge needs; a robustness part with its transfer table)."""
     override = tmp_path / "out.yaml"
     override.write_text(yaml.safe_dump({"out_dir": str(tmp_path / "out")}))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "2", "results",
+    robustness = part.startswith("robustness")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "2",
+                           "robustness_results" if robustness else "results",
                            "--configfile", *[str(ROOT / f) for f in part_configs(part)], str(override)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert f"results/miniworld/parts/{part}_per_prompt.csv" in proc.stdout
+    written = "_transfer.md" if robustness else "_per_prompt.csv"
+    assert f"results/miniworld/parts/{part}{written}" in proc.stdout
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs").glob("miniworld_*.yaml")))
