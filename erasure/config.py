@@ -128,6 +128,7 @@ def check_unique(config: dict) -> None:
     """Each concept, method and attack listed once: a repeat would build and count the same thing twice."""
     lists = {"erase": config["erase"], "run_methods": config["run_methods"], "attacks.run": config["attacks"]["run"],
              "attacks.methods": config["attacks"]["methods"] or [], "export.methods": config["export"]["methods"] or [],
+             "sepme_draw": config["sepme_draw"] or [],
              **{f"sepme_sets.{name}": members for name, members in config["sepme_sets"].items()}}
     for field, items in lists.items():
         repeated = next((x for i, x in enumerate(items) if x in items[:i]), None)
@@ -205,6 +206,10 @@ def check(config: dict) -> dict:
                 raise ConfigError(f"config field sepme_sets.{name}: unknown concept {c!r}; known: {sorted(concepts)}")
         if config["sepme_restore"] and len(members) > 1 and config["sepme_restore"] not in members:
             raise ConfigError(f"config field sepme_restore: {config['sepme_restore']!r} is not in sepme_sets.{name}")
+    unknown = [s for s in config["sepme_draw"] or [] if s not in config["sepme_sets"]]
+    if unknown:
+        raise ConfigError(f"config field sepme_draw: {unknown[0]!r} is not a set of sepme_sets "
+                          f"({sorted(config['sepme_sets'])}); list only defined sets, or null for all")
     cf = config["mining"]
     if cf["d2"] <= cf["d1"]:
         raise ConfigError(f"config field mining.d2: must exceed mining.d1 ({cf['d1']}), got {cf['d2']}")

@@ -195,8 +195,14 @@ def quality(config: dict) -> dict:
     return {**fid_reference(config), "clip": {"model": s["clip_model"], "pretrained": s["clip_pretrained"]}}
 
 
+def drawn_sets(config: dict) -> dict:
+    """The SepME sets this run draws: sepme_sets, or those sepme_draw names (one part of the table)."""
+    draw = config["sepme_draw"]
+    return {name: members for name, members in config["sepme_sets"].items() if draw is None or name in draw}
+
+
 def sepme_table(config: dict) -> dict:
-    return {"sets": config["sepme_sets"], "restore": config["sepme_restore"],
+    return {"sets": drawn_sets(config), "restore": config["sepme_restore"],
             "images_per_prompt": config["generate"]["images_per_prompt"],
             "images_per_preserved": config["generate"]["images_per_preserved"], "seed": config["seed"],
             "dtype": config[config["world"]]["dtype"]}

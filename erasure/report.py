@@ -311,20 +311,27 @@ def write_sepme_table(prm: dict, scores_dir: str | Path, out_csv: str | Path, ou
 
     io.write_csv(out_csv, SEPME_COLUMNS, [[r[c] if c in SEPME_TEXT else fmt(r[c], 2) for c in SEPME_COLUMNS]
                                           for r in table])
-    md = ["# SepME on the mini world: separable increments, restoration, and the joint solve\n",
-          f"{image_counts(prm)}{drawn_in(prm)}; oracle accuracy in %, with its 95% interval in brackets "
-          "(Wilson over images; H_o: bootstrap over prompts and seeds). `all`: every increment of the set; "
-          f"`restore`: all but {prm['restore']}'s (no retraining); `joint`: one closed-form solve for the whole "
-          "set (not separable). Acc_s: canonical prompts of the concepts outside the set.\n",
-          "| set | k | model | concept | role | Acc_e↓ (original) | Acc_g↓ (original) | Acc_s↑ | H_o↑ |",
+    note = (f"{image_counts(prm)}{drawn_in(prm)}; oracle accuracy in %, with its 95% interval in brackets "
+            "(Wilson over images; H_o: bootstrap over prompts and seeds). `all`: every increment of the set; "
+            f"`restore`: all but {prm['restore']}'s (no retraining); `joint`: one closed-form solve for the whole "
+            "set (not separable). Acc_s: canonical prompts of the concepts outside the set.")
+    io.write_text(out_md, f"{SEPME_TITLE}\n\n{note}\n\n{sepme_markdown(table)}")
+    return table
+
+
+SEPME_TITLE = "# SepME on the mini world: separable increments, restoration, and the joint solve"
+
+
+def sepme_markdown(table: list[dict]) -> str:
+    """The SepME table's rows in Markdown (the table written by write_sepme_table, or a merge of them)."""
+    md = ["| set | k | model | concept | role | Acc_e↓ (original) | Acc_g↓ (original) | Acc_s↑ | H_o↑ |",
           "|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         md.append(f"| {r['set']} | {r['k']} | {r['model']} | {r['concept']} | {r['role']} | "
                   f"{with_interval(r, 'acc_e')} ({fmt(r['original_acc_e'])}) | "
                   f"{with_interval(r, 'acc_g')} ({fmt(r['original_acc_g'])}) | {with_interval(r, 'acc_s')} | "
                   f"{with_interval(r, 'h_o')} |")
-    io.write_text(out_md, "\n".join(md) + "\n")
-    return table
+    return "\n".join(md) + "\n"
 
 
 def _interval_text(acc: float, lo: float, hi: float) -> str:

@@ -315,6 +315,8 @@ CASES = [
                  "--out", lambda t: str(t / "report"))),
     ("sepme-set", "a SepME set with an unknown concept",
      ConfigCase(set_value("sepme_sets", {"k2": ["heart", "unicorn"]}))),
+    ("sepme-draw", "`sepme_draw: [k3]`, a set `sepme_sets` does not define",
+     ConfigCase(lambda config, tmp: config.update(sepme_sets={"k2": ["heart", "crescent"]}, sepme_draw=["k3"]))),
     ("resources-rule", "`resources.generat` (no such rule)",
      ConfigCase(set_value("resources", {"generat": {"mem_mb": 1000}}))),
     ("weights-missing", "`miniworld.weights` pointing nowhere",

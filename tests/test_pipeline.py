@@ -285,3 +285,9 @@ def test_sepme_sets_erase_restore_and_joint_rows(tmp_path):
     # the set model draws only the set's associated prompts (plus every canonical prompt)
     manifest = (tmp_path / "out/images/set_k2/all.csv").read_text()
     assert manifest.count(",associated,") == 2 and manifest.count(",erase,") == 3
+    # one part of the table (sepme_draw): only that set's rows, from the same scores
+    config["sepme_draw"] = ["k1"]
+    proc = snakemake(write_config(tmp_path, config), "sepme_table")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(tmp_path / "out/report/sepme.csv") as f:
+        assert {(r["set"], r["model"], r["concept"]) for r in csv.DictReader(f)} == {("k1", "all", "heart")}

@@ -86,6 +86,13 @@ def test_a_tables_parts_draw_each_of_its_rows(table, parts):
         assert sum(map(len, drawn)) == len(wanted)
 
 
+def test_the_sepme_parts_draw_each_set_once():
+    sets = yaml.safe_load((ROOT / "configs/miniworld_sepme.yaml").read_text())["sepme_sets"]
+    drawn = [s for part in ("sepme_k1_k2", "sepme_k4")
+             for s in yaml.safe_load((ROOT / "configs/parts" / f"{part}.yaml").read_text())["sepme_draw"]]
+    assert sorted(drawn) == sorted(sets)
+
+
 @pytest.mark.parametrize("part", sorted(p.stem for p in (ROOT / "configs/parts").glob("*.yaml")))
 def test_a_part_config_plans_its_results(part, tmp_path):
     """A part runs as its recorded command says and writes its table under results/miniworld/parts/ (with
@@ -98,7 +105,7 @@ def test_a_part_config_plans_its_results(part, tmp_path):
                            "--configfile", *[str(ROOT / f) for f in part_configs(part)], str(override)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    written = "_transfer.md" if robustness else "_per_prompt.csv"
+    written = "_transfer.md" if robustness else ".md" if part.startswith("sepme") else "_per_prompt.csv"
     assert f"results/miniworld/parts/{part}{written}" in proc.stdout
 
 

@@ -58,7 +58,7 @@ rule sepme_restore:
 
 def sepme_scores(w):
     files = [f"{OUT}/scores/original/all.csv"]
-    for name in config["sepme_sets"]:
+    for name in P.drawn_sets(config):
         files += [f"{OUT}/scores/set_{name}/{v}.csv" for v in set_variants(name)]
     return files
 
