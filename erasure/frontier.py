@@ -87,3 +87,25 @@ def choice_markdown(rows: list[dict], reference: str, own: set[str], split: str)
     tail = (f"\n\n**Chosen: `{pick}`.**\n" if pick else
             "\n\n**No method of this project's own qualifies**; the default stays the paper's `realera`.\n")
     return head + "\n".join(lines) + tail
+
+
+def claim_markdown(rows: list[dict], reference: str, split: str) -> str:
+    """Issue 19's point 3 judged on a half no choice has seen (docs/protocol.md, rule 5): each method against
+    the reference with the bar of `verdicts`, and the two Acc_g intervals apart (the method's upper end below
+    the reference's lower end)."""
+    found = verdicts(rows, reference)
+    if not found:
+        return ""
+    ref = next(r for r in rows if r["method"] == reference)
+    by_method = {r["method"]: r for r in rows}
+    head = (f"\n## The claim (docs/protocol.md, \"Choosing a setting\", rule 5)\n\nOn the {split} half, against "
+            f"`{reference}` (Acc_g {ref['acc_g']:.1f} [{ref['acc_g_lo']:.1f}, {ref['acc_g_hi']:.1f}]): the claim holds "
+            f"for a method with Acc_g at most {BAR_G:g} of the reference's, Acc_s at most {BAR_S:g} and Acc_sg at "
+            f"most {BAR_SG:g} points below it, and the two Acc_g intervals apart.\n\n| method | Acc_g / reference | "
+            "Acc_s difference | Acc_sg difference | Acc_g intervals apart | holds |\n|---|---|---|---|---|---|\n")
+    lines = []
+    for v in found:
+        apart = by_method[v["method"]]["acc_g_hi"] < ref["acc_g_lo"]
+        lines.append(f"| {v['method']} | {v['g_ratio']:.2f} | {v['d_s']:+.1f} | {v['d_sg']:+.1f} | "
+                     f"{'yes' if apart else 'no'} | {'**yes**' if v['qualifies'] and apart else 'no'} |")
+    return head + "\n".join(lines) + "\n"

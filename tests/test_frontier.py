@@ -4,7 +4,8 @@ import csv
 from PIL import Image
 
 from conftest import ROOT
-from erasure.frontier import FRONTIER_COLUMNS, choice_markdown, choose, frontier_rows, verdicts, write_frontier
+from erasure.frontier import (FRONTIER_COLUMNS, choice_markdown, choose, claim_markdown, frontier_rows, verdicts,
+                              write_frontier)
 from erasure.generation import select_prompts
 
 
@@ -61,6 +62,23 @@ def test_the_choice_holds_each_candidate_to_the_bar_against_the_reference():
     text = choice_markdown(rows, "cf", own, "tuning")
     assert "**Chosen: `w01`.**" in text and "| uce | no | 0.25 | +0.0 | +0.0 | yes |" in text
     assert "No method of this project's own qualifies" in choice_markdown(rows, "cf", {"w1"}, "tuning")
+
+
+def test_the_claim_also_needs_the_two_acc_g_intervals_apart():
+    """On the report half the bar of the choice holds and, besides, the method's Acc_g interval ends below the
+    reference's: 16 [10, 21] against 40 [20, 60] meets the bar but the intervals touch, 16 [10, 19] holds."""
+    def interval(row, lo, hi):
+        return {**row, "acc_g_lo": lo, "acc_g_hi": hi}
+    ref = interval(point("cf", 40.0, 90.0, 80.0), 20.0, 60.0)
+    rows = [ref, interval(point("close", 16.0, 88.0, 76.0), 10.0, 21.0),
+            interval(point("apart", 16.0, 88.0, 76.0), 10.0, 19.0),
+            interval(point("costly", 10.0, 80.0, 76.0), 5.0, 15.0)]
+    text = claim_markdown(rows, "cf", "report")
+    assert "| close | 0.40 | -2.0 | -4.0 | no | no |" in text
+    assert "| apart | 0.40 | -2.0 | -4.0 | yes | **yes** |" in text
+    assert "| costly | 0.25 | -10.0 | -4.0 | yes | no |" in text
+    assert "On the report half, against `cf` (Acc_g 40.0 [20.0, 60.0])" in text
+    assert claim_markdown(rows, "esd_u", "report") == ""
 
 
 def test_a_tuning_sweep_draws_no_report_prompt():
