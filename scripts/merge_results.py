@@ -12,33 +12,22 @@ per-prompt counts (PREFIX_per_prompt.csv, which the `results` rule writes beside
 averages get their 95% bootstrap intervals, recomputed from those counts, and OUT_per_prompt.csv is
 written so a merged table can be merged again; otherwise the averages are point estimates.
 """
-import argparse
 import csv
 import math
-import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from erasure import io  # noqa: E402
+from erasure import io, merging  # noqa: E402
 from erasure.metrics import ACCURACIES, average_rows, labels_from_per_prompt  # noqa: E402
 from erasure.report import TEXT_COLUMNS, markdown_table, remap_table, summary_cells  # noqa: E402
 
 
 def read_part(prefix):
     """Rows (without the part's averages), CSV header, and the .md's regenerate line and protocol note."""
-    csv_path, md_path = Path(f"{prefix}.csv"), Path(f"{prefix}.md")
-    for path in (csv_path, md_path):
-        if not path.is_file():
-            sys.exit(f"merge_results: {path} not found (each input is a results prefix with .csv and .md)")
-    with csv_path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames
-        rows = [parse_row(r) for r in reader if r["concept"] != "average"]
-    lines = md_path.read_text(encoding="utf-8").splitlines()
-    command = next((ln for ln in lines if ln.startswith("Regenerate:")), "")
-    note = next((ln for ln in lines if "images per prompt" in ln), "")
-    return rows, header, command, note
+    header, rows, lines = merging.read_table(prefix, "merge_results", "results")
+    rows = [parse_row(r) for r in rows if r["concept"] != "average"]
+    return rows, header, merging.line_with(lines, "Regenerate:", start=True), merging.line_with(lines, "images per prompt")
 
 
 def parse_row(row):
@@ -105,14 +94,10 @@ def first_seen(values):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", help="results prefixes (PREFIX.csv and PREFIX.md)")
-    p.add_argument("--out", required=True, help="output prefix: writes OUT.csv and OUT.md")
+    p = merging.parser(__doc__, "results")
     p.add_argument("--methods", nargs="+", help="keep only these methods' rows, in this order (a part drawn for "
                                                 "one table can give another table some of its rows)")
-    args = p.parse_args(argv)
-    if len(set(args.inputs)) < len(args.inputs):
-        sys.exit("merge_results: an input is given twice; pass each results prefix once")
+    args = merging.parse(p, argv, "merge_results")
 
     parts = {prefix: read_part(prefix) for prefix in args.inputs}
     per_prompt = {prefix: read_per_prompt(prefix) for prefix in args.inputs}
@@ -137,13 +122,11 @@ def main(argv=None):
         io.write_csv(f"{args.out}_per_prompt.csv", columns,
                      [[p[c] for c in columns] for r in rows if "per_prompt" in r for p in r["per_prompt"]])
     io.write_csv(f"{args.out}.csv", header, [summary_cells(r, header) for r in rows])
-    command = " ".join(["python scripts/merge_results.py", *map(shlex.quote, args.inputs), "--out", shlex.quote(args.out),
-                        *(["--methods", *map(shlex.quote, args.methods)] if args.methods else [])])
-    sources = "\n".join(f"- `{prefix}`: {cmd.removeprefix('Regenerate: ')}" for prefix, (_, _, cmd, _) in parts.items())
+    head = merging.provenance("merge_results", {prefix: part[2] for prefix, part in parts.items()}, args.out,
+                              ["--methods", *args.methods] if args.methods else [])
     note = next(iter(parts.values()))[3]
     io.write_text(f"{args.out}.md",
-                  f"# Erasure results\n\nMerged from the tables below, each with its own command, then: `{command}`\n\n"
-                  f"{sources}\n\n{note}\n\n{markdown_table(rows, concepts, methods)}\n"
+                  f"# Erasure results\n\n{head}\n\n{note}\n\n{markdown_table(rows, concepts, methods)}\n"
                   f"## Remap scores\n\n{remap_table(rows, methods)}")
     print(f"merged {len(parts)} tables: {len(methods)} methods x {len(concepts)} concepts -> {args.out}.csv, .md")
 

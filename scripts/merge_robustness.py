@@ -9,43 +9,32 @@ method, concept and attack; the rows a one-run table pools over its concepts (co
 since revival's pooled figure needs each checkpoint's counts, which the tables do not keep. The merged
 Markdown lists every part's regenerate command, then the merge command.
 """
-import argparse
 import csv
 import re
-import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from erasure import io  # noqa: E402
+from erasure import io, merging  # noqa: E402
 from erasure.robustness import COLUMNS, TRANSFER_COLUMNS, markdown, transfer_markdown  # noqa: E402
 
 NUMBERS = ("pre_asr", "pre_asr_lo", "pre_asr_hi", "post_asr", "post_asr_lo", "post_asr_hi")
 
 
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 def read_part(prefix):
     """The part's per-concept rows, transfer rows (or None), regenerate line, ASR definition line and the
     revival column's last step."""
-    csv_path, md_path = Path(f"{prefix}.csv"), Path(f"{prefix}.md")
-    for path in (csv_path, md_path):
-        if not path.is_file():
-            sys.exit(f"merge_robustness: {path} not found (each input is a robustness results prefix with .csv and .md)")
-    rows = [{**r, **{k: float(r[k]) for k in NUMBERS}} for r in read_csv(csv_path) if r["concept"] != "all"]
+    _, rows, lines = merging.read_table(prefix, "merge_robustness", "robustness results")
+    rows = [{**r, **{k: float(r[k]) for k in NUMBERS}} for r in rows if r["concept"] != "all"]
     transfer_path = Path(f"{prefix}_transfer.csv")
     transfer = None
     if transfer_path.is_file():
-        transfer = [{**r, **{k: float(r[k]) for k in ("post_asr", "post_asr_lo", "post_asr_hi")}}
-                    for r in read_csv(transfer_path)]
-    lines = md_path.read_text(encoding="utf-8").splitlines()
-    command = next((ln for ln in lines if ln.startswith("Regenerate:")), "")
-    definition = next((ln for ln in lines if ln.startswith("Attack success rate")), "")
-    step = re.search(r"ASR at step (\d+)", md_path.read_text(encoding="utf-8"))
-    return rows, transfer, command, definition, int(step.group(1)) if step else None
+        with transfer_path.open(newline="", encoding="utf-8") as f:
+            transfer = [{**r, **{k: float(r[k]) for k in ("post_asr", "post_asr_lo", "post_asr_hi")}}
+                        for r in csv.DictReader(f)]
+    step = re.search(r"ASR at step (\d+)", "\n".join(lines))
+    return (rows, transfer, merging.line_with(lines, "Regenerate:", start=True),
+            merging.line_with(lines, "Attack success rate", start=True), int(step.group(1)) if step else None)
 
 
 def merge(parts):
@@ -76,19 +65,13 @@ def cells(row, columns):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", help="robustness results prefixes (PREFIX.csv and PREFIX.md)")
-    p.add_argument("--out", required=True, help="output prefix: writes OUT.csv and OUT.md (and OUT_transfer.*)")
-    args = p.parse_args(argv)
-    if len(set(args.inputs)) < len(args.inputs):
-        sys.exit("merge_robustness: an input is given twice; pass each results prefix once")
+    args = merging.parse(merging.parser(__doc__, "robustness results"), argv, "merge_robustness")
 
     parts = {prefix: read_part(prefix) for prefix in args.inputs}
     rows, attacks = merge(parts)
     _, transfer, _, definition, last_step = next(iter(parts.values()))
-    command = " ".join(["python scripts/merge_robustness.py", *map(shlex.quote, args.inputs), "--out", shlex.quote(args.out)])
-    sources = "\n".join(f"- `{prefix}`: {part[2].removeprefix('Regenerate: ')}" for prefix, part in parts.items())
-    head = f"Merged from the tables below, each with its own command, then: `{command}`\n\n{sources}\n\n{definition}\n\n"
+    head = merging.provenance("merge_robustness", {prefix: part[2] for prefix, part in parts.items()}, args.out)
+    head = f"{head}\n\n{definition}\n\n"
     io.write_csv(f"{args.out}.csv", COLUMNS, [cells(r, COLUMNS) for r in rows])
     io.write_text(f"{args.out}.md", head + markdown(rows, attacks, last_step))
     if transfer is not None:

@@ -7,39 +7,23 @@ Each input is what `snakemake results` writes for a SepME config (PREFIX.csv and
 per set, model and concept, with no averages, so the merge keeps them as they are; the merged Markdown lists
 every part's regenerate command, then the merge command.
 """
-import argparse
-import csv
-import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from erasure import io  # noqa: E402
+from erasure import io, merging  # noqa: E402
 from erasure.report import SEPME_COLUMNS, SEPME_TEXT, SEPME_TITLE, fmt, sepme_markdown  # noqa: E402
 
 
 def read_part(prefix):
     """The part's rows (numbers as floats), its regenerate line and its protocol note."""
-    csv_path, md_path = Path(f"{prefix}.csv"), Path(f"{prefix}.md")
-    for path in (csv_path, md_path):
-        if not path.is_file():
-            sys.exit(f"merge_sepme: {path} not found (each input is a SepME results prefix with .csv and .md)")
-    with csv_path.open(newline="", encoding="utf-8") as f:
-        rows = [{k: v if k in SEPME_TEXT else float(v if v not in ("", "-") else "nan") for k, v in r.items()}
-                for r in csv.DictReader(f)]
-    lines = md_path.read_text(encoding="utf-8").splitlines()
-    command = next((ln for ln in lines if ln.startswith("Regenerate:")), "")
-    note = next((ln for ln in lines if "images per prompt" in ln), "")
-    return rows, command, note
+    _, rows, lines = merging.read_table(prefix, "merge_sepme", "SepME results")
+    rows = [{k: v if k in SEPME_TEXT else float(v if v not in ("", "-") else "nan") for k, v in r.items()} for r in rows]
+    return rows, merging.line_with(lines, "Regenerate:", start=True), merging.line_with(lines, "images per prompt")
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", help="SepME results prefixes (PREFIX.csv and PREFIX.md)")
-    p.add_argument("--out", required=True, help="output prefix: writes OUT.csv and OUT.md")
-    args = p.parse_args(argv)
-    if len(set(args.inputs)) < len(args.inputs):
-        sys.exit("merge_sepme: an input is given twice; pass each results prefix once")
+    args = merging.parse(merging.parser(__doc__, "SepME results"), argv, "merge_sepme")
     parts = {prefix: read_part(prefix) for prefix in args.inputs}
     if len({note for _, _, note in parts.values()}) > 1:
         sys.exit("merge_sepme: the inputs used different protocols:\n  "
@@ -55,11 +39,9 @@ def main(argv=None):
             rows.append(r)
     io.write_csv(f"{args.out}.csv", SEPME_COLUMNS,
                  [[r[c] if c in SEPME_TEXT else fmt(r[c], 2) for c in SEPME_COLUMNS] for r in rows])
-    command = " ".join(["python scripts/merge_sepme.py", *map(shlex.quote, args.inputs), "--out", shlex.quote(args.out)])
-    sources = "\n".join(f"- `{prefix}`: {cmd.removeprefix('Regenerate: ')}" for prefix, (_, cmd, _) in parts.items())
+    head = merging.provenance("merge_sepme", {prefix: cmd for prefix, (_, cmd, _) in parts.items()}, args.out)
     note = next(iter(parts.values()))[2]
-    io.write_text(f"{args.out}.md", f"{SEPME_TITLE}\n\nMerged from the tables below, each with its own command, "
-                  f"then: `{command}`\n\n{sources}\n\n{note}\n\n{sepme_markdown(rows)}")
+    io.write_text(f"{args.out}.md", f"{SEPME_TITLE}\n\n{head}\n\n{note}\n\n{sepme_markdown(rows)}")
     print(f"merged {len(parts)} SepME tables: {len(rows)} rows -> {args.out}.csv, .md")
 
 
