@@ -33,7 +33,7 @@ def test_frontier_reads_one_half_keeps_sweep_order_and_adds_single_points(tmp_pa
     with Image.open(tmp_path / "f.png") as im:
         pixels = im.convert("RGB")
         assert im.width > 2 * im.height > 0
-        assert len(set(pixels.getdata())) > 3   # axes, text and coloured points, not a blank canvas
+        assert len(set(pixels.get_flattened_data())) > 3   # axes, text and coloured points, not a blank canvas
 
 
 def point(method, g, s, sg):
