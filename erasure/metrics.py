@@ -58,6 +58,12 @@ def group_of(row: dict, concept: str) -> str:
     return "s"  # preserve prompts always count toward Acc_s
 
 
+def group_names(row: dict, concept: str, split: str | None) -> list[str]:
+    """The groups an image or prompt row counts toward: its group, and that group's held-out half if any."""
+    group = group_of(row, concept)
+    return [group] + ([f"{group}_{split}"] if split else [])
+
+
 def labels_by_prompt(score_rows: list[dict], concept: str, splits: dict[int, str]) -> dict[str, dict[int, list[int]]]:
     """{group: {prompt id: [1 if labelled correctly else 0, per image]}}; `splits` maps a held-out
     prompt's id to its half. Images the scorer abstained on (GCD found no face) are in no group."""
@@ -65,9 +71,7 @@ def labels_by_prompt(score_rows: list[dict], concept: str, splits: dict[int, str
     for r in score_rows:
         if r["correct"] == "":
             continue
-        group = group_of(r, concept)
-        names = [group] + ([f"{group}_{splits[int(r['id'])]}"] if splits.get(int(r["id"])) else [])
-        for name in names:
+        for name in group_names(r, concept, splits.get(int(r["id"]))):
             labels[name].setdefault(int(r["id"]), []).append(int(r["correct"]))
     return labels
 
@@ -86,8 +90,7 @@ def labels_from_per_prompt(rows: list[dict], concept: str) -> dict[str, dict[int
     for r in rows:
         if not int(r["n"]):
             continue
-        group = group_of(r, concept)
-        for name in [group] + ([f"{group}_{r['split']}"] if r.get("split") else []):
+        for name in group_names(r, concept, r.get("split")):
             labels[name][int(r["id"])] = count_labels(int(r["n"]), float(r["acc"]))
     return labels
 
